@@ -1,0 +1,44 @@
+/*
+ * httpd: a small HTTP/1.1 server on its own thread (libmicrohttpd), used for
+ * /metrics, /healthz, /readyz on --metrics, and by the collector for ingest.
+ * The handler runs on libmicrohttpd's thread, never on a service's event loop.
+ */
+#ifndef PUSH_HTTPD_H
+#define PUSH_HTTPD_H
+
+#include <stddef.h>
+
+typedef struct httpd httpd_t;
+
+typedef struct httpd_request {
+    const char *method;   /* "GET", "POST", ... */
+    const char *path;     /* without the query string */
+    const char *body;     /* NUL-terminated copy of the body (may contain NULs); "" if none */
+    size_t body_len;
+    const char *content_type; /* header value or NULL */
+} httpd_request_t;
+
+typedef struct httpd_response {
+    int status;
+    const char *content_type; /* default "text/plain" */
+    char *body;               /* malloc'd; httpd frees it */
+    size_t body_len;
+} httpd_response_t;
+
+/* Fill *res. Called on the server thread, possibly concurrently. */
+typedef void (*httpd_handler_fn)(void *arg, const httpd_request_t *req, httpd_response_t *res);
+
+/* Start listening on HOST:PORT. Bodies larger than max_body_bytes get 413
+ * without reaching the handler. Returns NULL (and logs why) on failure. */
+httpd_t *httpd_start(const char *hostport, size_t max_body_bytes, httpd_handler_fn handler, void *arg);
+void httpd_stop(httpd_t *h);
+
+/* Helper: res->body = strdup(text). */
+void httpd_reply(httpd_response_t *res, int status, const char *content_type, const char *text);
+
+/* /metrics, /healthz and /readyz. ready() is called on each /readyz and says
+ * whether the process's connections are up; it may be NULL (always ready). */
+typedef int (*httpd_ready_fn)(void *arg);
+httpd_t *httpd_start_metrics(const char *hostport, httpd_ready_fn ready, void *arg);
+
+#endif

@@ -1,0 +1,117 @@
+/* natsx: see natsx.h. */
+#include "natsx.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+
+static metrics_series_t *natsx_disconnects;
+static metrics_series_t *natsx_async_errors;
+
+static void natsx_on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    metrics_inc(natsx_disconnects);
+    LOG_W("nats: connection lost (%s); reconnecting forever, publishes are buffered meanwhile",
+          (const char *)closure);
+}
+
+static void natsx_on_reconnected(natsConnection *nc, void *closure)
+{
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nc, url, sizeof url);
+    LOG_I("nats: connected again to %s (%s)", url, (const char *)closure);
+}
+
+static void natsx_on_connected(natsConnection *nc, void *closure)
+{
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nc, url, sizeof url);
+    LOG_I("nats: connected to %s (%s)", url, (const char *)closure);
+}
+
+static void natsx_on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)nc, (void)closure;
+    metrics_inc(natsx_async_errors);
+    const char *subj = sub ? natsSubscription_GetSubject(sub) : NULL;
+    LOG_W("nats: asynchronous error on %s: %s", subj ? subj : "(connection)", natsStatus_GetText(err));
+}
+
+natsStatus natsx_connect(natsConnection **out, const char *urls, const char *name)
+{
+    natsx_disconnects = metrics_counter("push_nats_disconnects_total", NULL,
+                                        "Times the NATS connection was lost");
+    natsx_async_errors = metrics_counter("push_nats_async_errors_total", NULL,
+                                         "Asynchronous NATS errors (slow consumer, ...)");
+    natsOptions *opts = NULL;
+    natsStatus s = natsOptions_Create(&opts);
+    char *list = strdup(urls);
+    const char *servers[16];
+    int count = 0;
+    if (s == NATS_OK && !list)
+        s = NATS_NO_MEMORY;
+    for (char *save = NULL, *tok = list ? strtok_r(list, ",", &save) : NULL; tok && count < 16;
+         tok = strtok_r(NULL, ",", &save))
+        servers[count++] = tok;
+    if (s == NATS_OK && count == 0)
+        s = NATS_INVALID_ARG;
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(opts, servers, count);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(opts, name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(opts, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectBufSize(opts, 64 * 1024 * 1024);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPendingMsgs(opts, 1000000);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(opts, natsx_on_disconnected, (void *)name);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(opts, natsx_on_reconnected, (void *)name);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(opts, natsx_on_error, (void *)name);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(opts, true, natsx_on_connected, (void *)name);
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(out, opts);
+        if (s == NATS_NOT_YET_CONNECTED) {
+            LOG_W("nats: %s not reachable yet; retrying in the background", urls);
+            s = NATS_OK;
+        } else if (s == NATS_OK) {
+            natsx_on_connected(*out, (void *)name);
+        }
+    }
+    if (s != NATS_OK)
+        LOG_E("nats: cannot set up a connection to '%s': %s", urls, natsStatus_GetText(s));
+    natsOptions_Destroy(opts);
+    free(list);
+    return s;
+}
+
+int natsx_connected(natsConnection *nc)
+{
+    return nc && natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+void natsx_close(natsConnection *nc)
+{
+    if (!nc)
+        return;
+    if (natsx_connected(nc))
+        natsConnection_FlushTimeout(nc, 1000);
+    natsConnection_Close(nc);
+    natsConnection_Destroy(nc);
+}
+
+const char *natsx_subject(char *buf, size_t size, const char *prefix, const char *suffix)
+{
+    snprintf(buf, size, "%s.%s", prefix, suffix);
+    return buf;
+}

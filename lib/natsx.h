@@ -1,0 +1,39 @@
+/*
+ * natsx: the NATS connection every service uses.
+ *
+ * The connection retries the first connect and reconnects forever, logging
+ * each loss and each return; publishes made while disconnected are buffered
+ * by nats.c (up to its reconnect buffer) and sent on reconnect. Callbacks of
+ * subscriptions run on nats.c's threads, never on a service's event loop.
+ */
+#ifndef PUSH_NATSX_H
+#define PUSH_NATSX_H
+
+#include <nats/nats.h>
+#include <stddef.h>
+
+/* Connect to urls ("nats://a:4222,nats://b:4222") as `name`. Returns NATS_OK
+ * with *out set even when the server is not up yet (the connection keeps
+ * trying in the background); any other status means bad options. */
+natsStatus natsx_connect(natsConnection **out, const char *urls, const char *name);
+
+/* 1 while the connection is up (for /readyz). */
+int natsx_connected(natsConnection *nc);
+
+/* Flush and close, then destroy. Safe with NULL. */
+void natsx_close(natsConnection *nc);
+
+/* Write "<prefix>.<suffix>" into buf. Returns buf. */
+const char *natsx_subject(char *buf, size_t size, const char *prefix, const char *suffix);
+
+/* Protocol names of the subjects (see docs/SUBJECTS.md); joined to the prefix. */
+#define NATSX_COLLECT "collect"
+#define NATSX_DISPATCH "dispatch"
+#define NATSX_NODE "node"
+#define NATSX_BROADCAST "broadcast"
+#define NATSX_AUTH "auth"
+#define NATSX_ACK "ack"
+#define NATSX_PENDING "pending"
+#define NATSX_PRESENCE "presence"
+
+#endif
