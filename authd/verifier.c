@@ -1,0 +1,114 @@
+/*
+ * verifier: see verifier.h. Each request is independent: decode, verify,
+ * reply, count. A request that is not an AuthRequest is answered
+ * {ok=false, reason="malformed"} so the asking pusher never waits it out.
+ */
+#include "verifier.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jwt.h"
+#include "log.h"
+#include "metrics.h"
+#include "natsx.h"
+#include "push/v1/push.pb-c.h"
+
+#define VERIFIER_LEEWAY_S 30
+
+struct verifier {
+    natsSubscription *sub;
+    const char *secret;
+    size_t secret_len;
+    metrics_series_t *requests, *accepted, *refused[JWT_BAD_SUB + 1];
+};
+
+static void verifier_reply(natsConnection *nc, natsMsg *msg, const Push__V1__AuthReply *r)
+{
+    const char *reply_to = natsMsg_GetReply(msg);
+    if (!reply_to)
+        return;
+    uint8_t buf[512];
+    size_t n = push__v1__auth_reply__get_packed_size(r);
+    if (n > sizeof buf)
+        return;
+    push__v1__auth_reply__pack(r, buf);
+    natsStatus s = natsConnection_Publish(nc, reply_to, buf, (int)n);
+    if (s != NATS_OK)
+        LOG_W("authd: cannot send a reply to %s: %s; the pusher will time out", reply_to,
+              natsStatus_GetText(s));
+}
+
+static void verifier_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)sub;
+    verifier_t *v = closure;
+    metrics_inc(v->requests);
+    Push__V1__AuthReply reply = PUSH__V1__AUTH_REPLY__INIT;
+    char user[JWT_MAX_SUB + 1];
+    Push__V1__AuthRequest *req = push__v1__auth_request__unpack(
+        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    jwt_result_t r = JWT_MALFORMED;
+    if (req)
+        r = jwt_verify(req->token, strlen(req->token), v->secret, v->secret_len, time(NULL),
+                       VERIFIER_LEEWAY_S, user);
+    if (r == JWT_OK) {
+        reply.ok = 1;
+        reply.user = user;
+        metrics_inc(v->accepted);
+        LOG_D("authd: accepted user %s (node %s, conn %s)", user, req->node ? req->node : "?",
+              req->conn ? req->conn : "?");
+    } else {
+        reply.ok = 0;
+        reply.reason = (char *)jwt_reason_name(r);
+        metrics_inc(v->refused[r]);
+        LOG_D("authd: refused a token: %s (node %s)", reply.reason,
+              req && req->node ? req->node : "?");
+    }
+    verifier_reply(nc, msg, &reply);
+    if (req)
+        push__v1__auth_request__free_unpacked(req, NULL);
+    natsMsg_Destroy(msg);
+}
+
+verifier_t *verifier_start(natsConnection *nc, const char *prefix, const char *secret)
+{
+    verifier_t *v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
+    v->secret = secret;
+    v->secret_len = strlen(secret);
+    v->requests = metrics_counter("push_authd_requests_total", NULL, "Auth requests received");
+    v->accepted = metrics_counter("push_authd_accepted_total", NULL, "Tokens accepted");
+    for (int r = JWT_MALFORMED; r <= JWT_BAD_SUB; r++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "reason=\"%s\"", jwt_reason_name((jwt_result_t)r));
+        v->refused[r] = metrics_counter("push_authd_refused_total", labels, "Tokens refused, by reason");
+    }
+    char subject[256];
+    natsx_subject(subject, sizeof subject, prefix, NATSX_AUTH);
+    natsStatus s = natsConnection_QueueSubscribe(&v->sub, nc, subject, "authd", verifier_on_msg, v);
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(v->sub, 1000000, 256 * 1024 * 1024);
+    if (s != NATS_OK) {
+        LOG_E("authd: cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
+        natsSubscription_Destroy(v->sub);
+        free(v);
+        return NULL;
+    }
+    LOG_I("authd: answering %s (queue group authd)", subject);
+    return v;
+}
+
+void verifier_stop(verifier_t *v)
+{
+    if (!v)
+        return;
+    /* Drain: requests already received are still answered. */
+    if (natsSubscription_Drain(v->sub) == NATS_OK)
+        natsSubscription_WaitForDrainCompletion(v->sub, 2000);
+    natsSubscription_Destroy(v->sub);
+    free(v);
+}

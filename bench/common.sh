@@ -1,0 +1,39 @@
+# Shared by the bench scripts: start servers and services on free loopback
+# ports, remember every pid, stop them all on exit. Source it, don't run it.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${PUSH_BIN:-$ROOT/build/bin}
+DIR=$(mktemp -d /tmp/push-bench.XXXXXX)
+PIDS=()
+bench_cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  "$ROOT/scripts/servers.sh" stop "$DIR"
+}
+trap bench_cleanup EXIT
+
+free_port() { "$ROOT/scripts/free-port.sh"; }
+
+bench_servers() {
+  NATS_PORT=$(free_port); REDIS_PORT=$(free_port)
+  "$ROOT/scripts/servers.sh" start "$DIR" "$NATS_PORT" "$REDIS_PORT" >&2
+  export PUSH_NATS_URL=nats://127.0.0.1:$NATS_PORT PUSH_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+  export PUSH_JWT_SECRET=bench-secret PUSH_LOG_LEVEL=${PUSH_LOG_LEVEL:-warn}
+}
+
+# bench_start NAME PROGRAM ARGS...: start and wait for /readyz; sets METRICS_<NAME>.
+bench_start() {
+  local name=$1 prog=$2; shift 2
+  local mport; mport=$(free_port)
+  "$BIN/$prog" --metrics "127.0.0.1:$mport" "$@" >"$DIR/$name.log" 2>&1 &
+  PIDS+=($!)
+  eval "PID_${name//-/_}=$!"
+  eval "METRICS_${name//-/_}=http://127.0.0.1:$mport"
+  for _ in $(seq 1 400); do
+    curl -fs "http://127.0.0.1:$mport/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "bench: $name not ready; log:" >&2; tail -20 "$DIR/$name.log" >&2; return 1
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

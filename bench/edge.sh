@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The edge benchmarks of docs/BENCHMARKS.md: connections held, memory per
+# connection, connect storm, broadcast fan-out, unicast throughput/latency.
+#
+#   bench/edge.sh [CONNS] [PUSHERS]     (defaults 100000 and 6)
+#
+# Each pusher process is its own node on its own port; the open-file cap of
+# 20,000 per process means 100k connections need at least 6 pushers and 6
+# wsload processes. Prints one JSON line per figure.
+source "$(dirname "$0")/common.sh"
+CONNS=${1:-100000}
+PUSHERS=${2:-6}
+PER=$(( (CONNS + PUSHERS - 1) / PUSHERS ))
+RATE=${RATE:-20000}        # total connect rate asked of the load generators
+SOURCES=${SOURCES:-50}
+
+bench_servers
+bench_start authd authd
+PORTS=()
+for i in $(seq 1 "$PUSHERS"); do
+  p=$(free_port); PORTS+=("$p")
+  bench_start "pusher$i" pusher --listen "127.0.0.1:$p" --node-id "bench-$i"
+done
+base=0
+for i in $(seq 1 "$PUSHERS"); do
+  pid_var="PID_pusher$i"; base=$(( base + $(rss_kib "${!pid_var}") ))
+done
+echo "{\"figure\":\"baseline\",\"pushers\":$PUSHERS,\"rss_kib\":$base}"
+
+# connect storm: every wsload opens PER connections to its pusher
+WS=()
+for i in $(seq 1 "$PUSHERS"); do
+  "$BIN/wsload" --url "ws://127.0.0.1:${PORTS[$((i-1))]}/ws" --conns "$PER" --rate $(( RATE / PUSHERS )) \
+    --sources "$SOURCES" --first-user $(( (i-1) * PER )) --hold 600 --expect "${EXPECT:-1}" \
+    >"$DIR/wsload$i.json" 2>"$DIR/wsload$i.err" &
+  WS+=($!)
+done
+start=$(date +%s.%N)
+target=$(( PER * PUSHERS ))
+while :; do
+  total=0
+  for i in $(seq 1 "$PUSHERS"); do
+    m="METRICS_pusher$i"
+    c=$(curl -fs "${!m}/metrics" | awk '/^push_pusher_connections / {print $2}')
+    total=$(( total + ${c:-0} ))
+  done
+  [ "$total" -ge "$target" ] && break
+  now=$(date +%s.%N)
+  if (( $(echo "$now - $start > 120" | bc) )); then echo "bench: only $total of $target connections after 120 s" >&2; break; fi
+  sleep 0.2
+done
+elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+echo "{\"figure\":\"connect_storm\",\"connections\":$total,\"seconds\":$elapsed,\"per_second\":$(echo "$total / $elapsed" | bc)}"
+sleep 2
+rss=0
+for i in $(seq 1 "$PUSHERS"); do pid_var="PID_pusher$i"; rss=$(( rss + $(rss_kib "${!pid_var}") )); done
+echo "{\"figure\":\"memory\",\"connections\":$total,\"rss_kib\":$rss,\"bytes_per_conn\":$(( (rss - base) * 1024 / (total > 0 ? total : 1) ))}"
+
+# broadcast fan-out: one message to everyone; each wsload stops at its first message
+"$BIN/pubload" --mode broadcast --count 1 --rate 0 >/dev/null
+for pid in "${WS[@]}"; do wait "$pid" || true; done
+cat "$DIR"/wsload*.json | python3 -c '
+import json, sys
+rs = [json.loads(l) for l in sys.stdin if l.strip()]
+got = sum(r["messages"] for r in rs)
+mx = max(r["max_ms"] for r in rs)
+p99 = max(r["p99_ms"] for r in rs)
+print(json.dumps({"figure": "broadcast", "delivered": got, "max_ms": mx, "worst_p99_ms": p99,
+                  "frames_per_s": round(got / (mx / 1000)) if mx else None}))'
