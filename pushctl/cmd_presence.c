@@ -20,7 +20,7 @@ int pushctl_presence(int argc, char **argv)
                        &npos, &common);
     if (rc >= 0)
         return rc;
-    if (npos != 2) {
+    if (npos != 1) {
         fprintf(stderr, "pushctl: presence takes exactly one USER argument\n");
         return 2;
     }

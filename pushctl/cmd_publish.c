@@ -72,7 +72,7 @@ static int publish_run(int argc, char **argv, int broadcast)
                        opts, n, argc, argv, &npos, &common);
     if (rc >= 0)
         return rc;
-    if (npos != 2) {
+    if (npos != 1) {
         fprintf(stderr, "pushctl: %s takes exactly one DATA argument\n", argv[0]);
         return 2;
     }

@@ -1,0 +1,45 @@
+/*
+ * accept: the one path every publish takes, whichever door it came in by
+ * (NATS or HTTP): decode and validate (ingest.h), store, hand over
+ * (handover.h), and say what to answer. Counts accepted, duplicate and
+ * rejected publishes (by reason). Any thread; blocks on the store.
+ */
+#ifndef COLLECTOR_ACCEPT_H
+#define COLLECTOR_ACCEPT_H
+
+#include <stddef.h>
+
+#include "handover.h"
+#include "ids.h"
+#include "store.h"
+
+typedef enum {
+    ACCEPT_STORED,    /* stored (or a duplicate of a stored one): answer the id */
+    ACCEPT_REJECTED,  /* bad input: answer the error */
+    ACCEPT_STORE_DOWN /* the store failed: answer the error; nothing was kept */
+} accept_status_t;
+
+typedef struct accept_result {
+    accept_status_t status;
+    int json;                 /* the publish was JSON: answer in JSON */
+    char id[IDS_LEN + 1];     /* when stored */
+    const char *reason;       /* reason code when rejected */
+    char error[256];          /* sentence when not stored */
+} accept_result_t;
+
+typedef struct accept accept_t;
+
+accept_t *accept_new(store_t *store, handover_t *handover);
+void accept_free(accept_t *a);
+
+/* Take one publish. The reply to send (accept_reply) can go out as soon as
+ * this returns: the hand-over was already attempted, and a failed one is
+ * retried from the store. */
+void accept_publish(accept_t *a, const void *buf, size_t len, const char *content_type,
+                    accept_result_t *res);
+
+/* The answer for res: JSON {"id":..}/{"error":..} or a packed PushReply.
+ * Returns a malloc'd buffer (caller frees) and its length in *len. */
+void *accept_reply(const accept_result_t *res, size_t *len);
+
+#endif

@@ -1,0 +1,183 @@
+/* collect: see collect.h. */
+#include "collect.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "natsx.h"
+#include "push/v1/push.pb-c.h"
+
+struct collect {
+    natsConnection *nc;
+    accept_t *accept;
+    store_t *store;
+    natsSubscription *sub_collect, *sub_pending, *sub_ack;
+    metrics_series_t *pending_requests, *acks, *malformed;
+};
+
+static void collect_on_publish(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)sub;
+    collect_t *c = closure;
+    const char *ctype = NULL;
+    natsMsgHeader_Get(msg, "Content-Type", &ctype);
+    accept_result_t res;
+    accept_publish(c->accept, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), ctype, &res);
+    const char *reply_to = natsMsg_GetReply(msg);
+    if (reply_to) {
+        size_t len = 0;
+        void *reply = accept_reply(&res, &len);
+        if (reply)
+            natsConnection_Publish(nc, reply_to, reply, (int)len);
+        free(reply);
+    }
+    natsMsg_Destroy(msg);
+}
+
+typedef struct pending_acc {
+    Push__V1__Message *msgs;
+    Push__V1__Message **ptrs;
+    size_t n, bytes;
+} pending_acc_t;
+
+/* store_pending callback: copy what the reply needs (pointers die after the call). */
+static void collect_pending_one(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
+{
+    (void)to, (void)n_to;
+    pending_acc_t *acc = arg;
+    if (acc->bytes + m->data_len + 128 > COLLECT_PENDING_MAX_BYTES)
+        return; /* the rest comes on the next connection, after these are acked */
+    Push__V1__Message *pm = &acc->msgs[acc->n];
+    push__v1__message__init(pm);
+    pm->id = strdup(m->id);
+    pm->topic = strdup(m->topic);
+    pm->has_data = 1;
+    pm->data.len = m->data_len;
+    pm->data.data = malloc(m->data_len ? m->data_len : 1);
+    if (m->data_len)
+        memcpy(pm->data.data, m->data, m->data_len);
+    pm->content_type = strdup(m->content_type);
+    pm->has_accepted_ms = 1;
+    pm->accepted_ms = m->accepted_ms;
+    pm->has_ttl = 1;
+    pm->ttl = m->ttl;
+    acc->ptrs[acc->n++] = pm;
+    acc->bytes += m->data_len + 128;
+}
+
+static void collect_on_pending(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)sub;
+    collect_t *c = closure;
+    metrics_inc(c->pending_requests);
+    Push__V1__PendingReply reply = PUSH__V1__PENDING_REPLY__INIT;
+    pending_acc_t acc = {0};
+    Push__V1__PendingRequest *req = push__v1__pending_request__unpack(
+        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    if (!req) {
+        metrics_inc(c->malformed);
+        reply.error = "not a push.v1.PendingRequest";
+    } else {
+        size_t limit = req->has_limit && req->limit && req->limit < COLLECT_PENDING_LIMIT
+                           ? req->limit : COLLECT_PENDING_LIMIT;
+        acc.msgs = calloc(limit, sizeof *acc.msgs);
+        acc.ptrs = calloc(limit, sizeof *acc.ptrs);
+        if (!acc.msgs || !acc.ptrs ||
+            store_pending(c->store, req->user, ids_now_ms(), limit, collect_pending_one, &acc) < 0)
+            reply.error = "the store is unavailable";
+        reply.messages = acc.ptrs;
+        reply.n_messages = acc.n;
+    }
+    const char *reply_to = natsMsg_GetReply(msg);
+    if (reply_to) {
+        size_t len = push__v1__pending_reply__get_packed_size(&reply);
+        uint8_t *buf = malloc(len ? len : 1);
+        if (buf) {
+            push__v1__pending_reply__pack(&reply, buf);
+            natsConnection_Publish(nc, reply_to, buf, (int)len);
+            free(buf);
+        }
+    }
+    for (size_t i = 0; i < acc.n; i++) {
+        free(acc.msgs[i].id);
+        free(acc.msgs[i].topic);
+        free(acc.msgs[i].data.data);
+        free(acc.msgs[i].content_type);
+    }
+    free(acc.msgs);
+    free(acc.ptrs);
+    if (req)
+        push__v1__pending_request__free_unpacked(req, NULL);
+    natsMsg_Destroy(msg);
+}
+
+static void collect_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc, (void)sub;
+    collect_t *c = closure;
+    Push__V1__Ack *ack = push__v1__ack__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+                                               (const uint8_t *)natsMsg_GetData(msg));
+    if (!ack) {
+        metrics_inc(c->malformed);
+        LOG_D("collector: ignored a malformed ack");
+    } else {
+        metrics_add(c->acks, (int64_t)ack->n_ids);
+        if (store_ack(c->store, ack->user, ack->ids, ack->n_ids) != STORE_OK)
+            LOG_W("collector: could not record %zu ack(s) of %s; they will be delivered again",
+                  ack->n_ids, ack->user);
+        push__v1__ack__free_unpacked(ack, NULL);
+    }
+    natsMsg_Destroy(msg);
+}
+
+static natsStatus collect_sub(collect_t *c, natsSubscription **sub, const char *prefix,
+                              const char *what, natsMsgHandler cb)
+{
+    char subject[256];
+    natsx_subject(subject, sizeof subject, prefix, what);
+    natsStatus s = natsConnection_QueueSubscribe(sub, c->nc, subject, "collector", cb, c);
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(*sub, 1000000, 1024 * 1024 * 1024);
+    if (s != NATS_OK)
+        LOG_E("collector: cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
+    else
+        LOG_I("collector: listening on %s (queue group collector)", subject);
+    return s;
+}
+
+collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accept, store_t *store)
+{
+    collect_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->nc = nc;
+    c->accept = accept;
+    c->store = store;
+    c->pending_requests = metrics_counter("push_collect_pending_requests_total", NULL,
+                                          "Pending-message requests from pushers");
+    c->acks = metrics_counter("push_collect_acks_total", NULL, "Message ids acked by clients");
+    c->malformed = metrics_counter("push_collect_malformed_internal_total", NULL,
+                                   "Malformed pending or ack messages ignored");
+    if (collect_sub(c, &c->sub_collect, prefix, NATSX_COLLECT, collect_on_publish) != NATS_OK ||
+        collect_sub(c, &c->sub_pending, prefix, NATSX_PENDING, collect_on_pending) != NATS_OK ||
+        collect_sub(c, &c->sub_ack, prefix, NATSX_ACK, collect_on_ack) != NATS_OK) {
+        collect_stop(c);
+        return NULL;
+    }
+    return c;
+}
+
+void collect_stop(collect_t *c)
+{
+    if (!c)
+        return;
+    natsSubscription *subs[] = {c->sub_collect, c->sub_pending, c->sub_ack};
+    for (int i = 0; i < 3; i++)
+        if (subs[i] && natsSubscription_Drain(subs[i]) == NATS_OK)
+            natsSubscription_WaitForDrainCompletion(subs[i], 5000);
+    for (int i = 0; i < 3; i++)
+        natsSubscription_Destroy(subs[i]);
+    free(c);
+}

@@ -1,0 +1,25 @@
+/*
+ * collect: the collector's NATS side. Subscribes, as queue group
+ * "collector", to <prefix>.collect (publishes; see accept.h),
+ * <prefix>.pending (a connecting user's stored messages) and <prefix>.ack
+ * (client acks relayed by pushers). Callbacks run on nats.c's threads.
+ */
+#ifndef COLLECTOR_COLLECT_H
+#define COLLECTOR_COLLECT_H
+
+#include <nats/nats.h>
+
+#include "accept.h"
+#include "store.h"
+
+#define COLLECT_PENDING_LIMIT 1000
+#define COLLECT_PENDING_MAX_BYTES (512 * 1024) /* stay under NATS's default 1 MiB payload */
+
+typedef struct collect collect_t;
+
+collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accept, store_t *store);
+
+/* Drain the subscriptions (requests already received are answered), then free. */
+void collect_stop(collect_t *c);
+
+#endif

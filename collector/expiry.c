@@ -1,0 +1,63 @@
+/* expiry: see expiry.h. */
+#include "expiry.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "log.h"
+
+struct expiry {
+    store_t *store;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stop;
+};
+
+static void *expiry_loop(void *arg)
+{
+    expiry_t *e = arg;
+    pthread_mutex_lock(&e->lock);
+    while (!e->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += EXPIRY_INTERVAL_S;
+        pthread_cond_timedwait(&e->wake, &e->lock, &until);
+        if (e->stop)
+            break;
+        pthread_mutex_unlock(&e->lock);
+        int n = store_expire(e->store, ids_now_ms());
+        if (n > 0)
+            LOG_I("collector: dropped %d expired message(s)", n);
+        pthread_mutex_lock(&e->lock);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+expiry_t *expiry_start(store_t *store)
+{
+    expiry_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->store = store;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->wake, NULL);
+    pthread_create(&e->thread, NULL, expiry_loop, e);
+    return e;
+}
+
+void expiry_stop(expiry_t *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->lock);
+    e->stop = 1;
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->lock);
+    pthread_join(e->thread, NULL);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->wake);
+    free(e);
+}

@@ -1,0 +1,29 @@
+/*
+ * handover: gives stored messages to the dispatcher through the JetStream
+ * stream on <prefix>.dispatch, and marks them dispatched once the stream
+ * acked. A thread of its own retries, every HANDOVER_RETRY_MS, every stored
+ * message that was not marked (the collector died between storing and
+ * handing over, or NATS was down): nothing accepted is lost between
+ * collector and dispatcher. The JetStream message id is the message id, so
+ * a retry inside the stream's duplicate window is stored once.
+ */
+#ifndef COLLECTOR_HANDOVER_H
+#define COLLECTOR_HANDOVER_H
+
+#include <nats/nats.h>
+
+#include "store.h"
+
+#define HANDOVER_RETRY_MS 2000
+
+typedef struct handover handover_t;
+
+handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *store);
+void handover_stop(handover_t *h);
+
+/* Publish m to the stream and wait for its ack, then mark it dispatched.
+ * Returns 0, or -1 (logged, counted; the retry thread will try again).
+ * Any thread; blocks for at most a few seconds. */
+int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n_to);
+
+#endif

@@ -1,0 +1,81 @@
+/* collector: takes publishes, stores them, hands them to the dispatcher. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "accept.h"
+#include "collect.h"
+#include "config.h"
+#include "handover.h"
+#include "http.h"
+#include "httpd.h"
+#include "log.h"
+#include "natsx.h"
+#include "signals.h"
+#include "store.h"
+#include "expiry.h"
+
+typedef struct collector_ready_ctx {
+    natsConnection *nc;
+    store_t *store;
+} collector_ready_ctx_t;
+
+static int collector_ready(void *arg)
+{
+    collector_ready_ctx_t *r = arg;
+    return natsx_connected(r->nc) && store_healthy(r->store);
+}
+
+int main(int argc, char **argv)
+{
+    signals_init();
+    log_init("collector");
+    config_common_t common = {0};
+    const char *store_uri = NULL, *http_at = NULL;
+    config_opt_t opts[] = {
+        CONFIG_COMMON_OPTS(common),
+        {"store", "PUSH_STORE", "sqlite:push.db", "sqlite:PATH or mongodb://...", CONFIG_STR,
+         &store_uri, 0, 0, 1},
+        {"http", "PUSH_HTTP", NULL, "HOST:PORT for HTTP ingest, POST /v1/messages (off)",
+         CONFIG_HOSTPORT, &http_at, 0, 0, 0},
+    };
+    int rc = config_parse("collector", "collector [flags]", opts, sizeof opts / sizeof opts[0], argc,
+                          argv, NULL);
+    if (rc != CONFIG_OK)
+        return rc == CONFIG_EXIT_OK ? 0 : 2;
+    log_set_level_name(common.log_level);
+
+    char err[512];
+    store_t *store = store_open(store_uri, err, sizeof err);
+    if (!store) {
+        LOG_E("collector: %s; not starting", err);
+        return 1;
+    }
+    natsConnection *nc = NULL;
+    if (natsx_connect(&nc, common.nats_url, "collector") != NATS_OK) {
+        store_close(store);
+        return 1;
+    }
+    collector_ready_ctx_t ready = {nc, store};
+    httpd_t *metrics = common.metrics ? httpd_start_metrics(common.metrics, collector_ready, &ready) : NULL;
+    handover_t *handover = handover_start(nc, common.prefix, store);
+    accept_t *accept = handover ? accept_new(store, handover) : NULL;
+    collect_t *collect = accept ? collect_start(nc, common.prefix, accept, store) : NULL;
+    httpd_t *http = http_at && collect ? http_ingest_start(http_at, accept) : NULL;
+    expiry_t *expiry = expiry_start(store);
+    int ok = collect && expiry && (!common.metrics || metrics) && (!http_at || http);
+    if (ok) {
+        LOG_I("collector: running with store %s", store_uri);
+        int sig = signals_wait();
+        LOG_I("collector: signal %d, stopping", sig);
+    }
+    httpd_stop(http);
+    collect_stop(collect);
+    expiry_stop(expiry);
+    handover_stop(handover);
+    accept_free(accept);
+    httpd_stop(metrics);
+    natsx_close(nc);
+    store_close(store);
+    nats_Close();
+    return ok ? 0 : 1;
+}

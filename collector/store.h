@@ -1,0 +1,70 @@
+/*
+ * store: where accepted messages live until every recipient acked them or
+ * they expired. One small interface, several backends (store_sqlite.c; a
+ * MongoDB backend is planned behind the same calls).
+ *
+ * What is kept: per message its id (sorts by acceptance time), topic, data,
+ * content type, acceptance time, ttl, expiry, idempotency key, whether it was
+ * handed to the dispatcher; per recipient (user, message id, acked).
+ *
+ * Thread-safety: every call may come from any thread; backends serialise
+ * internally. Every call may block on disk or network: never call from an
+ * event loop.
+ */
+#ifndef COLLECTOR_STORE_H
+#define COLLECTOR_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ids.h"
+
+typedef struct store store_t;
+
+typedef struct store_msg {
+    char id[IDS_LEN + 1];
+    const char *topic;
+    const unsigned char *data;
+    size_t data_len;
+    const char *content_type;
+    uint64_t accepted_ms;
+    uint32_t ttl;       /* seconds; 0 = live only (kept until handed over, never pending) */
+    int broadcast;
+} store_msg_t;
+
+enum { STORE_OK = 0, STORE_DUPLICATE = 1, STORE_ERR = -1 };
+
+/* Open by URI ("sqlite:PATH"). Returns NULL with err filled when the URI is
+ * unknown or the store cannot be opened. */
+store_t *store_open(const char *uri, char *err, size_t err_size);
+void store_close(store_t *s);
+
+/* Keep m and its recipients durably, in one transaction. With an idem key
+ * seen before, stores nothing, copies the first message's id into
+ * existing_id and returns STORE_DUPLICATE. */
+int store_put(store_t *s, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
+              char existing_id[IDS_LEN + 1]);
+
+/* Called once per message; pointers are valid only during the call. */
+typedef void (*store_msg_fn)(void *arg, const store_msg_t *m, char *const *to, size_t n_to);
+
+/* The user's messages with ttl > 0, not acked, not expired at now_ms, oldest
+ * first, at most limit. fn gets to = NULL. Returns the count or STORE_ERR. */
+int store_pending(store_t *s, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn, void *arg);
+
+/* Mark (user, id) acked for each id. Unknown ids are ignored. */
+int store_ack(store_t *s, const char *user, char *const *ids, size_t n_ids);
+
+/* Messages accepted before before_ms and not yet handed to the dispatcher,
+ * oldest first, with their recipients. Returns the count or STORE_ERR. */
+int store_undispatched(store_t *s, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg);
+int store_mark_dispatched(store_t *s, const char *id);
+
+/* Drop messages (and their recipients) that expired and were handed over.
+ * Returns how many messages were dropped, or STORE_ERR. */
+int store_expire(store_t *s, uint64_t now_ms);
+
+/* 1 while the store answers. */
+int store_healthy(store_t *s);
+
+#endif

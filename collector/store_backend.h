@@ -1,0 +1,28 @@
+/*
+ * store_backend: what a store backend provides (store.c picks one by URI).
+ * Each backend is a struct of functions over its own opaque handle; the
+ * semantics are those documented in store.h.
+ */
+#ifndef COLLECTOR_STORE_BACKEND_H
+#define COLLECTOR_STORE_BACKEND_H
+
+#include "store.h"
+
+typedef struct store_ops {
+    const char *name;
+    int (*put)(void *h, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
+               char existing_id[IDS_LEN + 1]);
+    int (*pending)(void *h, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn, void *arg);
+    int (*ack)(void *h, const char *user, char *const *ids, size_t n_ids);
+    int (*undispatched)(void *h, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg);
+    int (*mark_dispatched)(void *h, const char *id);
+    int (*expire)(void *h, uint64_t now_ms);
+    int (*healthy)(void *h);
+    void (*close)(void *h);
+} store_ops_t;
+
+typedef struct store_sqlite store_sqlite_t;
+store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size);
+extern const store_ops_t store_sqlite_ops;
+
+#endif

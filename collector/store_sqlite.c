@@ -1,0 +1,330 @@
+/*
+ * store_sqlite: the embedded store backend (sqlite:PATH).
+ *
+ * WAL mode with synchronous=FULL: a transaction is on disk (WAL fsynced)
+ * before store_put returns, which is what lets the collector reply "stored".
+ * One connection guarded by a mutex; statements prepared once.
+ *
+ *   messages(id PK, topic, data, content_type, accepted_ms, ttl, expires_ms,
+ *            idem_key UNIQUE, broadcast, dispatched)
+ *   recipients(user, msg_id, acked, PK(user, msg_id))
+ * Expiry: expires_ms = accepted_ms + ttl*1000; a ttl 0 message expires at
+ * once but is kept until it was handed to the dispatcher.
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store_backend.h"
+
+struct store_sqlite {
+    sqlite3 *db;
+    pthread_mutex_t lock;
+    sqlite3_stmt *begin, *commit, *rollback, *find_idem, *ins_msg, *ins_rcpt, *pending, *ack,
+        *undispatched, *rcpts_of, *mark, *expire_rcpts, *expire_msgs;
+    int healthy;
+};
+
+static const char *store_schema =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "PRAGMA busy_timeout=5000;"
+    "CREATE TABLE IF NOT EXISTS messages("
+    " id TEXT PRIMARY KEY, topic TEXT NOT NULL, data BLOB NOT NULL, content_type TEXT NOT NULL,"
+    " accepted_ms INTEGER NOT NULL, ttl INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+    " idem_key TEXT UNIQUE, broadcast INTEGER NOT NULL, dispatched INTEGER NOT NULL DEFAULT 0)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS recipients("
+    " user TEXT NOT NULL, msg_id TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(user, msg_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS recipients_by_msg ON recipients(msg_id);"
+    "CREATE INDEX IF NOT EXISTS messages_undispatched ON messages(id) WHERE dispatched = 0;"
+    "CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages(expires_ms);";
+
+static void store_sqlite_close(void *handle);
+
+#define STORE_MSG_COLS "m.id, m.topic, m.data, m.content_type, m.accepted_ms, m.ttl, m.broadcast"
+
+static int prep(store_sqlite_t *s, sqlite3_stmt **st, const char *sql)
+{
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        LOG_E("store: cannot prepare \"%s\": %s", sql, sqlite3_errmsg(s->db));
+        return -1;
+    }
+    return 0;
+}
+
+store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
+{
+    store_sqlite_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    pthread_mutex_init(&s->lock, NULL);
+    char *msg = NULL;
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "cannot open sqlite database %s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if (sqlite3_exec(s->db, store_schema, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, err_size, "cannot set up %s: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        goto fail;
+    }
+    if (prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
+        prep(s, &s->rollback, "ROLLBACK") ||
+        prep(s, &s->find_idem, "SELECT id FROM messages WHERE idem_key = ?1") ||
+        prep(s, &s->ins_msg,
+             "INSERT INTO messages(id, topic, data, content_type, accepted_ms, ttl, expires_ms,"
+             " idem_key, broadcast) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") ||
+        prep(s, &s->ins_rcpt, "INSERT OR IGNORE INTO recipients(user, msg_id) VALUES(?1, ?2)") ||
+        prep(s, &s->pending,
+             "SELECT " STORE_MSG_COLS " FROM recipients r JOIN messages m ON m.id = r.msg_id"
+             " WHERE r.user = ?1 AND r.acked = 0 AND m.ttl > 0 AND m.expires_ms > ?2"
+             " ORDER BY m.id LIMIT ?3") ||
+        prep(s, &s->ack, "UPDATE recipients SET acked = 1 WHERE user = ?1 AND msg_id = ?2") ||
+        prep(s, &s->undispatched,
+             "SELECT " STORE_MSG_COLS " FROM messages m WHERE m.dispatched = 0 AND m.accepted_ms < ?1"
+             " ORDER BY m.id LIMIT ?2") ||
+        prep(s, &s->rcpts_of, "SELECT user FROM recipients WHERE msg_id = ?1") ||
+        prep(s, &s->mark, "UPDATE messages SET dispatched = 1 WHERE id = ?1") ||
+        prep(s, &s->expire_rcpts,
+             "DELETE FROM recipients WHERE msg_id IN (SELECT id FROM messages"
+             " WHERE expires_ms <= ?1 AND dispatched = 1)") ||
+        prep(s, &s->expire_msgs, "DELETE FROM messages WHERE expires_ms <= ?1 AND dispatched = 1")) {
+        snprintf(err, err_size, "cannot prepare statements on %s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    s->healthy = 1;
+    return s;
+fail:
+    store_sqlite_close(s);
+    return NULL;
+}
+
+static int step_done(store_sqlite_t *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        LOG_E("store: %s failed: %s", sqlite3_sql(st), sqlite3_errmsg(s->db));
+        return -1;
+    }
+    return 0;
+}
+
+static int store_sqlite_put(void *handle, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
+                     char existing_id[IDS_LEN + 1])
+{
+    store_sqlite_t *s = handle;
+    int rc = STORE_ERR;
+    pthread_mutex_lock(&s->lock);
+    if (step_done(s, s->begin))
+        goto out;
+    if (idem) {
+        sqlite3_bind_text(s->find_idem, 1, idem, -1, SQLITE_STATIC);
+        if (sqlite3_step(s->find_idem) == SQLITE_ROW) {
+            snprintf(existing_id, IDS_LEN + 1, "%s", (const char *)sqlite3_column_text(s->find_idem, 0));
+            sqlite3_reset(s->find_idem);
+            step_done(s, s->rollback);
+            rc = STORE_DUPLICATE;
+            goto out;
+        }
+        sqlite3_reset(s->find_idem);
+    }
+    sqlite3_stmt *st = s->ins_msg;
+    sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, m->topic, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, m->data, (int)m->data_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, m->content_type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)m->accepted_ms);
+    sqlite3_bind_int64(st, 6, m->ttl);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)(m->accepted_ms + (uint64_t)m->ttl * 1000u));
+    if (idem)
+        sqlite3_bind_text(st, 8, idem, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 8);
+    sqlite3_bind_int(st, 9, m->broadcast);
+    int bad = step_done(s, st);
+    for (size_t i = 0; i < n_to && !bad; i++) {
+        sqlite3_bind_text(s->ins_rcpt, 1, to[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(s->ins_rcpt, 2, m->id, -1, SQLITE_STATIC);
+        bad = step_done(s, s->ins_rcpt);
+    }
+    if (bad || step_done(s, s->commit)) {
+        step_done(s, s->rollback);
+        goto out;
+    }
+    rc = STORE_OK;
+out:
+    s->healthy = rc != STORE_ERR;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static void row_to_msg(sqlite3_stmt *st, store_msg_t *m)
+{
+    snprintf(m->id, sizeof m->id, "%s", (const char *)sqlite3_column_text(st, 0));
+    m->topic = (const char *)sqlite3_column_text(st, 1);
+    m->data = sqlite3_column_blob(st, 2);
+    m->data_len = (size_t)sqlite3_column_bytes(st, 2);
+    m->content_type = (const char *)sqlite3_column_text(st, 3);
+    m->accepted_ms = (uint64_t)sqlite3_column_int64(st, 4);
+    m->ttl = (uint32_t)sqlite3_column_int64(st, 5);
+    m->broadcast = sqlite3_column_int(st, 6);
+}
+
+static int store_sqlite_pending(void *handle, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn,
+                         void *arg)
+{
+    store_sqlite_t *s = handle;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *st = s->pending;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)now_ms);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_msg_t m;
+        row_to_msg(st, &m);
+        fn(arg, &m, NULL, 0);
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        LOG_E("store: pending messages of %s: %s", user, sqlite3_errmsg(s->db));
+        n = STORE_ERR;
+    }
+    sqlite3_reset(st);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static int store_sqlite_ack(void *handle, const char *user, char *const *ids, size_t n_ids)
+{
+    store_sqlite_t *s = handle;
+    int rc = STORE_OK;
+    pthread_mutex_lock(&s->lock);
+    if (step_done(s, s->begin)) {
+        rc = STORE_ERR;
+        goto out;
+    }
+    for (size_t i = 0; i < n_ids && rc == STORE_OK; i++) {
+        sqlite3_bind_text(s->ack, 1, user, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s->ack, 2, ids[i], -1, SQLITE_STATIC);
+        if (step_done(s, s->ack))
+            rc = STORE_ERR;
+    }
+    if (rc != STORE_OK || step_done(s, s->commit)) {
+        step_done(s, s->rollback);
+        rc = STORE_ERR;
+    }
+out:
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static int store_sqlite_undispatched(void *handle, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg)
+{
+    store_sqlite_t *s = handle;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *st = s->undispatched;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)before_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_msg_t m;
+        row_to_msg(st, &m);
+        size_t cap = 16, n_to = 0;
+        char **to = malloc(cap * sizeof *to);
+        sqlite3_bind_text(s->rcpts_of, 1, m.id, -1, SQLITE_TRANSIENT);
+        while (to && sqlite3_step(s->rcpts_of) == SQLITE_ROW) {
+            if (n_to == cap) {
+                char **nt = realloc(to, (cap *= 2) * sizeof *to);
+                if (!nt)
+                    break;
+                to = nt;
+            }
+            to[n_to++] = strdup((const char *)sqlite3_column_text(s->rcpts_of, 0));
+        }
+        sqlite3_reset(s->rcpts_of);
+        fn(arg, &m, to, n_to);
+        for (size_t i = 0; i < n_to; i++)
+            free(to[i]);
+        free(to);
+        n++;
+    }
+    if (rc != SQLITE_DONE)
+        n = STORE_ERR;
+    sqlite3_reset(st);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static int store_sqlite_mark_dispatched(void *handle, const char *id)
+{
+    store_sqlite_t *s = handle;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_bind_text(s->mark, 1, id, -1, SQLITE_STATIC);
+    int rc = step_done(s, s->mark) ? STORE_ERR : STORE_OK;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static int store_sqlite_expire(void *handle, uint64_t now_ms)
+{
+    store_sqlite_t *s = handle;
+    pthread_mutex_lock(&s->lock);
+    int rc = STORE_ERR;
+    if (step_done(s, s->begin))
+        goto out;
+    sqlite3_bind_int64(s->expire_rcpts, 1, (sqlite3_int64)now_ms);
+    sqlite3_bind_int64(s->expire_msgs, 1, (sqlite3_int64)now_ms);
+    if (step_done(s, s->expire_rcpts) || step_done(s, s->expire_msgs)) {
+        step_done(s, s->rollback);
+        goto out;
+    }
+    rc = sqlite3_changes(s->db);
+    if (step_done(s, s->commit)) {
+        step_done(s, s->rollback);
+        rc = STORE_ERR;
+    }
+out:
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static int store_sqlite_healthy(void *handle)
+{
+    store_sqlite_t *s = handle;
+    return s->healthy;
+}
+
+static void store_sqlite_close(void *handle)
+{
+    store_sqlite_t *s = handle;
+    if (!s)
+        return;
+    sqlite3_stmt **all[] = {&s->begin, &s->commit, &s->rollback, &s->find_idem, &s->ins_msg,
+                            &s->ins_rcpt, &s->pending, &s->ack, &s->undispatched, &s->rcpts_of,
+                            &s->mark, &s->expire_rcpts, &s->expire_msgs};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(*all[i]);
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+const store_ops_t store_sqlite_ops = {
+    .name = "sqlite",
+    .put = store_sqlite_put,
+    .pending = store_sqlite_pending,
+    .ack = store_sqlite_ack,
+    .undispatched = store_sqlite_undispatched,
+    .mark_dispatched = store_sqlite_mark_dispatched,
+    .expire = store_sqlite_expire,
+    .healthy = store_sqlite_healthy,
+    .close = store_sqlite_close,
+};

@@ -1,0 +1,91 @@
+/* routes_lookup: see routes_lookup.h. */
+#include "routes_lookup.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+
+struct routes_lookup {
+    redisx_url_t url;
+    char prefix[128];
+    redisContext *c;
+    atomic_int up;
+    int logged_down;
+    metrics_series_t *errors;
+};
+
+routes_lookup_t *routes_lookup_new(const redisx_url_t *url, const char *prefix)
+{
+    routes_lookup_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->url = *url;
+    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
+    r->errors = metrics_counter("push_dispatch_redis_errors_total", NULL, "Route lookups that failed on Redis");
+    r->c = redisx_connect(&r->url, 2000);
+    atomic_store(&r->up, r->c != NULL);
+    return r;
+}
+
+void routes_lookup_free(routes_lookup_t *r)
+{
+    if (!r)
+        return;
+    if (r->c)
+        redisFree(r->c);
+    free(r);
+}
+
+int routes_lookup_up(routes_lookup_t *r) { return atomic_load(&r->up); }
+
+static int routes_lookup_fail(routes_lookup_t *r, const char *why)
+{
+    metrics_inc(r->errors);
+    if (!r->logged_down)
+        LOG_W("redis: route lookup failed (%s) at %s:%d; deliveries wait and are retried",
+              why, r->url.host, r->url.port);
+    r->logged_down = 1;
+    atomic_store(&r->up, 0);
+    if (r->c)
+        redisFree(r->c);
+    r->c = NULL;
+    return -1;
+}
+
+int routes_lookup_nodes(routes_lookup_t *r, char *const *users, size_t n, long long now_s,
+                        routes_found_fn fn, void *arg)
+{
+    if (!r->c && !(r->c = redisx_connect(&r->url, 2000)))
+        return routes_lookup_fail(r, "cannot connect");
+    char key[512], min[32];
+    snprintf(min, sizeof min, "%lld", now_s);
+    for (size_t i = 0; i < n; i++) {
+        size_t kl = redisx_route_key(key, sizeof key, r->prefix, users[i]);
+        const char *argv[] = {"ZRANGEBYSCORE", key, min, "+inf"};
+        size_t lens[] = {13, kl, strlen(min), 4};
+        if (redisAppendCommandArgv(r->c, 4, argv, lens) != REDIS_OK)
+            return routes_lookup_fail(r, r->c->errstr);
+    }
+    /* Read every reply even after an odd one, so the pipeline stays in step. */
+    for (size_t i = 0; i < n; i++) {
+        redisReply *reply = NULL;
+        if (redisGetReply(r->c, (void **)&reply) != REDIS_OK || !reply)
+            return routes_lookup_fail(r, r->c->errstr[0] ? r->c->errstr : "no reply");
+        if (reply->type == REDIS_REPLY_ARRAY) {
+            for (size_t k = 0; k < reply->elements; k++)
+                if (reply->element[k]->type == REDIS_REPLY_STRING)
+                    fn(arg, i, reply->element[k]->str);
+        } else if (reply->type == REDIS_REPLY_ERROR) {
+            LOG_W("redis: ZRANGEBYSCORE for %s: %s", users[i], reply->str);
+        }
+        freeReplyObject(reply);
+    }
+    if (r->logged_down)
+        LOG_I("redis: route lookups work again at %s:%d", r->url.host, r->url.port);
+    r->logged_down = 0;
+    atomic_store(&r->up, 1);
+    return 0;
+}

@@ -1,0 +1,42 @@
+/* jsx: see jsx.h. File storage so that accepted messages survive a NATS
+ * restart; limits retention with a max age well past any consumer outage. */
+#include "jsx.h"
+
+#include <ctype.h>
+#include <stdio.h>
+
+#include "log.h"
+
+void jsx_stream_name(char *out, size_t size, const char *prefix)
+{
+    size_t i = 0;
+    for (; prefix[i] && i + 10 < size; i++)
+        out[i] = isalnum((unsigned char)prefix[i]) ? (char)toupper((unsigned char)prefix[i]) : '_';
+    snprintf(out + i, size - i, "_DISPATCH");
+}
+
+natsStatus jsx_ensure_dispatch_stream(jsCtx *js, const char *prefix)
+{
+    char name[128], subject[256];
+    jsx_stream_name(name, sizeof name, prefix);
+    snprintf(subject, sizeof subject, "%s.dispatch", prefix);
+    const char *subjects[] = {subject};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = js_LimitsPolicy;
+    cfg.MaxAge = (int64_t)7 * 24 * 3600 * 1000000000LL; /* a week, in ns */
+    jsErrCode jerr = 0;
+    jsStreamInfo *si = NULL;
+    natsStatus s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+    if (s != NATS_OK && jerr == JSStreamNameExistErr)
+        s = js_UpdateStream(&si, js, &cfg, NULL, &jerr);
+    if (s != NATS_OK)
+        LOG_W("jetstream: cannot create stream %s on %s: %s (error %d)", name, subject,
+              natsStatus_GetText(s), (int)jerr);
+    jsStreamInfo_Destroy(si);
+    return s;
+}

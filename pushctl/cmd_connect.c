@@ -1,0 +1,222 @@
+/*
+ * pushctl connect --token T [--url ws://127.0.0.1:8080/ws] [--ack] [--count N]:
+ * a WebSocket client (libwebsockets) that prints every text frame it
+ * receives on its own line, like wscat. With --ack it acks each message
+ * frame; with --count it exits 0 after N message frames. When the server
+ * closes the connection it prints "closed <code> <reason>" on stderr and
+ * exits 1; SIGINT/SIGTERM end it with 0.
+ */
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "pushctl.h"
+#include "signals.h"
+
+typedef struct connect_state {
+    struct lws_context *ctx;
+    int ack;
+    long count, messages;
+    char *rx;
+    size_t rx_len;
+    char **acks;          /* ids to ack, sent when writeable */
+    size_t n_acks, cap_acks;
+    int close_code;
+    char close_reason[128];
+    atomic_int done;
+    int rc;
+} connect_state_t;
+
+static void connect_queue_ack(connect_state_t *st, const char *text, size_t len)
+{
+    json_t *j = json_loadb(text, len, 0, NULL);
+    json_t *type = json_object_get(j, "type"), *id = json_object_get(j, "id");
+    if (json_is_string(type) && strcmp(json_string_value(type), "message") == 0 && json_is_string(id)) {
+        if (st->n_acks == st->cap_acks) {
+            size_t cap = st->cap_acks ? st->cap_acks * 2 : 8;
+            char **na = realloc(st->acks, cap * sizeof *na);
+            if (na) {
+                st->acks = na;
+                st->cap_acks = cap;
+            }
+        }
+        if (st->n_acks < st->cap_acks)
+            st->acks[st->n_acks++] = strdup(json_string_value(id));
+    }
+    json_decref(j);
+}
+
+static int connect_is_message(const char *text, size_t len)
+{
+    json_t *j = json_loadb(text, len, 0, NULL);
+    json_t *type = json_object_get(j, "type");
+    int is = json_is_string(type) && strcmp(json_string_value(type), "message") == 0;
+    json_decref(j);
+    return is;
+}
+
+static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    (void)user;
+    struct lws_context *ctx = lws_get_context(wsi);
+    connect_state_t *st = ctx ? lws_context_user(ctx) : NULL;
+    if (!st)
+        return 0;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        fprintf(stderr, "pushctl: connection failed: %s\n", in ? (const char *)in : "unknown error");
+        st->rc = 1;
+        atomic_store(&st->done, 1);
+        return 0;
+    case LWS_CALLBACK_CLIENT_RECEIVE: {
+        char *nb = realloc(st->rx, st->rx_len + len + 1);
+        if (!nb)
+            return -1;
+        st->rx = nb;
+        memcpy(st->rx + st->rx_len, in, len);
+        st->rx_len += len;
+        if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+            return 0;
+        printf("%.*s\n", (int)st->rx_len, st->rx);
+        fflush(stdout);
+        int is_msg = connect_is_message(st->rx, st->rx_len);
+        if (st->ack && is_msg) {
+            connect_queue_ack(st, st->rx, st->rx_len);
+            lws_callback_on_writable(wsi);
+        }
+        st->rx_len = 0;
+        if (is_msg && st->count && ++st->messages >= st->count && !st->ack) {
+            st->rc = 0;
+            atomic_store(&st->done, 1);
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        if (st->n_acks) {
+            char *id = st->acks[--st->n_acks];
+            json_t *j = json_pack("{s:s,s:s}", "type", "ack", "id", id);
+            char *text = json_dumps(j, JSON_COMPACT);
+            json_decref(j);
+            free(id);
+            size_t n = strlen(text);
+            unsigned char *buf = malloc(LWS_PRE + n);
+            memcpy(buf + LWS_PRE, text, n);
+            free(text);
+            int w = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
+            free(buf);
+            if (w < (int)n)
+                return -1;
+            if (st->n_acks)
+                lws_callback_on_writable(wsi);
+            else if (st->count && st->messages >= st->count) {
+                st->rc = 0;
+                atomic_store(&st->done, 1);
+            }
+        }
+        return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (len >= 2) {
+            const unsigned char *p = in;
+            st->close_code = p[0] << 8 | p[1];
+            snprintf(st->close_reason, sizeof st->close_reason, "%.*s", (int)(len - 2), (const char *)in + 2);
+        }
+        return 0;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        if (!atomic_load(&st->done)) {
+            fprintf(stderr, "closed %d %s\n", st->close_code ? st->close_code : 1006, st->close_reason);
+            st->rc = 1;
+            atomic_store(&st->done, 1);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols connect_protocols[] = {
+    {"push-client", connect_cb, 0, 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void *connect_signal_thread(void *arg)
+{
+    connect_state_t *st = arg;
+    signals_wait();
+    st->rc = 0;
+    atomic_store(&st->done, 1);
+    lws_cancel_service(st->ctx);
+    return NULL;
+}
+
+int pushctl_connect(int argc, char **argv)
+{
+    const char *token = NULL, *url = NULL;
+    long count = 0;
+    int ack = 0;
+    config_opt_t opts[] = {
+        {"token", NULL, NULL, "the JWT to present (pushctl token mints one)", CONFIG_STR, &token, 0, 0, 1},
+        {"url", NULL, "ws://127.0.0.1:8080/ws", "the pusher's WebSocket URL", CONFIG_STR, &url, 0, 0, 1},
+        {"ack", NULL, NULL, "ack every message frame", CONFIG_FLAG, &ack, 0, 0, 0},
+        {"count", NULL, "0", "exit 0 after this many message frames (0: never)", CONFIG_INT, &count, 0,
+         1000000000, 1},
+    };
+    int rc = config_parse("pushctl", "pushctl connect --token T [--url URL] [--ack] [--count N]", opts,
+                          sizeof opts / sizeof opts[0], argc, argv, NULL);
+    if (rc != CONFIG_OK)
+        return rc == CONFIG_EXIT_OK ? 0 : 2;
+    char host[256], path[4096];
+    int port = 80;
+    if (sscanf(url, "ws://%255[^:/]:%d%4095s", host, &port, path) < 2 &&
+        sscanf(url, "ws://%255[^:/]%4095s", host, path) < 1) {
+        fprintf(stderr, "pushctl: --url must look like ws://HOST:PORT/PATH\n");
+        return 2;
+    }
+    if (!strchr(url + 5, '/'))
+        strcpy(path, "/");
+    char full[8192];
+    snprintf(full, sizeof full, "%s%stoken=%s", path, strchr(path, '?') ? "&" : "?", token);
+
+    connect_state_t st = {.ack = ack, .count = count, .rc = 1};
+    lws_set_log_level(LLL_ERR, NULL);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = connect_protocols;
+    info.user = &st;
+    st.ctx = lws_create_context(&info);
+    if (!st.ctx) {
+        fprintf(stderr, "pushctl: cannot create a WebSocket client\n");
+        return 1;
+    }
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.context = st.ctx;
+    ci.address = host;
+    ci.port = port;
+    ci.path = full;
+    ci.host = host;
+    ci.origin = host;
+    ci.protocol = NULL;
+    if (!lws_client_connect_via_info(&ci)) {
+        fprintf(stderr, "pushctl: cannot connect to %s\n", url);
+        lws_context_destroy(st.ctx);
+        return 1;
+    }
+    pthread_t sig;
+    pthread_create(&sig, NULL, connect_signal_thread, &st);
+    pthread_detach(sig);
+    while (!atomic_load(&st.done))
+        lws_service(st.ctx, 0);
+    lws_context_destroy(st.ctx);
+    free(st.rx);
+    for (size_t i = 0; i < st.n_acks; i++)
+        free(st.acks[i]);
+    free(st.acks);
+    return st.rc;
+}

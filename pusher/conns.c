@@ -1,0 +1,215 @@
+/* conns: see conns.h. Connection ids are a per-process counter in hex, so
+ * they are unique for the life of the process and cheap to make. */
+#include "conns.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "strmap.h"
+
+struct conns {
+    strmap_t *by_id;
+    strmap_t *by_user;
+    conn_t *all;
+    size_t authed;
+    uint64_t next_id;
+};
+
+conns_t *conns_new(void)
+{
+    conns_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->by_id = strmap_new();
+    c->by_user = strmap_new();
+    if (!c->by_id || !c->by_user) {
+        conns_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void conn_destroy(conn_t *conn)
+{
+    while (conn->q_len)
+        conn_pop(conn);
+    free(conn->q);
+    free(conn->token);
+    free(conn->rx);
+    free(conn);
+}
+
+static void conns_free_conn(void *arg, const char *key, void *value)
+{
+    (void)arg, (void)key;
+    conn_destroy(value);
+}
+
+static void conns_free_user(void *arg, const char *key, void *value)
+{
+    (void)arg, (void)key;
+    conn_user_t *u = value;
+    free(u->id);
+    free(u);
+}
+
+void conns_free(conns_t *c)
+{
+    if (!c)
+        return;
+    if (c->by_id) {
+        strmap_each(c->by_id, conns_free_conn, NULL);
+        strmap_free(c->by_id);
+    }
+    if (c->by_user) {
+        strmap_each(c->by_user, conns_free_user, NULL);
+        strmap_free(c->by_user);
+    }
+    free(c);
+}
+
+conn_t *conns_open(conns_t *c, struct lws *wsi)
+{
+    conn_t *conn = calloc(1, sizeof *conn);
+    if (!conn)
+        return NULL;
+    conn->wsi = wsi;
+    conn->state = CONN_AUTH_PENDING;
+    snprintf(conn->id, sizeof conn->id, "c%llx", (unsigned long long)++c->next_id);
+    if (strmap_put(c->by_id, conn->id, conn) != 0) {
+        free(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+conn_t *conns_get(conns_t *c, const char *id) { return strmap_get(c->by_id, id); }
+
+int conns_authenticate(conns_t *c, conn_t *conn, const char *user)
+{
+    conn_user_t *u = strmap_get(c->by_user, user);
+    int first = 0;
+    if (!u) {
+        u = calloc(1, sizeof *u);
+        if (!u || !(u->id = strdup(user)) || strmap_put(c->by_user, user, u) != 0) {
+            if (u)
+                free(u->id);
+            free(u);
+            return -1;
+        }
+        first = 1;
+    }
+    conn->user = u;
+    conn->user_prev = NULL;
+    conn->user_next = u->head;
+    if (u->head)
+        u->head->user_prev = conn;
+    u->head = conn;
+    u->count++;
+    conn->all_prev = NULL;
+    conn->all_next = c->all;
+    if (c->all)
+        c->all->all_prev = conn;
+    c->all = conn;
+    c->authed++;
+    conn->state = CONN_AUTHED;
+    return first;
+}
+
+int conns_close(conns_t *c, conn_t *conn, char **user_out)
+{
+    int last = 0;
+    strmap_remove(c->by_id, conn->id);
+    conn_user_t *u = conn->user;
+    if (u) {
+        if (conn->user_prev)
+            conn->user_prev->user_next = conn->user_next;
+        else
+            u->head = conn->user_next;
+        if (conn->user_next)
+            conn->user_next->user_prev = conn->user_prev;
+        if (conn->all_prev)
+            conn->all_prev->all_next = conn->all_next;
+        else
+            c->all = conn->all_next;
+        if (conn->all_next)
+            conn->all_next->all_prev = conn->all_prev;
+        c->authed--;
+        if (--u->count == 0) {
+            last = 1;
+            strmap_remove(c->by_user, u->id);
+            if (user_out)
+                *user_out = u->id;
+            else
+                free(u->id);
+            free(u);
+        }
+    }
+    conn_destroy(conn);
+    return last;
+}
+
+conn_user_t *conns_user(conns_t *c, const char *user) { return strmap_get(c->by_user, user); }
+
+typedef struct conns_each_ctx {
+    void (*fn)(void *arg, conn_t *conn);
+    void *arg;
+} conns_each_ctx_t;
+
+static void conns_each_one(void *arg, const char *key, void *value)
+{
+    (void)key;
+    conns_each_ctx_t *ctx = arg;
+    ctx->fn(ctx->arg, value);
+}
+
+void conns_each(conns_t *c, void (*fn)(void *arg, conn_t *conn), void *arg)
+{
+    conns_each_ctx_t ctx = {fn, arg};
+    strmap_each(c->by_id, conns_each_one, &ctx);
+}
+conn_t *conns_all(conns_t *c) { return c->all; }
+size_t conns_count(const conns_t *c) { return strmap_size(c->by_id); }
+size_t conns_authed(const conns_t *c) { return c->authed; }
+size_t conns_users(const conns_t *c) { return strmap_size(c->by_user); }
+
+int conn_enqueue(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes)
+{
+    if (conn->q_len >= max_frames || conn->q_bytes + f->len > max_bytes)
+        return -1;
+    if (conn->q_len == conn->q_cap) {
+        uint32_t cap = conn->q_cap ? conn->q_cap * 2 : 4;
+        frame_t **q = malloc(cap * sizeof *q);
+        if (!q)
+            return -1;
+        for (uint32_t i = 0; i < conn->q_len; i++)
+            q[i] = conn->q[(conn->q_head + i) % conn->q_cap];
+        free(conn->q);
+        conn->q = q;
+        conn->q_cap = cap;
+        conn->q_head = 0;
+    }
+    conn->q[(conn->q_head + conn->q_len) % conn->q_cap] = frame_ref(f);
+    conn->q_len++;
+    conn->q_bytes += f->len;
+    return 0;
+}
+
+frame_t *conn_peek(conn_t *conn) { return conn->q_len ? conn->q[conn->q_head] : NULL; }
+
+void conn_pop(conn_t *conn)
+{
+    if (!conn->q_len)
+        return;
+    frame_t *f = conn->q[conn->q_head];
+    conn->q_head = (conn->q_head + 1) % conn->q_cap;
+    conn->q_len--;
+    conn->q_bytes -= f->len;
+    frame_unref(f);
+    if (conn->q_len == 0 && conn->q_cap > 16) {
+        free(conn->q); /* give back what a burst grew */
+        conn->q = NULL;
+        conn->q_cap = conn->q_head = 0;
+    }
+}

@@ -1,0 +1,85 @@
+/*
+ * conns: the pusher's connections and who they belong to. Service thread only.
+ *
+ * Every connection is registered by its id from upgrade to close; once its
+ * user is authenticated it also hangs on that user's list and on the list of
+ * all authenticated connections (broadcast). Add, remove and lookup are O(1)
+ * (hash maps plus intrusive doubly linked lists).
+ */
+#ifndef PUSHER_CONNS_H
+#define PUSHER_CONNS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+#define CONN_ID_LEN 20
+#define CONN_USER_MAX 128
+
+typedef enum { CONN_AUTH_PENDING, CONN_AUTHED, CONN_CLOSING } conn_state_t;
+
+typedef struct conn {
+    struct lws *wsi;                 /* NULL once lws closed it */
+    char id[CONN_ID_LEN + 1];
+    conn_state_t state;
+    int pending_asked;               /* stored messages were requested */
+    char *token;                     /* until the auth request is sent */
+    struct conn_user *user;          /* when AUTHED */
+    struct conn *user_prev, *user_next;
+    struct conn *all_prev, *all_next;
+    /* outgoing frames: a ring of references */
+    frame_t **q;
+    uint32_t q_head, q_len, q_cap;
+    size_t q_bytes;
+    /* a close to perform at the next writeable callback */
+    int close_code;
+    char close_reason[64];
+    /* inbound message being reassembled from fragments */
+    char *rx;
+    size_t rx_len;
+} conn_t;
+
+typedef struct conn_user {
+    char *id;
+    conn_t *head;       /* this user's authenticated connections */
+    uint32_t count;
+    int routed;         /* its route is written in Redis (routes.h) */
+} conn_user_t;
+
+typedef struct conns conns_t;
+
+conns_t *conns_new(void);
+/* Frees the registry and every connection still in it (their queued frames too). */
+void conns_free(conns_t *c);
+
+/* A new connection with a fresh id, registered, state AUTH_PENDING. NULL on OOM. */
+conn_t *conns_open(conns_t *c, struct lws *wsi);
+conn_t *conns_get(conns_t *c, const char *id);
+
+/* Attach an AUTH_PENDING connection to user (state becomes AUTHED). Returns
+ * 1 if it is the user's first connection here, 0 if not, -1 on OOM. */
+int conns_authenticate(conns_t *c, conn_t *conn, const char *user);
+
+/* Unregister and free conn (its queue too). Returns 1 if it was its user's
+ * last connection here (then *user_out gets a malloc'd copy of the user id,
+ * which the caller frees), else 0. */
+int conns_close(conns_t *c, conn_t *conn, char **user_out);
+
+conn_user_t *conns_user(conns_t *c, const char *user);
+/* Call fn for every registered connection (any state); fn must not close it. */
+void conns_each(conns_t *c, void (*fn)(void *arg, conn_t *conn), void *arg);
+conn_t *conns_all(conns_t *c);     /* first authenticated connection; follow all_next */
+size_t conns_count(const conns_t *c);       /* registered (any state) */
+size_t conns_authed(const conns_t *c);      /* authenticated */
+size_t conns_users(const conns_t *c);
+
+/* Queue a reference to f on conn. Returns 0, or -1 when the queue is over
+ * its bound (max_frames or max_bytes): the caller closes the connection. */
+int conn_enqueue(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes);
+/* The oldest queued frame (still owned by the queue), or NULL. */
+frame_t *conn_peek(conn_t *conn);
+/* Drop the oldest queued frame. */
+void conn_pop(conn_t *conn);
+
+#endif

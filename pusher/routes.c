@@ -1,0 +1,321 @@
+/* routes: see routes.h. */
+#include "routes.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "strmap.h"
+
+#define ROUTES_PIPELINE 1000 /* commands in flight per round trip */
+
+typedef struct routes_op {
+    struct routes_op *next;
+    int add;
+    char user[];
+} routes_op_t;
+
+struct routes {
+    redisx_url_t url;
+    char prefix[128];
+    char node[256];
+    long ttl_s;
+    handoff_t *to_service;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    routes_op_t *head, *tail;
+    int stop;
+    atomic_int up;
+    /* thread-owned */
+    redisContext *c;
+    strmap_t *users;        /* users held here; value: (void *)1 once announced */
+    int need_full;          /* write every user (after connect) */
+    time_t next_refresh;
+    int logged_down;
+    metrics_series_t *errors, *users_gauge;
+};
+
+static void routes_queue(routes_t *r, const char *user, int add)
+{
+    size_t n = strlen(user);
+    routes_op_t *op = malloc(sizeof *op + n + 1);
+    if (!op)
+        return;
+    op->next = NULL;
+    op->add = add;
+    memcpy(op->user, user, n + 1);
+    pthread_mutex_lock(&r->lock);
+    if (r->tail)
+        r->tail->next = op;
+    else
+        r->head = op;
+    r->tail = op;
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void routes_add(routes_t *r, const char *user) { routes_queue(r, user, 1); }
+void routes_remove(routes_t *r, const char *user) { routes_queue(r, user, 0); }
+int routes_up(routes_t *r) { return atomic_load(&r->up); }
+
+static void routes_down(routes_t *r, const char *why)
+{
+    metrics_inc(r->errors);
+    if (!r->logged_down)
+        LOG_W("redis: routes of node %s not written (%s); retrying every second, connections stay "
+              "up and every route is written again when Redis answers", r->node, why);
+    r->logged_down = 1;
+    atomic_store(&r->up, 0);
+    if (r->c)
+        redisFree(r->c);
+    r->c = NULL;
+}
+
+/* Append the commands for one user; returns how many replies to read. */
+static int routes_append(routes_t *r, const char *user, int add, time_t now)
+{
+    char key[512], score[32], ttl[32];
+    size_t kl = redisx_route_key(key, sizeof key, r->prefix, user);
+    if (!add) {
+        const char *argv[] = {"ZREM", key, r->node};
+        size_t lens[] = {4, kl, strlen(r->node)};
+        redisAppendCommandArgv(r->c, 3, argv, lens);
+        return 1;
+    }
+    snprintf(score, sizeof score, "%lld", (long long)(now + r->ttl_s));
+    snprintf(ttl, sizeof ttl, "%ld", r->ttl_s);
+    const char *za[] = {"ZADD", key, score, r->node};
+    size_t zl[] = {4, kl, strlen(score), strlen(r->node)};
+    redisAppendCommandArgv(r->c, 4, za, zl);
+    /* The key lives as long as its longest-lived member could count:
+     * GT keeps a later expiry another node set (Redis >= 7). */
+    const char *ea[] = {"EXPIRE", key, ttl, "GT"};
+    size_t el[] = {6, kl, strlen(ttl), 2};
+    const char *ea_nx[] = {"EXPIRE", key, ttl, "NX"};
+    size_t el_nx[] = {6, kl, strlen(ttl), 2};
+    redisAppendCommandArgv(r->c, 4, ea_nx, el_nx);
+    redisAppendCommandArgv(r->c, 4, ea, el);
+    return 3;
+}
+
+static int routes_read(routes_t *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(r->c, (void **)&rep) != REDIS_OK || !rep) {
+            routes_down(r, r->c && r->c->errstr[0] ? r->c->errstr : "no reply");
+            return -1;
+        }
+        if (rep->type == REDIS_REPLY_ERROR)
+            LOG_W("redis: route command refused: %s", rep->str);
+        freeReplyObject(rep);
+    }
+    return 0;
+}
+
+typedef struct routes_batch {
+    routes_t *r;
+    time_t now;
+    int pending;
+    int failed;
+    const char *announce[ROUTES_PIPELINE];
+    int n_announce;
+} routes_batch_t;
+
+static void routes_announce(routes_t *r, const char *user)
+{
+    handoff_ev_t *ev = handoff_ev_new(HANDOFF_ROUTED);
+    if (ev && (ev->user = strdup(user)))
+        handoff_push(r->to_service, ev);
+    else
+        handoff_ev_free(ev);
+}
+
+static void routes_batch_flush(routes_batch_t *b)
+{
+    if (b->failed || !b->pending)
+        return;
+    if (routes_read(b->r, b->pending) != 0) {
+        b->failed = 1;
+        return;
+    }
+    for (int i = 0; i < b->n_announce; i++) {
+        strmap_put(b->r->users, b->announce[i], (void *)1);
+        routes_announce(b->r, b->announce[i]);
+    }
+    b->pending = 0;
+    b->n_announce = 0;
+}
+
+static void routes_refresh_one(void *arg, const char *user, void *value)
+{
+    routes_batch_t *b = arg;
+    if (b->failed)
+        return;
+    b->pending += routes_append(b->r, user, 1, b->now);
+    if (!value)
+        b->announce[b->n_announce++] = user; /* key memory is the map's: stable during each() */
+    if (b->pending >= ROUTES_PIPELINE || b->n_announce == ROUTES_PIPELINE)
+        routes_batch_flush(b);
+}
+
+/* Write every user held here (pipelined). */
+static void routes_refresh_all(routes_t *r, time_t now)
+{
+    routes_batch_t b = {.r = r, .now = now};
+    strmap_each(r->users, routes_refresh_one, &b);
+    routes_batch_flush(&b);
+    if (!b.failed) {
+        r->need_full = 0;
+        r->next_refresh = now + (r->ttl_s / 3 > 0 ? r->ttl_s / 3 : 1);
+    }
+}
+
+static void routes_apply(routes_t *r, routes_op_t *ops, time_t now)
+{
+    /* Bring the set of users up to date first: it is the truth even while
+     * Redis is away; what fails to be written is written by the next full pass. */
+    routes_batch_t b = {.r = r, .now = now};
+    for (routes_op_t *op = ops; op; op = op->next) {
+        if (op->add) {
+            if (!strmap_get(r->users, op->user))
+                strmap_put(r->users, op->user, NULL);
+        } else {
+            strmap_remove(r->users, op->user);
+        }
+    }
+    if (!r->c || r->need_full)
+        return;
+    for (routes_op_t *op = ops; op && !b.failed; op = op->next) {
+        int still_here = strmap_get(r->users, op->user) != NULL || !op->add;
+        if (!still_here)
+            continue;
+        if (op->add && strmap_get(r->users, op->user) == (void *)1)
+            continue; /* already written and announced */
+        b.pending += routes_append(r, op->user, op->add, now);
+        if (op->add && b.n_announce < ROUTES_PIPELINE) {
+            /* announce after the write; the map key outlives the batch */
+            b.announce[b.n_announce++] = op->user;
+        }
+        if (b.pending >= ROUTES_PIPELINE || b.n_announce == ROUTES_PIPELINE)
+            routes_batch_flush(&b);
+    }
+    routes_batch_flush(&b);
+    if (b.failed)
+        r->need_full = 1;
+}
+
+static void *routes_loop(void *arg)
+{
+    routes_t *r = arg;
+    time_t retry_at = 0;
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        while (!r->head && !r->stop) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            if (pthread_cond_timedwait(&r->wake, &r->lock, &until) != 0)
+                break;
+        }
+        routes_op_t *ops = r->head;
+        r->head = r->tail = NULL;
+        int stop = r->stop;
+        pthread_mutex_unlock(&r->lock);
+
+        time_t now = time(NULL);
+        if (!r->c && now >= retry_at) {
+            r->c = redisx_connect(&r->url, 2000);
+            if (r->c) {
+                if (r->logged_down)
+                    LOG_I("redis: back; writing the routes of %zu user(s) of node %s again",
+                          strmap_size(r->users), r->node);
+                r->logged_down = 0;
+                atomic_store(&r->up, 1);
+                r->need_full = 1;
+            } else {
+                routes_down(r, "cannot connect");
+                retry_at = now + 1;
+            }
+        }
+        /* user names in ops are needed until after the map update: apply,
+         * but keep announcements pointing at map keys (routes_apply does). */
+        routes_apply(r, ops, now);
+        for (routes_op_t *op = ops, *next; op; op = next) {
+            next = op->next;
+            free(op);
+        }
+        if (r->c && (r->need_full || now >= r->next_refresh))
+            routes_refresh_all(r, now);
+        metrics_set(r->users_gauge, (int64_t)strmap_size(r->users));
+        if (stop)
+            break;
+    }
+    return NULL;
+}
+
+static void routes_remove_all_one(void *arg, const char *user, void *value)
+{
+    (void)value;
+    routes_batch_t *b = arg;
+    if (b->failed)
+        return;
+    b->pending += routes_append(b->r, user, 0, b->now);
+    if (b->pending >= ROUTES_PIPELINE) {
+        if (routes_read(b->r, b->pending) != 0)
+            b->failed = 1;
+        b->pending = 0;
+    }
+}
+
+routes_t *routes_start(const redisx_url_t *url, const char *prefix, const char *node, long ttl_s,
+                       handoff_t *to_service)
+{
+    routes_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->url = *url;
+    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
+    snprintf(r->node, sizeof r->node, "%s", node);
+    r->ttl_s = ttl_s;
+    r->to_service = to_service;
+    r->users = strmap_new();
+    r->errors = metrics_counter("push_pusher_redis_errors_total", NULL, "Redis failures writing routes");
+    r->users_gauge = metrics_gauge("push_pusher_users", NULL, "Distinct users with a route from this node");
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->wake, NULL);
+    r->c = redisx_connect(&r->url, 2000);
+    atomic_store(&r->up, r->c != NULL);
+    if (!r->c)
+        routes_down(r, "cannot connect");
+    pthread_create(&r->thread, NULL, routes_loop, r);
+    return r;
+}
+
+void routes_stop(routes_t *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->stop = 1;
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->thread, NULL);
+    if (r->c) {
+        routes_batch_t b = {.r = r, .now = time(NULL)};
+        strmap_each(r->users, routes_remove_all_one, &b);
+        if (!b.failed && b.pending)
+            routes_read(r, b.pending);
+        LOG_I("redis: removed node %s from the routes of %zu user(s)", r->node, strmap_size(r->users));
+        redisFree(r->c);
+    }
+    strmap_free(r->users);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->wake);
+    free(r);
+}

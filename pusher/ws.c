@@ -1,0 +1,493 @@
+/*
+ * ws: see ws.h.
+ *
+ * The life of a connection:
+ *   HTTP_CONFIRM_UPGRADE  a token is there and shaped like a JWT, else 401
+ *   FILTER_PROTOCOL_...   the token is copied to the session
+ *   ESTABLISHED           registered (AUTH_PENDING), AuthRequest published,
+ *                         a 2 s timer armed
+ *   HANDOFF_AUTH          ok: AUTHED, welcome queued, route written (first
+ *                         connection of the user here); refused: 4401
+ *   HANDOFF_ROUTED        the route is in Redis: stored messages requested
+ *   TIMER                 still AUTH_PENDING: 1013
+ *   CLOSED                unregistered; the user's last connection here
+ *                         removes the route
+ * A close decided outside the connection's own callback (refusal, slow
+ * client, shutdown) is recorded on the connection and carried out in its
+ * next SERVER_WRITEABLE, the one place lws lets us close it cleanly.
+ */
+#include "ws.h"
+
+#include <libwebsockets.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client_frame.h"
+#include "config.h"
+#include "conns.h"
+#include "jwt.h"
+#include "log.h"
+#include "metrics.h"
+
+_Static_assert(FRAME_PRE >= LWS_PRE, "frame headroom must cover LWS_PRE");
+
+#define WS_WRITES_PER_WAKE 64
+
+struct ws {
+    struct lws_context *ctx;
+    char node[256];
+    conns_t *conns;
+    handoff_t *handoff;
+    bus_t *bus;
+    routes_t *routes;
+    atomic_int stop_requested;
+    int closing_all;
+    lws_retry_bo_t retry;
+    lws_sorted_usec_list_t tick; /* wakes the loop while shutting down */
+    metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_refused_other, *m_timeouts, *m_frames,
+        *m_acks, *m_malformed, *m_oversize, *m_slow, *m_welcomed;
+};
+
+typedef struct ws_pss {
+    conn_t *conn;
+    char *token; /* between FILTER_PROTOCOL_CONNECTION and ESTABLISHED */
+} ws_pss_t;
+
+static void ws_gauges(ws_t *w)
+{
+    size_t authed = conns_authed(w->conns);
+    metrics_set(w->m_conns, (int64_t)authed);
+    metrics_set(w->m_pending_auth, (int64_t)(conns_count(w->conns) - authed));
+}
+
+/* Ask lws to close conn with code at its next writeable callback. */
+static void ws_close_later(conn_t *conn, int code, const char *reason)
+{
+    if (conn->close_code)
+        return;
+    conn->close_code = code;
+    snprintf(conn->close_reason, sizeof conn->close_reason, "%s", reason);
+    conn->state = CONN_CLOSING;
+    if (conn->wsi)
+        lws_callback_on_writable(conn->wsi);
+}
+
+static void ws_send(ws_t *w, conn_t *conn, frame_t *f)
+{
+    if (conn->state == CONN_CLOSING || !conn->wsi)
+        return;
+    if (conn_enqueue(conn, f, WS_QUEUE_MAX_FRAMES, WS_QUEUE_MAX_BYTES) != 0) {
+        metrics_inc(w->m_slow);
+        LOG_W("pusher: connection %s of %s is not reading (%u frames, %zu bytes queued); closing it",
+              conn->id, conn->user ? conn->user->id : "?", conn->q_len, conn->q_bytes);
+        ws_close_later(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+        return;
+    }
+    lws_callback_on_writable(conn->wsi);
+}
+
+/* Copy the token out of the query (?token=) or the Authorization header.
+ * Returns a malloc'd string, or NULL when there is none. */
+static char *ws_token(struct lws *wsi)
+{
+    char buf[JWT_MAX_TOKEN + 64];
+    const char *v = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof buf);
+    if (v && *v)
+        return strdup(v);
+    int n = lws_hdr_copy(wsi, buf, (int)sizeof buf, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > 7 && strncasecmp(buf, "Bearer ", 7) == 0)
+        return strdup(buf + 7);
+    return NULL;
+}
+
+static void ws_request_pending(ws_t *w, conn_t *conn)
+{
+    conn->pending_asked = 1;
+    if (bus_request_pending(w->bus, conn->id, conn->user->id) != 0)
+        LOG_W("pusher: cannot ask for the stored messages of %s (NATS down?)", conn->user->id);
+}
+
+static void ws_on_auth(ws_t *w, handoff_ev_t *ev)
+{
+    conn_t *conn = conns_get(w->conns, ev->conn);
+    if (!conn || conn->state != CONN_AUTH_PENDING || !conn->wsi)
+        return; /* closed or timed out meanwhile */
+    lws_set_timer_usecs(conn->wsi, LWS_SET_TIMER_USEC_CANCEL);
+    if (!ev->ok) {
+        metrics_inc(w->m_refused_other);
+        ws_close_later(conn, 4401, ev->reason ? ev->reason : "refused");
+        return;
+    }
+    int first = conns_authenticate(w->conns, conn, ev->user);
+    if (first < 0) {
+        ws_close_later(conn, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return;
+    }
+    metrics_inc(w->m_welcomed);
+    frame_t *welcome = frame_welcome(ev->user, w->node, conn->id);
+    if (welcome) {
+        ws_send(w, conn, welcome);
+        frame_unref(welcome);
+    }
+    if (first)
+        routes_add(w->routes, ev->user); /* stored messages follow HANDOFF_ROUTED */
+    else if (conn->user->routed)
+        ws_request_pending(w, conn);
+    ws_gauges(w);
+}
+
+static void ws_on_routed(ws_t *w, handoff_ev_t *ev)
+{
+    conn_user_t *u = conns_user(w->conns, ev->user);
+    if (!u)
+        return;
+    u->routed = 1;
+    for (conn_t *c = u->head; c; c = c->user_next)
+        if (!c->pending_asked && c->state == CONN_AUTHED)
+            ws_request_pending(w, c);
+}
+
+static void ws_on_delivery(ws_t *w, handoff_ev_t *ev)
+{
+    frame_t *f = ev->frames[0];
+    if (ev->broadcast) {
+        for (conn_t *c = conns_all(w->conns), *next; c; c = next) {
+            next = c->all_next;
+            ws_send(w, c, f);
+        }
+        return;
+    }
+    for (size_t i = 0; i < ev->n_users; i++) {
+        conn_user_t *u = conns_user(w->conns, ev->users[i]);
+        for (conn_t *c = u ? u->head : NULL; c; c = c->user_next)
+            ws_send(w, c, f);
+    }
+}
+
+static void ws_on_pending(ws_t *w, handoff_ev_t *ev)
+{
+    conn_t *conn = conns_get(w->conns, ev->conn);
+    if (!conn || conn->state != CONN_AUTHED)
+        return;
+    for (size_t i = 0; i < ev->n_frames; i++)
+        ws_send(w, conn, ev->frames[i]);
+}
+
+static void ws_on_presence(ws_t *w, handoff_ev_t *ev)
+{
+    conn_user_t *u = conns_user(w->conns, ev->user);
+    bus_presence_reply(w->bus, ev->reply, u ? u->count : 0);
+}
+
+static void ws_close_one(void *arg, conn_t *conn)
+{
+    (void)arg;
+    ws_close_later(conn, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+}
+
+static void ws_drain_handoff(ws_t *w)
+{
+    for (handoff_ev_t *ev = handoff_take(w->handoff), *next; ev; ev = next) {
+        next = ev->next;
+        switch (ev->kind) {
+        case HANDOFF_AUTH: ws_on_auth(w, ev); break;
+        case HANDOFF_DELIVERY: ws_on_delivery(w, ev); break;
+        case HANDOFF_PENDING: ws_on_pending(w, ev); break;
+        case HANDOFF_PRESENCE: ws_on_presence(w, ev); break;
+        case HANDOFF_ROUTED: ws_on_routed(w, ev); break;
+        }
+        handoff_ev_free(ev);
+    }
+    if (atomic_load(&w->stop_requested) && !w->closing_all) {
+        w->closing_all = 1;
+        LOG_I("pusher: closing %zu connection(s) with 1001", conns_count(w->conns));
+        conns_each(w->conns, ws_close_one, NULL);
+    }
+}
+
+static void ws_on_client_text(ws_t *w, conn_t *conn, const char *text, size_t len)
+{
+    client_frame_t cf;
+    client_frame_parse(text, len, &cf);
+    if (cf.kind == CLIENT_FRAME_ACK && conn->state == CONN_AUTHED) {
+        metrics_add(w->m_acks, (int64_t)cf.n_ids);
+        bus_ack(w->bus, conn->user->id, conn->id, cf.ids, cf.n_ids);
+    } else if (cf.kind == CLIENT_FRAME_PING && conn->state == CONN_AUTHED) {
+        frame_t *pong = frame_text("{\"type\":\"pong\"}", 15);
+        if (pong) {
+            ws_send(w, conn, pong);
+            frame_unref(pong);
+        }
+    } else {
+        metrics_inc(w->m_malformed);
+    }
+    client_frame_free(&cf);
+}
+
+/* A client message, possibly in fragments. Returns -1 to close (1009). */
+static int ws_on_receive(ws_t *w, struct lws *wsi, conn_t *conn, const char *in, size_t len)
+{
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    if (lws_is_first_fragment(wsi))
+        conn->rx_len = 0;
+    if (conn->rx_len + len + remaining > WS_MAX_FRAME_BYTES) {
+        metrics_inc(w->m_oversize);
+        free(conn->rx);
+        conn->rx = NULL;
+        conn->rx_len = 0;
+        static const char why[] = "frame over 64 KiB";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
+        return -1;
+    }
+    int done = lws_is_final_fragment(wsi) && remaining == 0;
+    if (done && conn->rx_len == 0) {
+        if (lws_frame_is_binary(wsi))
+            metrics_inc(w->m_malformed);
+        else
+            ws_on_client_text(w, conn, in, len);
+        return 0;
+    }
+    char *nb = realloc(conn->rx, conn->rx_len + len + 1);
+    if (!nb)
+        return -1;
+    conn->rx = nb;
+    memcpy(conn->rx + conn->rx_len, in, len);
+    conn->rx_len += len;
+    if (done) {
+        if (lws_frame_is_binary(wsi))
+            metrics_inc(w->m_malformed);
+        else
+            ws_on_client_text(w, conn, conn->rx, conn->rx_len);
+        free(conn->rx);
+        conn->rx = NULL;
+        conn->rx_len = 0;
+    }
+    return 0;
+}
+
+static int ws_on_writeable(ws_t *w, struct lws *wsi, conn_t *conn)
+{
+    for (int i = 0; i < WS_WRITES_PER_WAKE; i++) {
+        frame_t *f = conn_peek(conn);
+        if (!f)
+            break;
+        if (lws_write(wsi, frame_payload(f), f->len, LWS_WRITE_TEXT) < (int)f->len)
+            return -1;
+        conn_pop(conn);
+        metrics_inc(w->m_frames);
+        if (lws_send_pipe_choked(wsi))
+            break;
+    }
+    if (conn->close_code && !conn->q_len) {
+        lws_close_reason(wsi, (enum lws_close_status)conn->close_code,
+                         (unsigned char *)conn->close_reason, strlen(conn->close_reason));
+        return -1;
+    }
+    if (conn->close_code && conn->close_code != LWS_CLOSE_STATUS_GOINGAWAY) {
+        /* refusals and slow clients close now, without draining */
+        lws_close_reason(wsi, (enum lws_close_status)conn->close_code,
+                         (unsigned char *)conn->close_reason, strlen(conn->close_reason));
+        return -1;
+    }
+    if (conn->q_len)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    ws_t *w = ctx ? lws_context_user(ctx) : NULL;
+    ws_pss_t *pss = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        char *token = ws_token(wsi);
+        int ok = token && jwt_well_formed(token, strlen(token));
+        free(token);
+        if (!ok) {
+            metrics_inc(w->m_401);
+            if (lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, "missing or malformed token"))
+                return -1;
+            return 1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP: {
+        /* Not an upgrade. */
+        char *token = ws_token(wsi);
+        int ok = token && jwt_well_formed(token, strlen(token));
+        free(token);
+        if (!ok)
+            metrics_inc(w->m_401);
+        lws_return_http_status(wsi, ok ? 426 : HTTP_STATUS_UNAUTHORIZED,
+                               ok ? "this endpoint speaks WebSocket only" : "missing or malformed token");
+        return -1;
+    }
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        pss->token = ws_token(wsi);
+        return pss->token ? 0 : 1;
+    case LWS_CALLBACK_ESTABLISHED: {
+        conn_t *conn = conns_open(w->conns, wsi);
+        if (!conn)
+            return -1;
+        pss->conn = conn;
+        if (w->closing_all) {
+            ws_close_later(conn, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+            return 0;
+        }
+        if (!pss->token || bus_request_auth(w->bus, conn->id, pss->token) != 0)
+            LOG_W("pusher: cannot send the auth request of connection %s (NATS down?)", conn->id);
+        free(pss->token);
+        pss->token = NULL;
+        lws_set_timer_usecs(wsi, (lws_usec_t)WS_AUTH_TIMEOUT_S * LWS_USEC_PER_SEC);
+        ws_gauges(w);
+        return 0;
+    }
+    case LWS_CALLBACK_TIMER:
+        if (pss && pss->conn && pss->conn->state == CONN_AUTH_PENDING) {
+            static const char why[] = "authd did not answer; try again later";
+            metrics_inc(w->m_timeouts);
+            lws_close_reason(wsi, (enum lws_close_status)1013, (unsigned char *)why, sizeof why - 1);
+            return -1;
+        }
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss && pss->conn ? ws_on_writeable(w, wsi, pss->conn) : 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (!pss || !pss->conn)
+            return 0;
+        return ws_on_receive(w, wsi, pss->conn, in, len);
+    case LWS_CALLBACK_CLOSED:
+        if (pss && pss->conn) {
+            char *last_user = NULL;
+            pss->conn->wsi = NULL;
+            if (conns_close(w->conns, pss->conn, &last_user) == 1) {
+                routes_remove(w->routes, last_user);
+                free(last_user);
+            }
+            pss->conn = NULL;
+            ws_gauges(w);
+        }
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (pss) {
+            free(pss->token);
+            pss->token = NULL;
+        }
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (w)
+            ws_drain_handoff(w);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols ws_protocols[] = {
+    {"push", ws_callback, sizeof(ws_pss_t), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void ws_wake(void *arg)
+{
+    ws_t *w = arg;
+    lws_cancel_service(w->ctx);
+}
+
+ws_t *ws_new(const char *host, int port, const char *node)
+{
+    ws_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    snprintf(w->node, sizeof w->node, "%s", node);
+    w->conns = conns_new();
+    w->handoff = handoff_new(ws_wake, w);
+    w->m_conns = metrics_gauge("push_pusher_connections", NULL, "Authenticated connections");
+    w->m_pending_auth = metrics_gauge("push_pusher_connections_pending_auth", NULL, "Connections waiting for authd");
+    w->m_401 = metrics_counter("push_pusher_http_401_total", NULL, "Handshakes refused before upgrade (no or malformed token)");
+    w->m_refused_other = metrics_counter("push_pusher_auth_refused_total", NULL, "Connections closed 4401 (authd refused the token)");
+    w->m_timeouts = metrics_counter("push_pusher_auth_timeouts_total", NULL, "Connections closed 1013 (authd did not answer)");
+    w->m_frames = metrics_counter("push_pusher_frames_sent_total", NULL, "Text frames written to clients");
+    w->m_acks = metrics_counter("push_pusher_acks_total", NULL, "Message ids acked by clients");
+    w->m_malformed = metrics_counter("push_pusher_malformed_frames_total", NULL, "Client frames ignored as malformed");
+    w->m_oversize = metrics_counter("push_pusher_oversize_frames_total", NULL, "Connections closed 1009 (frame over 64 KiB)");
+    w->m_slow = metrics_counter("push_pusher_slow_clients_closed_total", NULL, "Connections closed for not reading");
+    w->m_welcomed = metrics_counter("push_pusher_welcomed_total", NULL, "Connections authenticated and welcomed");
+    if (!w->conns || !w->handoff)
+        goto fail;
+    lws_set_log_level(LLL_ERR, NULL);
+    w->retry.secs_since_valid_ping = WS_PING_S;
+    w->retry.secs_since_valid_hangup = WS_IDLE_S;
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = port;
+    info.iface = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0 ? NULL : host;
+    info.protocols = ws_protocols;
+    info.user = w;
+    info.retry_and_idle_policy = &w->retry;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.timeout_secs = 10;
+    w->ctx = lws_create_context(&info);
+    if (!w->ctx) {
+        LOG_E("pusher: cannot listen on %s:%d (in use, or not an address of this host)", host, port);
+        goto fail;
+    }
+    return w;
+fail:
+    ws_free(w);
+    return NULL;
+}
+
+void ws_free(ws_t *w)
+{
+    if (!w)
+        return;
+    if (w->ctx)
+        lws_context_destroy(w->ctx);
+    handoff_free(w->handoff);
+    conns_free(w->conns);
+    free(w);
+}
+
+handoff_t *ws_handoff(ws_t *w) { return w->handoff; }
+
+void ws_attach(ws_t *w, bus_t *bus, routes_t *routes)
+{
+    w->bus = bus;
+    w->routes = routes;
+}
+
+static void ws_tick(lws_sorted_usec_list_t *sul)
+{
+    ws_t *w = lws_container_of(sul, ws_t, tick);
+    lws_sul_schedule(w->ctx, 0, &w->tick, ws_tick, 50 * LWS_US_PER_MS);
+}
+
+void ws_run(ws_t *w)
+{
+    while (!w->closing_all)
+        lws_service(w->ctx, 0);
+    /* Give the 1001 closes a moment to go out; the tick bounds each wait. */
+    lws_sul_schedule(w->ctx, 0, &w->tick, ws_tick, 50 * LWS_US_PER_MS);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (conns_count(w->conns) == 0 ||
+            (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >= 3000)
+            break;
+        lws_service(w->ctx, 0);
+    }
+    lws_sul_cancel(&w->tick);
+    if (conns_count(w->conns))
+        LOG_W("pusher: %zu connection(s) did not close in time", conns_count(w->conns));
+}
+
+void ws_stop(ws_t *w)
+{
+    atomic_store(&w->stop_requested, 1);
+    lws_cancel_service(w->ctx);
+}

@@ -1,0 +1,43 @@
+/*
+ * ws: the pusher's WebSocket server (libwebsockets) and everything that
+ * runs on its service thread: the handshake (401 before upgrade; then auth
+ * through authd, welcome or close 4401/1013), per-connection queues of
+ * shared frames, client frames (acks, 64 KiB limit), and the events other
+ * threads hand over (handoff.h). One service thread; every lws call is made
+ * on it except lws_cancel_service.
+ */
+#ifndef PUSHER_WS_H
+#define PUSHER_WS_H
+
+#include "bus.h"
+#include "handoff.h"
+#include "routes.h"
+
+#define WS_AUTH_TIMEOUT_S 2
+#define WS_MAX_FRAME_BYTES (64 * 1024)
+#define WS_QUEUE_MAX_FRAMES 4096
+#define WS_QUEUE_MAX_BYTES (8 * 1024 * 1024)
+#define WS_PING_S 25
+#define WS_IDLE_S 60
+
+typedef struct ws ws_t;
+
+/* Create the lws context listening on host:port (not yet serving).
+ * Returns NULL after logging why (port in use, ...). */
+ws_t *ws_new(const char *host, int port, const char *node);
+void ws_free(ws_t *w);
+
+/* The queue other threads use to reach the service thread. */
+handoff_t *ws_handoff(ws_t *w);
+
+/* Give the server its NATS and Redis sides (before ws_run). */
+void ws_attach(ws_t *w, bus_t *bus, routes_t *routes);
+
+/* Serve until ws_stop; then close every client with 1001 (going away),
+ * flush for up to a couple of seconds, and return. Service thread. */
+void ws_run(ws_t *w);
+
+/* Any thread: ask ws_run to finish. */
+void ws_stop(ws_t *w);
+
+#endif
