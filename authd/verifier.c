@@ -19,6 +19,7 @@
 #define VERIFIER_LEEWAY_S 30
 
 struct verifier {
+    natsConnection *nc;
     natsSubscription *sub;
     const char *secret;
     size_t secret_len;
@@ -78,6 +79,7 @@ verifier_t *verifier_start(natsConnection *nc, const char *prefix, const char *s
     verifier_t *v = calloc(1, sizeof *v);
     if (!v)
         return NULL;
+    v->nc = nc;
     v->secret = secret;
     v->secret_len = strlen(secret);
     v->requests = metrics_counter("push_authd_requests_total", NULL, "Auth requests received");
@@ -106,9 +108,6 @@ void verifier_stop(verifier_t *v)
 {
     if (!v)
         return;
-    /* Drain: requests already received are still answered. */
-    if (natsSubscription_Drain(v->sub) == NATS_OK)
-        natsSubscription_WaitForDrainCompletion(v->sub, 2000);
-    natsSubscription_Destroy(v->sub);
+    natsx_sub_close(v->sub, v->nc, 2000); /* requests already received are still answered */
     free(v);
 }

@@ -173,11 +173,8 @@ void collect_stop(collect_t *c)
 {
     if (!c)
         return;
-    natsSubscription *subs[] = {c->sub_collect, c->sub_pending, c->sub_ack};
-    for (int i = 0; i < 3; i++)
-        if (subs[i] && natsSubscription_Drain(subs[i]) == NATS_OK)
-            natsSubscription_WaitForDrainCompletion(subs[i], 5000);
-    for (int i = 0; i < 3; i++)
-        natsSubscription_Destroy(subs[i]);
+    natsx_sub_close(c->sub_collect, c->nc, 3000);
+    natsx_sub_close(c->sub_pending, c->nc, 1000);
+    natsx_sub_close(c->sub_ack, c->nc, 1000);
     free(c);
 }

@@ -126,9 +126,7 @@ void presence_stop(presence_t *p)
 {
     if (!p)
         return;
-    if (natsSubscription_Drain(p->sub) == NATS_OK)
-        natsSubscription_WaitForDrainCompletion(p->sub, 3000);
-    natsSubscription_Destroy(p->sub);
+    natsx_sub_close(p->sub, p->nc, 2000);
     routes_lookup_free(p->routes);
     free(p);
 }

@@ -140,9 +140,13 @@ class Cluster:
 
     # --- servers -----------------------------------------------------------
     def start_nats(self):
+        # max_payload above the collector's 1 MiB limit (docs/OPERATIONS.md says why)
+        conf = os.path.join(self.dir, "nats.conf")
+        with open(conf, "w") as f:
+            f.write("max_payload: 4194304\n")
         sd = os.path.join(self.dir, "jetstream")
-        self.procs["nats"] = Proc("nats", ["nats-server", "-a", "127.0.0.1", "-p", str(self.nats_port),
-                                           "-js", "-sd", sd], self.env, self.dir)
+        self.procs["nats"] = Proc("nats", ["nats-server", "-c", conf, "-a", "127.0.0.1", "-p",
+                                           str(self.nats_port), "-js", "-sd", sd], self.env, self.dir)
         wait_port(self.nats_port)
 
     def start_redis(self):

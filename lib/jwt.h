@@ -37,8 +37,10 @@ jwt_result_t jwt_verify(const char *token, size_t len, const char *secret, size_
                         time_t now, int leeway_s, char sub_out[JWT_MAX_SUB + 1]);
 
 /* Cheap structural check used before a WebSocket upgrade (no secret needed):
- * 1..JWT_MAX_TOKEN bytes, exactly three non-empty base64url segments, and a
- * header that decodes to a JSON object. Returns 1 if well formed, else 0. */
+ * 1..JWT_MAX_TOKEN bytes, exactly three base64url segments (the first two
+ * non-empty; an empty signature is the shape of an unsecured JWT, refused
+ * later as bad_alg), and a header that decodes to a JSON object.
+ * Returns 1 if well formed, else 0. */
 int jwt_well_formed(const char *token, size_t len);
 
 /* Mint an HS256 token with the given sub, iat = now and, when ttl_s > 0,

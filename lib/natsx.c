@@ -100,6 +100,17 @@ int natsx_connected(natsConnection *nc)
     return nc && natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
+void natsx_sub_close(natsSubscription *sub, natsConnection *nc, int timeout_ms)
+{
+    if (!sub)
+        return;
+    if (natsx_connected(nc) && natsSubscription_Drain(sub) == NATS_OK)
+        natsSubscription_WaitForDrainCompletion(sub, timeout_ms);
+    else
+        natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+}
+
 void natsx_close(natsConnection *nc)
 {
     if (!nc)

@@ -20,6 +20,11 @@ natsStatus natsx_connect(natsConnection **out, const char *urls, const char *nam
 /* 1 while the connection is up (for /readyz). */
 int natsx_connected(natsConnection *nc);
 
+/* Stop a subscription: while connected, drain it (messages already received
+ * are still handled) for at most timeout_ms; when not, just unsubscribe.
+ * Then destroy it. Safe with NULL. */
+void natsx_sub_close(natsSubscription *sub, natsConnection *nc, int timeout_ms);
+
 /* Flush and close, then destroy. Safe with NULL. */
 void natsx_close(natsConnection *nc);
 

@@ -102,9 +102,10 @@ static void bus_on_pending_reply(bus_t *b, const char *conn, natsMsg *msg)
     }
     if (r->error)
         LOG_W("pusher: the collector could not list stored messages for connection %s: %s", conn, r->error);
-    if (r->n_messages) {
+    /* Always hand over, even with no messages: it ends the connection's replay. */
+    {
         handoff_ev_t *ev = handoff_ev_new(HANDOFF_PENDING);
-        if (ev && (ev->frames = calloc(r->n_messages, sizeof *ev->frames))) {
+        if (ev && (ev->frames = calloc(r->n_messages ? r->n_messages : 1, sizeof *ev->frames))) {
             snprintf(ev->conn, sizeof ev->conn, "%s", conn);
             for (size_t i = 0; i < r->n_messages; i++) {
                 frame_t *f = frame_message(r->messages[i]);
@@ -184,12 +185,8 @@ void bus_stop(bus_t *b)
     if (!b)
         return;
     natsSubscription *subs[] = {b->sub_node, b->sub_broadcast, b->sub_presence, b->sub_inbox};
-    for (int i = 0; i < 4; i++) {
-        if (subs[i]) {
-            natsSubscription_Unsubscribe(subs[i]);
-            natsSubscription_Destroy(subs[i]);
-        }
-    }
+    for (int i = 0; i < 4; i++)
+        natsx_sub_close(subs[i], b->nc, 500);
     free(b);
 }
 

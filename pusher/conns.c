@@ -32,6 +32,7 @@ conns_t *conns_new(void)
 
 static void conn_destroy(conn_t *conn)
 {
+    conn_drop_held(conn);
     while (conn->q_len)
         conn_pop(conn);
     free(conn->q);
@@ -194,6 +195,31 @@ int conn_enqueue(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes
     conn->q_len++;
     conn->q_bytes += f->len;
     return 0;
+}
+
+int conn_hold(conn_t *conn, frame_t *f, uint32_t max_frames)
+{
+    if (conn->n_held >= max_frames)
+        return -1;
+    if (conn->n_held == conn->cap_held) {
+        uint32_t cap = conn->cap_held ? conn->cap_held * 2 : 8;
+        frame_t **h = realloc(conn->held, cap * sizeof *h);
+        if (!h)
+            return -1;
+        conn->held = h;
+        conn->cap_held = cap;
+    }
+    conn->held[conn->n_held++] = frame_ref(f);
+    return 0;
+}
+
+void conn_drop_held(conn_t *conn)
+{
+    for (uint32_t i = 0; i < conn->n_held; i++)
+        frame_unref(conn->held[i]);
+    free(conn->held);
+    conn->held = NULL;
+    conn->n_held = conn->cap_held = 0;
 }
 
 frame_t *conn_peek(conn_t *conn) { return conn->q_len ? conn->q[conn->q_head] : NULL; }

@@ -24,6 +24,9 @@ typedef struct conn {
     char id[CONN_ID_LEN + 1];
     conn_state_t state;
     int pending_asked;               /* stored messages were requested */
+    int replaying;                   /* until they arrive, live frames wait in held */
+    frame_t **held;
+    uint32_t n_held, cap_held;
     char *token;                     /* until the auth request is sent */
     struct conn_user *user;          /* when AUTHED */
     struct conn *user_prev, *user_next;
@@ -77,6 +80,12 @@ size_t conns_users(const conns_t *c);
 /* Queue a reference to f on conn. Returns 0, or -1 when the queue is over
  * its bound (max_frames or max_bytes): the caller closes the connection. */
 int conn_enqueue(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes);
+/* Keep a reference to f aside while the connection is replaying stored
+ * messages. Returns 0, or -1 over max_frames (the caller closes). */
+int conn_hold(conn_t *conn, frame_t *f, uint32_t max_frames);
+/* Drop every held frame. */
+void conn_drop_held(conn_t *conn);
+
 /* The oldest queued frame (still owned by the queue), or NULL. */
 frame_t *conn_peek(conn_t *conn);
 /* Drop the oldest queued frame. */

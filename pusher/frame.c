@@ -3,6 +3,7 @@
 #include "frame.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -16,6 +17,7 @@ frame_t *frame_text(const char *text, size_t len)
         return NULL;
     atomic_init(&f->refs, 1);
     f->len = len;
+    f->id[0] = '\0';
     memcpy(frame_payload(f), text, len);
     frame_payload(f)[len] = '\0';
     return f;
@@ -55,6 +57,7 @@ frame_t *frame_message(const Push__V1__Message *m)
         }
         p[n] = '\0';
         f->len = n;
+        snprintf(f->id, sizeof f->id, "%s", m->id ? m->id : "");
         atomic_init(&f->refs, 1);
     }
     free(id);

@@ -18,6 +18,7 @@
 typedef struct frame {
     atomic_int refs;
     size_t len;              /* payload bytes */
+    char id[32];             /* the message id of a message frame, else "" */
     unsigned char buf[];     /* FRAME_PRE headroom, then the payload */
 } frame_t;
 

@@ -13,6 +13,11 @@
 
 #define ROUTES_PIPELINE 1000 /* commands in flight per round trip */
 
+/* Values in routes_t.users: a user held here whose route was not yet
+ * written (and announced to the service thread), or one that was. */
+#define ROUTES_HELD ((void *)1)
+#define ROUTES_ANNOUNCED ((void *)2)
+
 typedef struct routes_op {
     struct routes_op *next;
     int add;
@@ -33,7 +38,7 @@ struct routes {
     atomic_int up;
     /* thread-owned */
     redisContext *c;
-    strmap_t *users;        /* users held here; value: (void *)1 once announced */
+    strmap_t *users;        /* users held here -> ROUTES_HELD or ROUTES_ANNOUNCED */
     int need_full;          /* write every user (after connect) */
     time_t next_refresh;
     int logged_down;
@@ -145,7 +150,7 @@ static void routes_batch_flush(routes_batch_t *b)
         return;
     }
     for (int i = 0; i < b->n_announce; i++) {
-        strmap_put(b->r->users, b->announce[i], (void *)1);
+        strmap_put(b->r->users, b->announce[i], ROUTES_ANNOUNCED);
         routes_announce(b->r, b->announce[i]);
     }
     b->pending = 0;
@@ -158,7 +163,7 @@ static void routes_refresh_one(void *arg, const char *user, void *value)
     if (b->failed)
         return;
     b->pending += routes_append(b->r, user, 1, b->now);
-    if (!value)
+    if (value != ROUTES_ANNOUNCED)
         b->announce[b->n_announce++] = user; /* key memory is the map's: stable during each() */
     if (b->pending >= ROUTES_PIPELINE || b->n_announce == ROUTES_PIPELINE)
         routes_batch_flush(b);
@@ -184,7 +189,7 @@ static void routes_apply(routes_t *r, routes_op_t *ops, time_t now)
     for (routes_op_t *op = ops; op; op = op->next) {
         if (op->add) {
             if (!strmap_get(r->users, op->user))
-                strmap_put(r->users, op->user, NULL);
+                strmap_put(r->users, op->user, ROUTES_HELD);
         } else {
             strmap_remove(r->users, op->user);
         }
@@ -195,7 +200,7 @@ static void routes_apply(routes_t *r, routes_op_t *ops, time_t now)
         int still_here = strmap_get(r->users, op->user) != NULL || !op->add;
         if (!still_here)
             continue;
-        if (op->add && strmap_get(r->users, op->user) == (void *)1)
+        if (op->add && strmap_get(r->users, op->user) == ROUTES_ANNOUNCED)
             continue; /* already written and announced */
         b.pending += routes_append(r, op->user, op->add, now);
         if (op->add && b.n_announce < ROUTES_PIPELINE) {

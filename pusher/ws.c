@@ -30,6 +30,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "metrics.h"
+#include "strmap.h"
 
 _Static_assert(FRAME_PRE >= LWS_PRE, "frame headroom must cover LWS_PRE");
 
@@ -78,6 +79,16 @@ static void ws_send(ws_t *w, conn_t *conn, frame_t *f)
 {
     if (conn->state == CONN_CLOSING || !conn->wsi)
         return;
+    if (conn->replaying && f->id[0]) {
+        /* Stored messages are on their way: live ones wait so that the
+         * client sees them in order and each once (see ws_end_replay). */
+        if (conn_hold(conn, f, WS_QUEUE_MAX_FRAMES) == 0)
+            return;
+        conn_drop_held(conn);
+        metrics_inc(w->m_slow);
+        ws_close_later(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+        return;
+    }
     if (conn_enqueue(conn, f, WS_QUEUE_MAX_FRAMES, WS_QUEUE_MAX_BYTES) != 0) {
         metrics_inc(w->m_slow);
         LOG_W("pusher: connection %s of %s is not reading (%u frames, %zu bytes queued); closing it",
@@ -102,6 +113,22 @@ static char *ws_token(struct lws *wsi)
     return NULL;
 }
 
+/* Refuse an upgrade with 401. Written by hand: lws_return_http_status
+ * answers an upgrade request as HTTP/1.0, which strict clients refuse. */
+static int ws_refuse_401(struct lws *wsi)
+{
+#define WS_401_BODY "{\"error\":\"missing or malformed token\"}\n"
+    static const char resp[] = "HTTP/1.1 401 Unauthorized\r\n"
+                               "Content-Type: application/json\r\n"
+                               "Content-Length: 39\r\n"
+                               "Connection: close\r\n\r\n" WS_401_BODY;
+    _Static_assert(sizeof WS_401_BODY - 1 == 39, "Content-Length must match the body");
+    unsigned char buf[LWS_PRE + sizeof resp];
+    memcpy(buf + LWS_PRE, resp, sizeof resp - 1);
+    lws_write(wsi, buf + LWS_PRE, sizeof resp - 1, LWS_WRITE_HTTP_HEADERS);
+    return 1;
+}
+
 static void ws_request_pending(ws_t *w, conn_t *conn)
 {
     conn->pending_asked = 1;
@@ -114,13 +141,17 @@ static void ws_on_auth(ws_t *w, handoff_ev_t *ev)
     conn_t *conn = conns_get(w->conns, ev->conn);
     if (!conn || conn->state != CONN_AUTH_PENDING || !conn->wsi)
         return; /* closed or timed out meanwhile */
-    lws_set_timer_usecs(conn->wsi, LWS_SET_TIMER_USEC_CANCEL);
+    /* Re-arming replaces the auth timer. (lws 4.1's LWS_SET_TIMER_USEC_CANCEL
+     * fires the timer at once instead of cancelling it, so we never cancel:
+     * the TIMER callback looks at the state.) */
+    lws_set_timer_usecs(conn->wsi, (lws_usec_t)WS_REPLAY_TIMEOUT_S * LWS_USEC_PER_SEC);
     if (!ev->ok) {
         metrics_inc(w->m_refused_other);
         ws_close_later(conn, 4401, ev->reason ? ev->reason : "refused");
         return;
     }
     int first = conns_authenticate(w->conns, conn, ev->user);
+    conn->replaying = 1; /* until its stored messages arrive */
     if (first < 0) {
         ws_close_later(conn, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
         return;
@@ -166,13 +197,36 @@ static void ws_on_delivery(ws_t *w, handoff_ev_t *ev)
     }
 }
 
+/* Send the stored messages, then the live ones that arrived meanwhile and
+ * are not among them. pending may be NULL (the collector did not answer). */
+static void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
+{
+    conn->replaying = 0; /* its timer may still fire: TIMER checks the state */
+    strmap_t *seen = pending && pending->n_frames ? strmap_new() : NULL;
+    for (size_t i = 0; pending && i < pending->n_frames; i++) {
+        ws_send(w, conn, pending->frames[i]);
+        if (seen)
+            strmap_put(seen, pending->frames[i]->id, conn);
+    }
+    frame_t **held = conn->held;
+    uint32_t n_held = conn->n_held;
+    conn->held = NULL;
+    conn->n_held = conn->cap_held = 0;
+    for (uint32_t i = 0; i < n_held; i++) {
+        if (!seen || !strmap_get(seen, held[i]->id))
+            ws_send(w, conn, held[i]);
+        frame_unref(held[i]);
+    }
+    free(held);
+    strmap_free(seen);
+}
+
 static void ws_on_pending(ws_t *w, handoff_ev_t *ev)
 {
     conn_t *conn = conns_get(w->conns, ev->conn);
-    if (!conn || conn->state != CONN_AUTHED)
+    if (!conn || conn->state != CONN_AUTHED || !conn->replaying)
         return;
-    for (size_t i = 0; i < ev->n_frames; i++)
-        ws_send(w, conn, ev->frames[i]);
+    ws_end_replay(w, conn, ev);
 }
 
 static void ws_on_presence(ws_t *w, handoff_ev_t *ev)
@@ -308,9 +362,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         free(token);
         if (!ok) {
             metrics_inc(w->m_401);
-            if (lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, "missing or malformed token"))
-                return -1;
-            return 1;
+            return ws_refuse_401(wsi);
         }
         return 0;
     }
@@ -346,6 +398,12 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return 0;
     }
     case LWS_CALLBACK_TIMER:
+        if (pss && pss->conn && pss->conn->state == CONN_AUTHED && pss->conn->replaying) {
+            LOG_W("pusher: no stored messages for %s within %d s; sending live ones",
+                  pss->conn->user->id, WS_REPLAY_TIMEOUT_S);
+            ws_end_replay(w, pss->conn, NULL);
+            return 0;
+        }
         if (pss && pss->conn && pss->conn->state == CONN_AUTH_PENDING) {
             static const char why[] = "authd did not answer; try again later";
             metrics_inc(w->m_timeouts);

@@ -14,6 +14,7 @@
 #include "routes.h"
 
 #define WS_AUTH_TIMEOUT_S 2
+#define WS_REPLAY_TIMEOUT_S 5 /* how long live frames wait for the stored ones */
 #define WS_MAX_FRAME_BYTES (64 * 1024)
 #define WS_QUEUE_MAX_FRAMES 4096
 #define WS_QUEUE_MAX_BYTES (8 * 1024 * 1024)

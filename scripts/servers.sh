@@ -19,7 +19,9 @@ case "${1:-}" in
 start)
   dir=$2 nats_port=$3 redis_port=$4
   mkdir -p "$dir/jetstream"
-  nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$dir/jetstream" >"$dir/nats.log" 2>&1 &
+  # max_payload above the collector's 1 MiB publish limit (see docs/OPERATIONS.md)
+  echo "max_payload: 4194304" >"$dir/nats.conf"
+  nats-server -c "$dir/nats.conf" -a 127.0.0.1 -p "$nats_port" -js -sd "$dir/jetstream" >"$dir/nats.log" 2>&1 &
   echo $! >"$dir/nats.pid"
   redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --dir "$dir" \
     >"$dir/redis.log" 2>&1 &

@@ -111,6 +111,8 @@ static void bad_sub_is_refused(void)
 static void malformed_tokens_are_refused(void)
 {
     char sub[JWT_MAX_SUB + 1];
+    CHECK_INT(jwt_well_formed("e30.e30.!", 9), 0); /* signature outside base64url */
+    CHECK_INT(jwt_well_formed("e30.e30.", 8), 1);  /* unsecured JWT: a JWT shape, refused later */
     const char *bad[] = {"", "abc", "a.b", "a.b.c.d", ".e30.x", "e30..x", "!!!.e30.x",
                          "bm90IGpzb24.e30.x" /* header "not json" */};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
