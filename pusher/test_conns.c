@@ -1,0 +1,64 @@
+/* Unit tests of pusher/conns: many connections per user, last-connection
+ * detection, the broadcast list, bounded queues. */
+#include <stdlib.h>
+
+#include "check.h"
+#include "conns.h"
+
+static void users_hold_many_connections_and_the_last_close_is_reported(void)
+{
+    conns_t *c = conns_new();
+    conn_t *a = conns_open(c, NULL), *b = conns_open(c, NULL), *x = conns_open(c, NULL);
+    CHECK(strcmp(a->id, b->id) != 0);
+    CHECK(conns_get(c, a->id) == a);
+    CHECK_INT(conns_authenticate(c, a, "u1"), 1);
+    CHECK_INT(conns_authenticate(c, b, "u1"), 0);
+    CHECK_INT(conns_authenticate(c, x, "u2"), 1);
+    CHECK_INT(conns_user(c, "u1")->count, 2);
+    CHECK_INT(conns_authed(c), 3);
+    CHECK_INT(conns_users(c), 2);
+    size_t all = 0;
+    for (conn_t *p = conns_all(c); p; p = p->all_next)
+        all++;
+    CHECK_INT(all, 3);
+    char *last = NULL;
+    CHECK_INT(conns_close(c, a, &last), 0);
+    CHECK(last == NULL);
+    CHECK_INT(conns_close(c, b, &last), 1);
+    CHECK_STR(last, "u1");
+    free(last);
+    CHECK(conns_user(c, "u1") == NULL);
+    CHECK_INT(conns_authed(c), 1);
+    CHECK(conns_all(c) == x);
+    conn_t *pending = conns_open(c, NULL);
+    CHECK_INT(conns_count(c), 2);
+    CHECK_INT(conns_close(c, pending, &last), 0); /* never authenticated */
+    conns_free(c);
+}
+
+static void queue_is_fifo_and_bounded(void)
+{
+    conns_t *c = conns_new();
+    conn_t *a = conns_open(c, NULL);
+    frame_t *f1 = frame_text("one", 3), *f2 = frame_text("two", 3);
+    CHECK_INT(conn_enqueue(a, f1, 2, 100), 0);
+    CHECK_INT(conn_enqueue(a, f2, 2, 100), 0);
+    CHECK_INT(conn_enqueue(a, f1, 2, 100), -1); /* over the frame bound */
+    CHECK(conn_peek(a) == f1);
+    conn_pop(a);
+    CHECK(conn_peek(a) == f2);
+    CHECK_INT(a->q_bytes, 3);
+    CHECK_INT(conn_enqueue(a, f1, 10, 5), -1);  /* over the byte bound */
+    for (int i = 0; i < 100; i++)               /* growth keeps order */
+        CHECK_INT(conn_enqueue(a, i % 2 ? f1 : f2, 1000, 100000), 0);
+    conn_pop(a);
+    CHECK(conn_peek(a) == f2);
+    CHECK_INT(conn_hold(a, f1, 1), 0);
+    CHECK_INT(conn_hold(a, f1, 1), -1);
+    frame_unref(f1);
+    frame_unref(f2);
+    conns_free(c); /* frees queued and held references: ASan checks the counts */
+}
+
+CHECK_MAIN(CHECK_CASE(users_hold_many_connections_and_the_last_close_is_reported),
+           CHECK_CASE(queue_is_fifo_and_bounded))
