@@ -31,11 +31,12 @@ echo "{\"figure\":\"baseline\",\"pushers\":$PUSHERS,\"rss_kib\":$base}"
 WS=()
 for i in $(seq 1 "$PUSHERS"); do
   "$BIN/wsload" --url "ws://127.0.0.1:${PORTS[$((i-1))]}/ws" --conns "$PER" --rate $(( RATE / PUSHERS )) \
-    --sources "$SOURCES" --first-user $(( (i-1) * PER )) --hold 600 --expect "${EXPECT:-1}" \
+    --sources "$SOURCES" --first-user $(( (i-1) * PER )) --hold 600 --expect "$PER" \
     >"$DIR/wsload$i.json" 2>"$DIR/wsload$i.err" &
   WS+=($!)
 done
-start=$(date +%s.%N)
+now_ms() { date +%s%3N; }
+start=$(now_ms)
 target=$(( PER * PUSHERS ))
 while :; do
   total=0
@@ -45,12 +46,11 @@ while :; do
     total=$(( total + ${c:-0} ))
   done
   [ "$total" -ge "$target" ] && break
-  now=$(date +%s.%N)
-  if (( $(echo "$now - $start > 120" | bc) )); then echo "bench: only $total of $target connections after 120 s" >&2; break; fi
-  sleep 0.2
+  if [ $(( $(now_ms) - start )) -gt 120000 ]; then echo "bench: only $total of $target connections after 120 s" >&2; break; fi
+  sleep 0.1
 done
-elapsed=$(echo "$(date +%s.%N) - $start" | bc)
-echo "{\"figure\":\"connect_storm\",\"connections\":$total,\"seconds\":$elapsed,\"per_second\":$(echo "$total / $elapsed" | bc)}"
+elapsed_ms=$(( $(now_ms) - start ))
+echo "{\"figure\":\"connect_storm\",\"connections\":$total,\"ms\":$elapsed_ms,\"per_second\":$(( total * 1000 / elapsed_ms ))}"
 sleep 2
 rss=0
 for i in $(seq 1 "$PUSHERS"); do pid_var="PID_pusher$i"; rss=$(( rss + $(rss_kib "${!pid_var}") )); done

@@ -127,7 +127,16 @@ static void bus_on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg
     bus_t *b = closure;
     const char *subj = natsMsg_GetSubject(msg) + strlen(b->inbox);
     if (natsMsg_GetDataLength(msg) == 0) {
-        /* a "no responders" status: nobody answers that subject; the timers handle it */
+        /* A "no responders" status: nobody answers that subject. For auth the
+         * 2 s timer closes with 1013; for stored messages there are none to
+         * wait for: end the replay now. */
+        if (strncmp(subj, ".p.", 3) == 0) {
+            handoff_ev_t *ev = handoff_ev_new(HANDOFF_PENDING);
+            if (ev) {
+                snprintf(ev->conn, sizeof ev->conn, "%s", subj + 3);
+                handoff_push(b->to_service, ev);
+            }
+        }
     } else if (strncmp(subj, ".a.", 3) == 0) {
         bus_on_auth_reply(b, subj + 3, msg);
     } else if (strncmp(subj, ".p.", 3) == 0) {

@@ -445,7 +445,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 }
 
 static const struct lws_protocols ws_protocols[] = {
-    {"push", ws_callback, sizeof(ws_pss_t), 4096, 0, NULL, 0},
+    {"push", ws_callback, sizeof(ws_pss_t), WS_RX_BUFFER, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

@@ -18,6 +18,7 @@
 #define WS_MAX_FRAME_BYTES (64 * 1024)
 #define WS_QUEUE_MAX_FRAMES 4096
 #define WS_QUEUE_MAX_BYTES (8 * 1024 * 1024)
+#define WS_RX_BUFFER 256 /* lws allocates this per connection: client frames are small */
 #define WS_PING_S 25
 #define WS_IDLE_S 60
 

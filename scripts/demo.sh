@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh build
+scripts/build.sh build -DPUSH_SANITIZE=OFF -DPUSH_FUZZ=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 BIN=$PWD/build/bin
 DIR=$(mktemp -d /tmp/push-demo.XXXXXX)
