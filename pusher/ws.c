@@ -405,10 +405,11 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             return 0;
         }
         if (pss && pss->conn && pss->conn->state == CONN_AUTH_PENDING) {
-            static const char why[] = "authd did not answer; try again later";
+            /* lws 4.1 does not close on a non-zero return from TIMER: close
+             * through the writeable path like every other close; the state
+             * becomes CLOSING, so a late auth reply is ignored. */
             metrics_inc(w->m_timeouts);
-            lws_close_reason(wsi, (enum lws_close_status)1013, (unsigned char *)why, sizeof why - 1);
-            return -1;
+            ws_close_later(pss->conn, 1013, "authd did not answer; try again later");
         }
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
