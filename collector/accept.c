@@ -48,21 +48,46 @@ static void accept_count_rejection(accept_t *a, const char *reason)
             metrics_inc(a->rejected[i]);
 }
 
-void accept_publish(accept_t *a, const void *buf, size_t len, const char *content_type,
-                    accept_result_t *res)
+int accept_decode(accept_t *a, const void *buf, size_t len, const char *content_type,
+                  ingest_request_t *req, accept_result_t *res)
 {
     memset(res, 0, sizeof *res);
-    ingest_request_t req;
     const char *reason = NULL;
-    if (ingest_decode(buf, len, content_type, &req, &reason, res->error, sizeof res->error) != 0) {
-        res->json = req.json;
+    if (ingest_decode(buf, len, content_type, req, &reason, res->error, sizeof res->error) != 0) {
+        res->json = req->json;
         res->status = ACCEPT_REJECTED;
         res->reason = reason;
         accept_count_rejection(a, reason);
         LOG_D("collector: rejected a publish (%s): %s", reason, res->error);
-        return;
+        return -1;
     }
-    res->json = req.json;
+    res->json = req->json;
+    return 0;
+}
+
+void accept_stored(accept_t *a, int store_rc, const char *id, const char *existing, accept_result_t *res)
+{
+    if (store_rc == STORE_OK) {
+        metrics_inc(a->accepted);
+        snprintf(res->id, sizeof res->id, "%s", id);
+        res->status = ACCEPT_STORED;
+    } else if (store_rc == STORE_DUPLICATE) {
+        metrics_inc(a->duplicates);
+        snprintf(res->id, sizeof res->id, "%s", existing);
+        res->status = ACCEPT_STORED;
+    } else {
+        metrics_inc(a->store_errors);
+        res->status = ACCEPT_STORE_DOWN;
+        snprintf(res->error, sizeof res->error, "the store is unavailable; nothing was kept, try again");
+    }
+}
+
+void accept_publish(accept_t *a, const void *buf, size_t len, const char *content_type,
+                    accept_result_t *res)
+{
+    ingest_request_t req;
+    if (accept_decode(a, buf, len, content_type, &req, res) != 0)
+        return;
     store_msg_t m = {
         .topic = req.topic,
         .data = req.data,
@@ -73,22 +98,11 @@ void accept_publish(accept_t *a, const void *buf, size_t len, const char *conten
         .broadcast = req.broadcast,
     };
     ids_new_at(m.id, m.accepted_ms);
-    char existing[IDS_LEN + 1];
+    char existing[IDS_LEN + 1] = "";
     int rc = store_put(a->store, &m, req.to, req.n_to, req.idem, existing);
-    if (rc == STORE_OK) {
-        metrics_inc(a->accepted);
-        memcpy(res->id, m.id, sizeof res->id);
-        res->status = ACCEPT_STORED;
+    accept_stored(a, rc, m.id, existing, res);
+    if (rc == STORE_OK)
         handover_send(a->handover, &m, req.to, req.n_to);
-    } else if (rc == STORE_DUPLICATE) {
-        metrics_inc(a->duplicates);
-        memcpy(res->id, existing, sizeof res->id);
-        res->status = ACCEPT_STORED;
-    } else {
-        metrics_inc(a->store_errors);
-        res->status = ACCEPT_STORE_DOWN;
-        snprintf(res->error, sizeof res->error, "the store is unavailable; nothing was kept, try again");
-    }
     ingest_free(&req);
 }
 

@@ -11,6 +11,7 @@
 
 #include "handover.h"
 #include "ids.h"
+#include "ingest.h"
 #include "store.h"
 
 typedef enum {
@@ -32,7 +33,17 @@ typedef struct accept accept_t;
 accept_t *accept_new(store_t *store, handover_t *handover);
 void accept_free(accept_t *a);
 
-/* Take one publish. The reply to send (accept_reply) can go out as soon as
+/* Decode and validate one publish. On success returns 0 with *req filled
+ * (the caller frees it with ingest_free) and res->json set. On bad input
+ * counts the rejection, fills res (ACCEPT_REJECTED) and returns -1. */
+int accept_decode(accept_t *a, const void *buf, size_t len, const char *content_type,
+                  ingest_request_t *req, accept_result_t *res);
+
+/* Count the store's outcome for one publish and fill res from it:
+ * store_rc is STORE_OK, STORE_DUPLICATE (existing = the first id) or STORE_ERR. */
+void accept_stored(accept_t *a, int store_rc, const char *id, const char *existing, accept_result_t *res);
+
+/* Take one publish, synchronously (one transaction; used by HTTP ingest). The reply to send (accept_reply) can go out as soon as
  * this returns: the hand-over was already attempted, and a failed one is
  * retried from the store. */
 void accept_publish(accept_t *a, const void *buf, size_t len, const char *content_type,

@@ -12,6 +12,7 @@
 struct collect {
     natsConnection *nc;
     accept_t *accept;
+    writer_t *writer;
     store_t *store;
     natsSubscription *sub_collect, *sub_pending, *sub_ack;
     metrics_series_t *pending_requests, *acks, *malformed;
@@ -24,9 +25,12 @@ static void collect_on_publish(natsConnection *nc, natsSubscription *sub, natsMs
     const char *ctype = NULL;
     natsMsgHeader_Get(msg, "Content-Type", &ctype);
     accept_result_t res;
-    accept_publish(c->accept, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), ctype, &res);
+    ingest_request_t req;
     const char *reply_to = natsMsg_GetReply(msg);
-    if (reply_to) {
+    if (accept_decode(c->accept, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), ctype, &req,
+                      &res) == 0) {
+        writer_submit(c->writer, &req, reply_to); /* stored, answered and handed over in a batch */
+    } else if (reply_to) {
         size_t len = 0;
         void *reply = accept_reply(&res, &len);
         if (reply)
@@ -147,13 +151,15 @@ static natsStatus collect_sub(collect_t *c, natsSubscription **sub, const char *
     return s;
 }
 
-collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accept, store_t *store)
+collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accept, writer_t *writer,
+                         store_t *store)
 {
     collect_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->nc = nc;
     c->accept = accept;
+    c->writer = writer;
     c->store = store;
     c->pending_requests = metrics_counter("push_collect_pending_requests_total", NULL,
                                           "Pending-message requests from pushers");

@@ -11,13 +11,17 @@
 
 #include "accept.h"
 #include "store.h"
+#include "writer.h"
 
 #define COLLECT_PENDING_LIMIT 1000
 #define COLLECT_PENDING_MAX_BYTES (512 * 1024) /* stay under NATS's default 1 MiB payload */
 
 typedef struct collect collect_t;
 
-collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accept, store_t *store);
+/* Publishes that pass validation go to writer (group commit); the rest are
+ * answered here. */
+collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accept, writer_t *writer,
+                         store_t *store);
 
 /* Drain the subscriptions (requests already received are answered), then free. */
 void collect_stop(collect_t *c);

@@ -16,6 +16,10 @@
 struct handover {
     natsConnection *nc;
     jsCtx *js;
+    jsCtx *js_async;        /* publishes of handover_send_batch */
+    pthread_mutex_t acked_lock;
+    char **acked;           /* ids the stream acked since the last batch mark */
+    size_t n_acked, cap_acked;
     store_t *store;
     const char *prefix;
     char subject[256];
@@ -27,7 +31,8 @@ struct handover {
     metrics_series_t *sent, *errors, *retried;
 };
 
-int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n_to)
+/* The Dispatch protobuf of m; malloc'd, length in *len. */
+static uint8_t *handover_pack(const store_msg_t *m, char *const *to, size_t n_to, size_t *len)
 {
     Push__V1__Message msg = PUSH__V1__MESSAGE__INIT;
     msg.id = (char *)m->id;
@@ -46,11 +51,19 @@ int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n
     d.n_to = n_to;
     d.has_broadcast = 1;
     d.broadcast = m->broadcast;
-    size_t len = push__v1__dispatch__get_packed_size(&d);
-    uint8_t *buf = malloc(len ? len : 1);
+    *len = push__v1__dispatch__get_packed_size(&d);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf)
+        push__v1__dispatch__pack(&d, buf);
+    return buf;
+}
+
+int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n_to)
+{
+    size_t len = 0;
+    uint8_t *buf = handover_pack(m, to, n_to, &len);
     if (!buf)
         return -1;
-    push__v1__dispatch__pack(&d, buf);
     jsPubOptions opts;
     jsPubOptions_Init(&opts);
     opts.MsgId = m->id;
@@ -71,6 +84,71 @@ int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n
     if (store_mark_dispatched(h->store, m->id) != STORE_OK)
         LOG_W("handover: message %s handed over but not marked; it may be handed over twice", m->id);
     return 0;
+}
+
+static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    handover_t *h = closure;
+    const char *id = NULL;
+    if (pa && natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id) {
+        pthread_mutex_lock(&h->acked_lock);
+        if (h->n_acked == h->cap_acked) {
+            size_t cap = h->cap_acked ? h->cap_acked * 2 : 1024;
+            char **na = realloc(h->acked, cap * sizeof *na);
+            if (na) {
+                h->acked = na;
+                h->cap_acked = cap;
+            }
+        }
+        if (h->n_acked < h->cap_acked)
+            h->acked[h->n_acked++] = strdup(id);
+        pthread_mutex_unlock(&h->acked_lock);
+    } else if (pae) {
+        metrics_inc(h->errors);
+    }
+    natsMsg_Destroy(msg);
+}
+
+int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
+                        const size_t *n_tos, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 0;
+        uint8_t *buf = handover_pack(ms[i], tos[i], n_tos[i], &len);
+        if (!buf)
+            continue;
+        jsPubOptions opts;
+        jsPubOptions_Init(&opts);
+        opts.MsgId = ms[i]->id;
+        natsStatus s = js_PublishAsync(h->js_async, h->subject, buf, (int)len, &opts);
+        free(buf);
+        if (s != NATS_OK) {
+            metrics_inc(h->errors);
+            LOG_W("handover: %zu message(s) not handed to the dispatcher yet (%s); they are stored "
+                  "and will be retried within %d ms", n - i, natsStatus_GetText(s), HANDOVER_RETRY_MS);
+            break;
+        }
+    }
+    jsPubOptions wait;
+    jsPubOptions_Init(&wait);
+    wait.MaxWait = 5000;
+    natsStatus s = js_PublishAsyncComplete(h->js_async, &wait);
+    if (s != NATS_OK)
+        LOG_W("handover: not every hand-over was acked in time (%s); the rest is retried", natsStatus_GetText(s));
+    pthread_mutex_lock(&h->acked_lock);
+    char **acked = h->acked;
+    size_t n_acked = h->n_acked;
+    h->acked = NULL;
+    h->n_acked = h->cap_acked = 0;
+    pthread_mutex_unlock(&h->acked_lock);
+    metrics_add(h->sent, (int64_t)n_acked);
+    if (n_acked && store_mark_dispatched_many(h->store, acked, n_acked) != STORE_OK)
+        LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice", n_acked);
+    for (size_t i = 0; i < n_acked; i++)
+        free(acked[i]);
+    free(acked);
+    return (int)n_acked;
 }
 
 static void handover_retry_one(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
@@ -126,8 +204,17 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
-    if (natsConnection_JetStream(&h->js, nc, &jo) != NATS_OK) {
+    pthread_mutex_init(&h->acked_lock, NULL);
+    jsOptions ja;
+    jsOptions_Init(&ja);
+    ja.Wait = 5000;
+    ja.PublishAsync.MaxPending = 65536;
+    ja.PublishAsync.AckHandler = handover_on_async_ack;
+    ja.PublishAsync.AckHandlerClosure = h;
+    if (natsConnection_JetStream(&h->js, nc, &jo) != NATS_OK ||
+        natsConnection_JetStream(&h->js_async, nc, &ja) != NATS_OK) {
         LOG_E("handover: cannot create a JetStream context");
+        jsCtx_Destroy(h->js);
         free(h);
         return NULL;
     }
@@ -147,6 +234,11 @@ void handover_stop(handover_t *h)
     pthread_mutex_unlock(&h->wake_lock);
     pthread_join(h->thread, NULL);
     jsCtx_Destroy(h->js);
+    jsCtx_Destroy(h->js_async);
+    for (size_t i = 0; i < h->n_acked; i++)
+        free(h->acked[i]);
+    free(h->acked);
+    pthread_mutex_destroy(&h->acked_lock);
     pthread_mutex_destroy(&h->wake_lock);
     pthread_cond_destroy(&h->wake);
     free(h);

@@ -26,4 +26,11 @@ void handover_stop(handover_t *h);
  * Any thread; blocks for at most a few seconds. */
 int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n_to);
 
+/* Hand over n stored messages at once: asynchronous publishes, one wait for
+ * all the stream's acks (at most a few seconds), then the acked ones are
+ * marked dispatched in one transaction; the others stay for the retry
+ * loop. Returns how many were acked. One caller at a time (the writer). */
+int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
+                        const size_t *n_tos, size_t n);
+
 #endif

@@ -13,6 +13,7 @@
 #include "signals.h"
 #include "store.h"
 #include "expiry.h"
+#include "writer.h"
 
 typedef struct collector_ready_ctx {
     natsConnection *nc;
@@ -59,7 +60,8 @@ int main(int argc, char **argv)
     httpd_t *metrics = common.metrics ? httpd_start_metrics(common.metrics, collector_ready, &ready) : NULL;
     handover_t *handover = handover_start(nc, common.prefix, store);
     accept_t *accept = handover ? accept_new(store, handover) : NULL;
-    collect_t *collect = accept ? collect_start(nc, common.prefix, accept, store) : NULL;
+    writer_t *writer = accept ? writer_start(nc, store, handover, accept) : NULL;
+    collect_t *collect = writer ? collect_start(nc, common.prefix, accept, writer, store) : NULL;
     httpd_t *http = http_at && collect ? http_ingest_start(http_at, accept) : NULL;
     expiry_t *expiry = expiry_start(store);
     int ok = collect && expiry && (!common.metrics || metrics) && (!http_at || http);
@@ -69,7 +71,8 @@ int main(int argc, char **argv)
         LOG_I("collector: signal %d, stopping", sig);
     }
     httpd_stop(http);
-    collect_stop(collect);
+    collect_stop(collect); /* no more submissions */
+    writer_stop(writer);   /* stores and answers what was submitted */
     expiry_stop(expiry);
     handover_stop(handover);
     accept_free(accept);

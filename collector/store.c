@@ -55,6 +55,16 @@ int store_put(store_t *s, const store_msg_t *m, char *const *to, size_t n_to, co
     return s->ops->put(s->h, m, to, n_to, idem, existing_id);
 }
 
+int store_put_batch(store_t *s, store_put_item_t *items, size_t n)
+{
+    return s->ops->put_batch(s->h, items, n);
+}
+
+int store_mark_dispatched_many(store_t *s, char *const *ids, size_t n)
+{
+    return s->ops->mark_dispatched_many(s->h, ids, n);
+}
+
 int store_pending(store_t *s, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn, void *arg)
 {
     return s->ops->pending(s->h, user, now_ms, limit, fn, arg);

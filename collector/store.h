@@ -45,6 +45,24 @@ void store_close(store_t *s);
 int store_put(store_t *s, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
               char existing_id[IDS_LEN + 1]);
 
+/* One publish in a batch (store_put_batch): in m, to, n_to, idem; out
+ * result (STORE_OK or STORE_DUPLICATE) and, for a duplicate, existing_id. */
+typedef struct store_put_item {
+    const store_msg_t *m;
+    char *const *to;
+    size_t n_to;
+    const char *idem;
+    int result;
+    char existing_id[IDS_LEN + 1];
+} store_put_item_t;
+
+/* Keep every item in ONE transaction (group commit): all or nothing.
+ * Returns STORE_OK (each item's result set) or STORE_ERR (nothing kept). */
+int store_put_batch(store_t *s, store_put_item_t *items, size_t n);
+
+/* Mark many messages handed over, in one transaction. */
+int store_mark_dispatched_many(store_t *s, char *const *ids, size_t n);
+
 /* Called once per message; pointers are valid only during the call. */
 typedef void (*store_msg_fn)(void *arg, const store_msg_t *m, char *const *to, size_t n_to);
 

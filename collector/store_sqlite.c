@@ -116,24 +116,19 @@ static int step_done(store_sqlite_t *s, sqlite3_stmt *st)
     return 0;
 }
 
-static int store_sqlite_put(void *handle, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
-                     char existing_id[IDS_LEN + 1])
+/* Insert one message and its recipients inside the open transaction.
+ * Returns STORE_OK, STORE_DUPLICATE (existing_id filled) or STORE_ERR. */
+static int store_sqlite_put_one(store_sqlite_t *s, const store_msg_t *m, char *const *to, size_t n_to,
+                                const char *idem, char existing_id[IDS_LEN + 1])
 {
-    store_sqlite_t *s = handle;
-    int rc = STORE_ERR;
-    pthread_mutex_lock(&s->lock);
-    if (step_done(s, s->begin))
-        goto out;
     if (idem) {
         sqlite3_bind_text(s->find_idem, 1, idem, -1, SQLITE_STATIC);
-        if (sqlite3_step(s->find_idem) == SQLITE_ROW) {
+        int found = sqlite3_step(s->find_idem) == SQLITE_ROW;
+        if (found)
             snprintf(existing_id, IDS_LEN + 1, "%s", (const char *)sqlite3_column_text(s->find_idem, 0));
-            sqlite3_reset(s->find_idem);
-            step_done(s, s->rollback);
-            rc = STORE_DUPLICATE;
-            goto out;
-        }
         sqlite3_reset(s->find_idem);
+        if (found)
+            return STORE_DUPLICATE;
     }
     sqlite3_stmt *st = s->ins_msg;
     sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
@@ -148,21 +143,52 @@ static int store_sqlite_put(void *handle, const store_msg_t *m, char *const *to,
     else
         sqlite3_bind_null(st, 8);
     sqlite3_bind_int(st, 9, m->broadcast);
-    int bad = step_done(s, st);
-    for (size_t i = 0; i < n_to && !bad; i++) {
+    if (step_done(s, st))
+        return STORE_ERR;
+    for (size_t i = 0; i < n_to; i++) {
         sqlite3_bind_text(s->ins_rcpt, 1, to[i], -1, SQLITE_STATIC);
         sqlite3_bind_text(s->ins_rcpt, 2, m->id, -1, SQLITE_STATIC);
-        bad = step_done(s, s->ins_rcpt);
+        if (step_done(s, s->ins_rcpt))
+            return STORE_ERR;
     }
-    if (bad || step_done(s, s->commit)) {
+    return STORE_OK;
+}
+
+static int store_sqlite_put_batch(void *handle, store_put_item_t *items, size_t n)
+{
+    store_sqlite_t *s = handle;
+    int rc = STORE_ERR;
+    pthread_mutex_lock(&s->lock);
+    if (step_done(s, s->begin))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        items[i].result = store_sqlite_put_one(s, items[i].m, items[i].to, items[i].n_to, items[i].idem,
+                                               items[i].existing_id);
+        if (items[i].result == STORE_ERR) {
+            step_done(s, s->rollback);
+            goto out;
+        }
+    }
+    if (step_done(s, s->commit)) {
         step_done(s, s->rollback);
         goto out;
     }
     rc = STORE_OK;
 out:
-    s->healthy = rc != STORE_ERR;
+    s->healthy = rc == STORE_OK;
     pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+static int store_sqlite_put(void *handle, const store_msg_t *m, char *const *to, size_t n_to,
+                            const char *idem, char existing_id[IDS_LEN + 1])
+{
+    store_put_item_t item = {.m = m, .to = to, .n_to = n_to, .idem = idem};
+    if (store_sqlite_put_batch(handle, &item, 1) != STORE_OK)
+        return STORE_ERR;
+    if (item.result == STORE_DUPLICATE)
+        memcpy(existing_id, item.existing_id, IDS_LEN + 1);
+    return item.result;
 }
 
 static void row_to_msg(sqlite3_stmt *st, store_msg_t *m)
@@ -273,6 +299,28 @@ static int store_sqlite_mark_dispatched(void *handle, const char *id)
     return rc;
 }
 
+static int store_sqlite_mark_dispatched_many(void *handle, char *const *ids, size_t n)
+{
+    store_sqlite_t *s = handle;
+    int rc = STORE_ERR;
+    pthread_mutex_lock(&s->lock);
+    if (step_done(s, s->begin))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_text(s->mark, 1, ids[i], -1, SQLITE_STATIC);
+        if (step_done(s, s->mark)) {
+            step_done(s, s->rollback);
+            goto out;
+        }
+    }
+    rc = step_done(s, s->commit) ? STORE_ERR : STORE_OK;
+    if (rc != STORE_OK)
+        step_done(s, s->rollback);
+out:
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 static int store_sqlite_expire(void *handle, uint64_t now_ms)
 {
     store_sqlite_t *s = handle;
@@ -320,6 +368,8 @@ static void store_sqlite_close(void *handle)
 const store_ops_t store_sqlite_ops = {
     .name = "sqlite",
     .put = store_sqlite_put,
+    .put_batch = store_sqlite_put_batch,
+    .mark_dispatched_many = store_sqlite_mark_dispatched_many,
     .pending = store_sqlite_pending,
     .ack = store_sqlite_ack,
     .undispatched = store_sqlite_undispatched,

@@ -134,6 +134,35 @@ static void expire_drops_only_expired_dispatched_messages(void)
     unlink(path);
 }
 
+static void batch_is_one_transaction_with_duplicates_inside_it(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    store_msg_t m[3];
+    const char *ids[] = {"x1", "x2", "x3"};
+    const char *idem[] = {"k", "k", NULL}; /* the second repeats the first's key */
+    store_put_item_t items[3];
+    memset(items, 0, sizeof items);
+    for (int i = 0; i < 3; i++) {
+        m[i] = (store_msg_t){.topic = "t", .data = (const unsigned char *)"1", .data_len = 1,
+                             .content_type = "application/json", .accepted_ms = 1000, .ttl = 60};
+        snprintf(m[i].id, sizeof m[i].id, "%s", ids[i]);
+        items[i] = (store_put_item_t){.m = &m[i], .to = u1, .n_to = 1, .idem = idem[i]};
+    }
+    CHECK_INT(store_put_batch(s, items, 3), STORE_OK);
+    CHECK_INT(items[0].result, STORE_OK);
+    CHECK_INT(items[1].result, STORE_DUPLICATE);
+    CHECK_STR(items[1].existing_id, "x1");
+    CHECK_INT(items[2].result, STORE_OK);
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", 1500, 10, collect, &seen), 2);
+    char *mark[] = {"x1", "x3"};
+    CHECK_INT(store_mark_dispatched_many(s, mark, 2), STORE_OK);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_undispatched(s, 5000, 10, collect, &seen), 0);
+    store_close(s);
+}
+
 static void unknown_or_empty_store_uris_are_refused(void)
 {
     char err[256];
@@ -148,4 +177,5 @@ CHECK_MAIN(CHECK_CASE(pending_is_oldest_first_unacked_unexpired_with_ttl),
            CHECK_CASE(same_idempotency_key_returns_first_id_and_stores_once),
            CHECK_CASE(undispatched_lists_until_marked_with_recipients),
            CHECK_CASE(expire_drops_only_expired_dispatched_messages),
+           CHECK_CASE(batch_is_one_transaction_with_duplicates_inside_it),
            CHECK_CASE(unknown_or_empty_store_uris_are_refused))

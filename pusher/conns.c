@@ -33,6 +33,7 @@ conns_t *conns_new(void)
 static void conn_destroy(conn_t *conn)
 {
     conn_drop_held(conn);
+    strmap_free(conn->replayed);
     while (conn->q_len)
         conn_pop(conn);
     free(conn->q);

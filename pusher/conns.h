@@ -27,6 +27,9 @@ typedef struct conn {
     int replaying;                   /* until they arrive, live frames wait in held */
     frame_t **held;
     uint32_t n_held, cap_held;
+    /* after a replay: the ids it delivered, until a newer live one arrives */
+    struct strmap *replayed;
+    char replay_max[32];
     char *token;                     /* until the auth request is sent */
     struct conn_user *user;          /* when AUTHED */
     struct conn *user_prev, *user_next;

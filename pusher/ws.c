@@ -48,7 +48,7 @@ struct ws {
     lws_retry_bo_t retry;
     lws_sorted_usec_list_t tick; /* wakes the loop while shutting down */
     metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_refused_other, *m_timeouts, *m_frames,
-        *m_acks, *m_malformed, *m_oversize, *m_slow, *m_welcomed;
+        *m_acks, *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped;
 };
 
 typedef struct ws_pss {
@@ -79,6 +79,19 @@ static void ws_send(ws_t *w, conn_t *conn, frame_t *f)
 {
     if (conn->state == CONN_CLOSING || !conn->wsi)
         return;
+    if (conn->replayed && f->id[0]) {
+        /* A live copy of a message the replay already delivered: drop it.
+         * Once a live message newer than every replayed one arrives, no
+         * older copy can follow (delivery per user is in acceptance order). */
+        if (strmap_get(conn->replayed, f->id)) {
+            metrics_inc(w->m_dup_dropped);
+            return;
+        }
+        if (strcmp(f->id, conn->replay_max) > 0) {
+            strmap_free(conn->replayed);
+            conn->replayed = NULL;
+        }
+    }
     if (conn->replaying && f->id[0]) {
         /* Stored messages are on their way: live ones wait so that the
          * client sees them in order and each once (see ws_end_replay). */
@@ -215,10 +228,16 @@ static void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
     for (uint32_t i = 0; i < n_held; i++) {
         if (!seen || !strmap_get(seen, held[i]->id))
             ws_send(w, conn, held[i]);
+        else
+            metrics_inc(w->m_dup_dropped);
         frame_unref(held[i]);
     }
     free(held);
-    strmap_free(seen);
+    if (seen) {
+        strmap_free(conn->replayed);
+        conn->replayed = seen; /* live copies may still be on their way */
+        snprintf(conn->replay_max, sizeof conn->replay_max, "%s", pending->frames[pending->n_frames - 1]->id);
+    }
 }
 
 static void ws_on_pending(ws_t *w, handoff_ev_t *ev)
@@ -474,6 +493,8 @@ ws_t *ws_new(const char *host, int port, const char *node)
     w->m_malformed = metrics_counter("push_pusher_malformed_frames_total", NULL, "Client frames ignored as malformed");
     w->m_oversize = metrics_counter("push_pusher_oversize_frames_total", NULL, "Connections closed 1009 (frame over 64 KiB)");
     w->m_slow = metrics_counter("push_pusher_slow_clients_closed_total", NULL, "Connections closed for not reading");
+    w->m_dup_dropped = metrics_counter("push_pusher_duplicates_dropped_total", NULL,
+                                      "Live copies of messages a connection already got from its replay");
     w->m_welcomed = metrics_counter("push_pusher_welcomed_total", NULL, "Connections authenticated and welcomed");
     if (!w->conns || !w->handoff)
         goto fail;

@@ -1,0 +1,33 @@
+/*
+ * writer: group commit for publishes that arrive over NATS. The NATS
+ * callback decodes and validates (accept_decode) and hands the request to
+ * the writer; the writer's thread takes everything queued (up to
+ * WRITER_BATCH), stores it in one transaction, answers every publisher
+ * (only now: the reply still means "durably stored"), and hands the batch
+ * to the dispatcher with asynchronous JetStream publishes. Acceptance order
+ * is the order of writer_submit calls.
+ */
+#ifndef COLLECTOR_WRITER_H
+#define COLLECTOR_WRITER_H
+
+#include <nats/nats.h>
+
+#include "accept.h"
+#include "handover.h"
+#include "ingest.h"
+#include "store.h"
+
+#define WRITER_BATCH 1024
+
+typedef struct writer writer_t;
+
+writer_t *writer_start(natsConnection *nc, store_t *store, handover_t *handover, accept_t *accept);
+
+/* Store every request submitted so far, then stop and free. */
+void writer_stop(writer_t *w);
+
+/* Takes ownership of *req (emptied). reply may be NULL (no answer wanted).
+ * Mints the message id now, so ids follow submission order. Any thread. */
+void writer_submit(writer_t *w, ingest_request_t *req, const char *reply);
+
+#endif
