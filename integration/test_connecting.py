@@ -68,6 +68,7 @@ class Handshake(ClusterTest):
     async def test_alg_hs512_closes_4401(self):
         await self._refused(make_jwt({"sub": "u1"}, alg="HS512"), "bad_alg")
         self.assertIn('push_authd_refused_total{reason="bad_alg"} 1\n', self.c.scrape("authd"))
+        self.assertIn('push_pusher_auth_refused_total{reason="bad_alg"} 1\n', self.c.scrape("pusher"))
 
     async def test_authd_down_closes_1013(self):
         self.assertEqual(self.c.procs["authd"].stop(), 0)

@@ -46,16 +46,22 @@ static int pusher_node_id_ok(const char *id)
     return 1;
 }
 
-static void pusher_raise_nofile(void)
+/* Raise the soft open-file limit to the hard one; returns how many
+ * descriptors lws may use for connections (the limit less a reserve). */
+static unsigned pusher_raise_nofile(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
+        return 0;
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         getrlimit(RLIMIT_NOFILE, &rl);
-    LOG_I("pusher: open-file limit %llu: at most about that many connections in this process",
-          (unsigned long long)rl.rlim_cur);
+    unsigned long long cap = rl.rlim_cur > WS_FD_RESERVE * 2 ? rl.rlim_cur - WS_FD_RESERVE : rl.rlim_cur / 2;
+    if (cap > 4000000)
+        cap = 4000000;
+    LOG_I("pusher: open-file limit %llu: at most about %llu connections in this process; past that, "
+          "new connections wait in the listen backlog", (unsigned long long)rl.rlim_cur, cap);
+    return (unsigned)cap;
 }
 
 int main(int argc, char **argv)
@@ -100,9 +106,9 @@ int main(int argc, char **argv)
         snprintf(node, sizeof node, "%s-%d", hn, port);
     }
     log_set_level_name(common.log_level);
-    pusher_raise_nofile();
+    unsigned fd_limit = pusher_raise_nofile();
 
-    ws_t *ws = ws_new(host, port, node);
+    ws_t *ws = ws_new(host, port, node, fd_limit);
     if (!ws)
         return 1;
     natsConnection *nc = NULL;

@@ -47,9 +47,14 @@ struct ws {
     int closing_all;
     lws_retry_bo_t retry;
     lws_sorted_usec_list_t tick; /* wakes the loop while shutting down */
-    metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_refused_other, *m_timeouts, *m_frames,
+    metrics_series_t *m_refused[7]; /* by reason, as ws_refusal_reasons; the last is "other" */
+    metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames,
         *m_acks, *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped;
 };
+
+/* authd's refusal reasons (jwt_reason_name), then a catch-all. */
+static const char *const ws_refusal_reasons[7] = {"malformed", "bad_alg", "bad_signature", "expired",
+                                                  "not_yet_valid", "bad_sub", "other"};
 
 typedef struct ws_pss {
     conn_t *conn;
@@ -159,7 +164,10 @@ static void ws_on_auth(ws_t *w, handoff_ev_t *ev)
      * the TIMER callback looks at the state.) */
     lws_set_timer_usecs(conn->wsi, (lws_usec_t)WS_REPLAY_TIMEOUT_S * LWS_USEC_PER_SEC);
     if (!ev->ok) {
-        metrics_inc(w->m_refused_other);
+        size_t r = 0;
+        while (r < 6 && (!ev->reason || strcmp(ev->reason, ws_refusal_reasons[r]) != 0))
+            r++;
+        metrics_inc(w->m_refused[r]);
         ws_close_later(conn, 4401, ev->reason ? ev->reason : "refused");
         return;
     }
@@ -475,7 +483,7 @@ static void ws_wake(void *arg)
     lws_cancel_service(w->ctx);
 }
 
-ws_t *ws_new(const char *host, int port, const char *node)
+ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
 {
     ws_t *w = calloc(1, sizeof *w);
     if (!w)
@@ -486,7 +494,12 @@ ws_t *ws_new(const char *host, int port, const char *node)
     w->m_conns = metrics_gauge("push_pusher_connections", NULL, "Authenticated connections");
     w->m_pending_auth = metrics_gauge("push_pusher_connections_pending_auth", NULL, "Connections waiting for authd");
     w->m_401 = metrics_counter("push_pusher_http_401_total", NULL, "Handshakes refused before upgrade (no or malformed token)");
-    w->m_refused_other = metrics_counter("push_pusher_auth_refused_total", NULL, "Connections closed 4401 (authd refused the token)");
+    for (size_t i = 0; i < 7; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "reason=\"%s\"", ws_refusal_reasons[i]);
+        w->m_refused[i] = metrics_counter("push_pusher_auth_refused_total", labels,
+                                          "Connections closed 4401 (authd refused the token), by reason");
+    }
     w->m_timeouts = metrics_counter("push_pusher_auth_timeouts_total", NULL, "Connections closed 1013 (authd did not answer)");
     w->m_frames = metrics_counter("push_pusher_frames_sent_total", NULL, "Text frames written to clients");
     w->m_acks = metrics_counter("push_pusher_acks_total", NULL, "Message ids acked by clients");
@@ -510,6 +523,7 @@ ws_t *ws_new(const char *host, int port, const char *node)
     info.retry_and_idle_policy = &w->retry;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = 10;
+    info.fd_limit_per_thread = fd_limit;
     w->ctx = lws_create_context(&info);
     if (!w->ctx) {
         LOG_E("pusher: cannot listen on %s:%d (in use, or not an address of this host)", host, port);

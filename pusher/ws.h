@@ -24,9 +24,15 @@
 
 typedef struct ws ws_t;
 
-/* Create the lws context listening on host:port (not yet serving).
- * Returns NULL after logging why (port in use, ...). */
-ws_t *ws_new(const char *host, int port, const char *node);
+/* Descriptors kept back from lws for the rest of the process (NATS, Redis,
+ * the metrics server, logs): lws stops accepting when its own count reaches
+ * the open-file limit minus this, instead of spinning on accept (EMFILE). */
+#define WS_FD_RESERVE 64
+
+/* Create the lws context listening on host:port (not yet serving), allowed
+ * at most fd_limit descriptors (0: lws's default). Returns NULL after logging
+ * why (port in use, ...). */
+ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit);
 void ws_free(ws_t *w);
 
 /* The queue other threads use to reach the service thread. */
