@@ -133,7 +133,7 @@ class Cluster:
             "PUSH_PREFIX": prefix,
             "PUSH_JWT_SECRET": SECRET,
             "PUSH_LOG_LEVEL": os.environ.get("PUSH_LOG_LEVEL", "info"),
-            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0"),
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0"),
         })
         self.metrics = {}
         self.ws_ports = {}

@@ -44,6 +44,7 @@ typedef struct conn {
     /* inbound message being reassembled from fragments */
     char *rx;
     size_t rx_len;
+    size_t rx_discard; /* bytes of an oversize message read and thrown away */
 } conn_t;
 
 typedef struct conn_user {

@@ -307,10 +307,21 @@ static void ws_on_client_text(ws_t *w, conn_t *conn, const char *text, size_t le
     client_frame_free(&cf);
 }
 
-/* A client message, possibly in fragments. Returns -1 to close (1009). */
+/* A client message, possibly in fragments. Returns -1 to hang up. */
 static int ws_on_receive(ws_t *w, struct lws *wsi, conn_t *conn, const char *in, size_t len)
 {
     size_t remaining = lws_remaining_packet_payload(wsi);
+    if (conn->rx_discard) {
+        /* Reading out the rest of an oversize message: closing with unread
+         * input makes the kernel send a reset, and the client may never see
+         * the 1009 close frame. */
+        conn->rx_discard += len;
+        if (conn->rx_discard > WS_MAX_DISCARD_BYTES)
+            return -1;
+        if (lws_is_final_fragment(wsi) && remaining == 0 && conn->wsi)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
     if (lws_is_first_fragment(wsi))
         conn->rx_len = 0;
     if (conn->rx_len + len + remaining > WS_MAX_FRAME_BYTES) {
@@ -318,9 +329,13 @@ static int ws_on_receive(ws_t *w, struct lws *wsi, conn_t *conn, const char *in,
         free(conn->rx);
         conn->rx = NULL;
         conn->rx_len = 0;
-        static const char why[] = "frame over 64 KiB";
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
-        return -1;
+        conn->rx_discard = len ? len : 1;
+        conn->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+        snprintf(conn->close_reason, sizeof conn->close_reason, "frame over 64 KiB");
+        conn->state = CONN_CLOSING;
+        if (lws_is_final_fragment(wsi) && remaining == 0)
+            lws_callback_on_writable(wsi);
+        return 0;
     }
     int done = lws_is_final_fragment(wsi) && remaining == 0;
     if (done && conn->rx_len == 0) {
@@ -366,6 +381,8 @@ static int ws_on_writeable(ws_t *w, struct lws *wsi, conn_t *conn)
                          (unsigned char *)conn->close_reason, strlen(conn->close_reason));
         return -1;
     }
+    if (conn->close_code == LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE && lws_remaining_packet_payload(wsi))
+        return 0; /* still reading out the oversize message; RECEIVE asks again */
     if (conn->close_code && conn->close_code != LWS_CLOSE_STATUS_GOINGAWAY) {
         /* refusals and slow clients close now, without draining */
         lws_close_reason(wsi, (enum lws_close_status)conn->close_code,
