@@ -377,33 +377,30 @@ def pb_push_request(to=(), broadcast=None, topic=None, data=None, content_type=N
     return out
 
 
+def _read_varint(data, i):
+    """(value, next index) of the varint at data[i]."""
+    v, shift = 0, 0
+    while True:
+        b = data[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, i
+
+
 def pb_strings(data):
     """Decode a flat protobuf message into {field number: [values]} (varints as ints,
     length-delimited as bytes). Enough to read PushReply."""
     i, out = 0, {}
     while i < len(data):
-        key, shift = 0, 0
-        while True:
-            b = data[i]; i += 1
-            key |= (b & 0x7F) << shift; shift += 7
-            if not b & 0x80:
-                break
+        key, i = _read_varint(data, i)
         num, wt = key >> 3, key & 7
         if wt == 0:
-            v, shift = 0, 0
-            while True:
-                b = data[i]; i += 1
-                v |= (b & 0x7F) << shift; shift += 7
-                if not b & 0x80:
-                    break
+            v, i = _read_varint(data, i)
         elif wt == 2:
-            n, shift = 0, 0
-            while True:
-                b = data[i]; i += 1
-                n |= (b & 0x7F) << shift; shift += 7
-                if not b & 0x80:
-                    break
-            v = data[i:i + n]; i += n
+            n, i = _read_varint(data, i)
+            v, i = data[i:i + n], i + n
         else:
             raise ValueError(f"wire type {wt} not handled")
         out.setdefault(num, []).append(v)
