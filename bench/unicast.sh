@@ -20,6 +20,7 @@ for _ in $(seq 1 200); do
   sleep 0.1
 done
 sleep 6   # past the replay window of the last connections (no collector here)
+[ -n "${PERF_OUT:-}" ] && { perf record -g -o "$PERF_OUT" -p "$PID_pusher" -- sleep 4 >/dev/null 2>&1 & }
 "$BIN/pubload" --mode node --node bench-u --count "$COUNT" --rate "$RATE" --users $USERS >/dev/null
 wait $WS || true
 python3 -c '
