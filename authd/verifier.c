@@ -1,7 +1,8 @@
 /*
  * verifier: see verifier.h. Each request is independent: decode, verify,
- * reply, count. A request that is not an AuthRequest is answered
- * {ok=false, reason="malformed"} so the asking pusher never waits it out.
+ * reply, count. The only shared state is the counters (atomics) and the
+ * secret (read-only), so the callback needs no lock.
+ * Runs on nats.c's subscription thread.
  */
 #include "verifier.h"
 
@@ -16,25 +17,37 @@
 #include "natsx.h"
 #include "push/v1/push.pb-c.h"
 
-#define VERIFIER_LEEWAY_S 30
+/* Queue group name: every authd joins it, so each request is answered once. */
+#define VERIFIER_QUEUE "authd"
+
+/* An AuthReply is at most ok (2 bytes), user (2 + JWT_MAX_SUB) and a reason
+ * word (2 + ~16): 256 bytes is ample. */
+#define VERIFIER_REPLY_MAX 256
 
 struct verifier {
     natsConnection *nc;
     natsSubscription *sub;
     const char *secret;
     size_t secret_len;
-    metrics_series_t *requests, *accepted, *refused[JWT_BAD_SUB + 1];
+    metrics_series_t *requests, *accepted, *undecodable;
+    metrics_series_t *refused[JWT_BAD_SUB + 1]; /* indexed by jwt_result_t; [JWT_OK] unused */
 };
 
 static void verifier_reply(natsConnection *nc, natsMsg *msg, const Push__V1__AuthReply *r)
 {
     const char *reply_to = natsMsg_GetReply(msg);
-    if (!reply_to)
+    if (!reply_to || !*reply_to) {
+        LOG_D("authd: auth request on %s without a reply subject; nothing sent",
+              natsMsg_GetSubject(msg));
         return;
-    uint8_t buf[512];
+    }
+    uint8_t buf[VERIFIER_REPLY_MAX];
     size_t n = push__v1__auth_reply__get_packed_size(r);
-    if (n > sizeof buf)
+    if (n > sizeof buf) {
+        LOG_E("authd: reply of %zu bytes does not fit %d; the pusher will time out", n,
+              VERIFIER_REPLY_MAX);
         return;
+    }
     push__v1__auth_reply__pack(r, buf);
     natsStatus s = natsConnection_Publish(nc, reply_to, buf, (int)n);
     if (s != NATS_OK)
@@ -46,15 +59,22 @@ static void verifier_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
 {
     (void)sub;
     verifier_t *v = closure;
-    metrics_inc(v->requests);
     Push__V1__AuthReply reply = PUSH__V1__AUTH_REPLY__INIT;
     char user[JWT_MAX_SUB + 1];
+    jwt_result_t r = JWT_MALFORMED;
+
+    metrics_inc(v->requests);
     Push__V1__AuthRequest *req = push__v1__auth_request__unpack(
         NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
-    jwt_result_t r = JWT_MALFORMED;
-    if (req)
+    if (req) {
         r = jwt_verify(req->token, strlen(req->token), v->secret, v->secret_len, time(NULL),
                        VERIFIER_LEEWAY_S, user);
+    } else {
+        metrics_inc(v->undecodable);
+        LOG_D("authd: %d bytes on %s are not an AuthRequest; answered malformed",
+              natsMsg_GetDataLength(msg), natsMsg_GetSubject(msg));
+    }
+
     if (r == JWT_OK) {
         reply.ok = 1;
         reply.user = user;
@@ -65,10 +85,11 @@ static void verifier_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
         reply.ok = 0;
         reply.reason = (char *)jwt_reason_name(r);
         metrics_inc(v->refused[r]);
-        LOG_D("authd: refused a token: %s (node %s)", reply.reason,
-              req && req->node ? req->node : "?");
+        LOG_D("authd: refused a token: %s (node %s, conn %s)", reply.reason,
+              req && req->node ? req->node : "?", req && req->conn ? req->conn : "?");
     }
     verifier_reply(nc, msg, &reply);
+
     if (req)
         push__v1__auth_request__free_unpacked(req, NULL);
     natsMsg_Destroy(msg);
@@ -76,38 +97,49 @@ static void verifier_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
 
 verifier_t *verifier_start(natsConnection *nc, const char *prefix, const char *secret)
 {
+    char subject[256];
+    natsStatus s;
     verifier_t *v = calloc(1, sizeof *v);
-    if (!v)
+    if (!v) {
+        LOG_E("authd: out of memory starting the verifier");
         return NULL;
+    }
     v->nc = nc;
     v->secret = secret;
     v->secret_len = strlen(secret);
     v->requests = metrics_counter("push_authd_requests_total", NULL, "Auth requests received");
     v->accepted = metrics_counter("push_authd_accepted_total", NULL, "Tokens accepted");
+    v->undecodable = metrics_counter("push_authd_undecodable_total", NULL,
+                                     "Auth requests that were not a protobuf AuthRequest");
     for (int r = JWT_MALFORMED; r <= JWT_BAD_SUB; r++) {
         char labels[64];
         snprintf(labels, sizeof labels, "reason=\"%s\"", jwt_reason_name((jwt_result_t)r));
-        v->refused[r] = metrics_counter("push_authd_refused_total", labels, "Tokens refused, by reason");
+        v->refused[r] =
+            metrics_counter("push_authd_refused_total", labels, "Tokens refused, by reason");
     }
-    char subject[256];
+
     natsx_subject(subject, sizeof subject, prefix, NATSX_AUTH);
-    natsStatus s = natsConnection_QueueSubscribe(&v->sub, nc, subject, "authd", verifier_on_msg, v);
+    s = natsConnection_QueueSubscribe(&v->sub, nc, subject, VERIFIER_QUEUE, verifier_on_msg, v);
+    /* A reconnect storm can queue 100k requests at once; hold them rather
+     * than drop them as a slow consumer (each is a few hundred bytes). */
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(v->sub, 1000000, 256 * 1024 * 1024);
-    if (s != NATS_OK) {
-        LOG_E("authd: cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
-        natsSubscription_Destroy(v->sub);
-        free(v);
-        return NULL;
-    }
-    LOG_I("authd: answering %s (queue group authd)", subject);
+    if (s != NATS_OK)
+        goto fail;
+    LOG_I("authd: answering %s (queue group %s)", subject, VERIFIER_QUEUE);
     return v;
+
+fail:
+    LOG_E("authd: cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
+    natsSubscription_Destroy(v->sub);
+    free(v);
+    return NULL;
 }
 
 void verifier_stop(verifier_t *v)
 {
     if (!v)
         return;
-    natsx_sub_close(v->sub, v->nc, 2000); /* requests already received are still answered */
+    natsx_sub_close(v->sub, v->nc, 2000);
     free(v);
 }

@@ -1,4 +1,11 @@
-/* pushctl token --sub USER [--ttl S]: mint an HS256 JWT with the authd secret. */
+/*
+ * pushctl token --sub USER [--ttl S] [--jwt-secret S]: mint an HS256 JWT
+ * that authd accepts, for tests, demos and trusted back ends. Prints the
+ * token and a newline on stdout. Needs no server: the token is signed
+ * locally with the secret authd is given (PUSH_JWT_SECRET).
+ * Exit 0 on success, 2 on a bad flag, a missing secret or a bad user id.
+ * Runs on the main thread.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,24 +15,32 @@
 #include "jwt.h"
 #include "pushctl.h"
 
+/* Longest --ttl: ten years, far beyond any sane session, well inside time_t. */
+#define PUSHCTL_TOKEN_MAX_TTL_S 315360000L
+
 int pushctl_token(int argc, char **argv)
 {
     const char *sub = NULL, *secret = NULL;
-    long ttl = 3600;
+    long ttl_s = 3600;
     config_opt_t opts[] = {
-        {"sub", NULL, NULL, "the user id the token is for", CONFIG_STR, &sub, 0, 0, 1},
-        {"ttl", NULL, "3600", "seconds until it expires (0: never)", CONFIG_INT, &ttl, 0, 315360000, 1},
-        {"jwt-secret", "PUSH_JWT_SECRET", NULL, "HS256 secret shared with authd", CONFIG_STR, &secret,
-         0, 0, 1},
+        {"sub", NULL, NULL, "the user id the token is for (1..128 bytes)", CONFIG_STR, &sub, 0, 0,
+         1},
+        {"ttl", NULL, "3600", "seconds until the token expires; 0: it never does", CONFIG_INT,
+         &ttl_s, 0, PUSHCTL_TOKEN_MAX_TTL_S, 1},
+        {"jwt-secret", "PUSH_JWT_SECRET", NULL, "HS256 secret shared with authd", CONFIG_STR,
+         &secret, 0, 0, 1},
     };
-    int rc = config_parse("pushctl", "pushctl token --sub USER [--ttl S]", opts,
+    int rc = config_parse("pushctl", "pushctl token --sub USER [--ttl S] [--jwt-secret S]", opts,
                           sizeof opts / sizeof opts[0], argc, argv, NULL);
     if (rc != CONFIG_OK)
         return rc == CONFIG_EXIT_OK ? 0 : 2;
-    char *token = jwt_sign(sub, ttl, secret, strlen(secret), time(NULL));
+
+    char *token = jwt_sign(sub, ttl_s, secret, strlen(secret), time(NULL));
     if (!token) {
-        fprintf(stderr, "pushctl: '%s' is not a valid user id (1..%d bytes, no control characters)\n",
-                sub, JWT_MAX_SUB);
+        /* The sub is the only input jwt_sign refuses (allocation aside). */
+        fprintf(stderr,
+                "pushctl: --sub: not a valid user id (1..%d bytes, no control characters)\n",
+                JWT_MAX_SUB);
         return 2;
     }
     printf("%s\n", token);
