@@ -53,6 +53,8 @@ typedef struct check_case {
 #define CHECK_MAIN(...)                                                                      \
     int main(void)                                                                           \
     {                                                                                        \
+        /* line-buffered: a sanitizer report at exit must not swallow the results */         \
+        setvbuf(stdout, NULL, _IOLBF, 0);                                                    \
         check_case_t cases[] = {__VA_ARGS__};                                                \
         size_t n = sizeof cases / sizeof cases[0];                                           \
         for (size_t i = 0; i < n; i++) {                                                     \
