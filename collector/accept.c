@@ -27,19 +27,25 @@ accept_t *accept_new(store_t *store, handover_t *handover)
         return NULL;
     a->store = store;
     a->handover = handover;
-    a->accepted = metrics_counter("push_collect_accepted_total", NULL, "Publishes accepted and stored");
+    a->accepted =
+        metrics_counter("push_collect_accepted_total", NULL, "Publishes accepted and stored");
     a->duplicates = metrics_counter("push_collect_duplicates_total", NULL,
                                     "Publishes whose id was seen before (stored once)");
-    a->store_errors = metrics_counter("push_collect_store_errors_total", NULL, "Publishes the store failed to keep");
+    a->store_errors = metrics_counter("push_collect_store_errors_total", NULL,
+                                      "Publishes the store failed to keep");
     for (size_t i = 0; i < ACCEPT_N_REASONS; i++) {
         char labels[64];
         snprintf(labels, sizeof labels, "reason=\"%s\"", accept_reasons[i]);
-        a->rejected[i] = metrics_counter("push_collect_rejected_total", labels, "Publishes rejected, by reason");
+        a->rejected[i] =
+            metrics_counter("push_collect_rejected_total", labels, "Publishes rejected, by reason");
     }
     return a;
 }
 
-void accept_free(accept_t *a) { free(a); }
+void accept_free(accept_t *a)
+{
+    free(a);
+}
 
 static void accept_count_rejection(accept_t *a, const char *reason)
 {
@@ -65,7 +71,8 @@ int accept_decode(accept_t *a, const void *buf, size_t len, const char *content_
     return 0;
 }
 
-void accept_stored(accept_t *a, int store_rc, const char *id, const char *existing, accept_result_t *res)
+void accept_stored(accept_t *a, int store_rc, const char *id, const char *existing,
+                   accept_result_t *res)
 {
     if (store_rc == STORE_OK) {
         metrics_inc(a->accepted);
@@ -78,7 +85,8 @@ void accept_stored(accept_t *a, int store_rc, const char *id, const char *existi
     } else {
         metrics_inc(a->store_errors);
         res->status = ACCEPT_STORE_DOWN;
-        snprintf(res->error, sizeof res->error, "the store is unavailable; nothing was kept, try again");
+        snprintf(res->error, sizeof res->error,
+                 "the store is unavailable; nothing was kept, try again");
     }
 }
 
@@ -110,7 +118,8 @@ void *accept_reply(const accept_result_t *res, size_t *len)
 {
     int ok = res->status == ACCEPT_STORED;
     if (res->json) {
-        json_t *j = ok ? json_pack("{s:s}", "id", res->id) : json_pack("{s:s}", "error", res->error);
+        json_t *j =
+            ok ? json_pack("{s:s}", "id", res->id) : json_pack("{s:s}", "error", res->error);
         char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         *len = text ? strlen(text) : 0;

@@ -22,10 +22,10 @@ typedef enum {
 
 typedef struct accept_result {
     accept_status_t status;
-    int json;                 /* the publish was JSON: answer in JSON */
-    char id[IDS_LEN + 1];     /* when stored */
-    const char *reason;       /* reason code when rejected */
-    char error[256];          /* sentence when not stored */
+    int json;             /* the publish was JSON: answer in JSON */
+    char id[IDS_LEN + 1]; /* when stored */
+    const char *reason;   /* reason code when rejected */
+    char error[256];      /* sentence when not stored */
 } accept_result_t;
 
 typedef struct accept accept_t;
@@ -41,11 +41,12 @@ int accept_decode(accept_t *a, const void *buf, size_t len, const char *content_
 
 /* Count the store's outcome for one publish and fill res from it:
  * store_rc is STORE_OK, STORE_DUPLICATE (existing = the first id) or STORE_ERR. */
-void accept_stored(accept_t *a, int store_rc, const char *id, const char *existing, accept_result_t *res);
+void accept_stored(accept_t *a, int store_rc, const char *id, const char *existing,
+                   accept_result_t *res);
 
-/* Take one publish, synchronously (one transaction; used by HTTP ingest). The reply to send (accept_reply) can go out as soon as
- * this returns: the hand-over was already attempted, and a failed one is
- * retried from the store. */
+/* Take one publish, synchronously (one transaction; used by HTTP ingest). The reply to send
+ * (accept_reply) can go out as soon as this returns: the hand-over was already attempted, and a
+ * failed one is retried from the store. */
 void accept_publish(accept_t *a, const void *buf, size_t len, const char *content_type,
                     accept_result_t *res);
 

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "natsx.h"
+#include "pending.h"
 #include "push/v1/push.pb-c.h"
 
 struct collect {
@@ -18,7 +19,8 @@ struct collect {
     metrics_series_t *pending_requests, *acks, *malformed;
 };
 
-static void collect_on_publish(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+static void collect_on_publish(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                               void *closure)
 {
     (void)sub;
     collect_t *c = closure;
@@ -27,8 +29,8 @@ static void collect_on_publish(natsConnection *nc, natsSubscription *sub, natsMs
     accept_result_t res;
     ingest_request_t req;
     const char *reply_to = natsMsg_GetReply(msg);
-    if (accept_decode(c->accept, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), ctype, &req,
-                      &res) == 0) {
+    if (accept_decode(c->accept, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), ctype,
+                      &req, &res) == 0) {
         writer_submit(c->writer, &req, reply_to); /* stored, answered and handed over in a batch */
     } else if (reply_to) {
         size_t len = 0;
@@ -40,80 +42,33 @@ static void collect_on_publish(natsConnection *nc, natsSubscription *sub, natsMs
     natsMsg_Destroy(msg);
 }
 
-typedef struct pending_acc {
-    Push__V1__Message *msgs;
-    Push__V1__Message **ptrs;
-    size_t n, bytes;
-} pending_acc_t;
-
-/* store_pending callback: copy what the reply needs (pointers die after the call). */
-static void collect_pending_one(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
-{
-    (void)to, (void)n_to;
-    pending_acc_t *acc = arg;
-    if (acc->bytes + m->data_len + 128 > COLLECT_PENDING_MAX_BYTES)
-        return; /* the rest comes on the next connection, after these are acked */
-    Push__V1__Message *pm = &acc->msgs[acc->n];
-    push__v1__message__init(pm);
-    pm->id = strdup(m->id);
-    pm->topic = strdup(m->topic);
-    pm->has_data = 1;
-    pm->data.len = m->data_len;
-    pm->data.data = malloc(m->data_len ? m->data_len : 1);
-    if (m->data_len)
-        memcpy(pm->data.data, m->data, m->data_len);
-    pm->content_type = strdup(m->content_type);
-    pm->has_accepted_ms = 1;
-    pm->accepted_ms = m->accepted_ms;
-    pm->has_ttl = 1;
-    pm->ttl = m->ttl;
-    acc->ptrs[acc->n++] = pm;
-    acc->bytes += m->data_len + 128;
-}
-
-static void collect_on_pending(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+static void collect_on_pending(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                               void *closure)
 {
     (void)sub;
     collect_t *c = closure;
     metrics_inc(c->pending_requests);
-    Push__V1__PendingReply reply = PUSH__V1__PENDING_REPLY__INIT;
-    pending_acc_t acc = {0};
-    Push__V1__PendingRequest *req = push__v1__pending_request__unpack(
-        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
-    if (!req) {
+    int64_t max_payload = natsConnection_GetMaxPayload(nc);
+    size_t max_bytes = max_payload > 2 * COLLECT_PENDING_MAX_BYTES ? (size_t)max_payload / 2
+                                                                   : COLLECT_PENDING_MAX_BYTES;
+    size_t len = 0, n = 0;
+    pending_status_t status;
+    uint8_t *reply =
+        pending_answer(c->store, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
+                       ids_now_ms(), max_bytes, &len, &status, &n);
+    if (status == PENDING_MALFORMED) {
         metrics_inc(c->malformed);
-        reply.error = "not a push.v1.PendingRequest";
-    } else {
-        size_t limit = req->has_limit && req->limit && req->limit < COLLECT_PENDING_LIMIT
-                           ? req->limit : COLLECT_PENDING_LIMIT;
-        acc.msgs = calloc(limit, sizeof *acc.msgs);
-        acc.ptrs = calloc(limit, sizeof *acc.ptrs);
-        if (!acc.msgs || !acc.ptrs ||
-            store_pending(c->store, req->user, ids_now_ms(), limit, collect_pending_one, &acc) < 0)
-            reply.error = "the store is unavailable";
-        reply.messages = acc.ptrs;
-        reply.n_messages = acc.n;
+        LOG_D("collector: answered a malformed pending request with an error");
     }
     const char *reply_to = natsMsg_GetReply(msg);
-    if (reply_to) {
-        size_t len = push__v1__pending_reply__get_packed_size(&reply);
-        uint8_t *buf = malloc(len ? len : 1);
-        if (buf) {
-            push__v1__pending_reply__pack(&reply, buf);
-            natsConnection_Publish(nc, reply_to, buf, (int)len);
-            free(buf);
-        }
+    if (reply && reply_to) {
+        natsStatus st = natsConnection_Publish(nc, reply_to, reply, (int)len);
+        if (st != NATS_OK)
+            LOG_W("collector: pending reply (%zu message(s), %zu bytes) not sent: %s; they stay "
+                  "stored",
+                  n, len, natsStatus_GetText(st));
     }
-    for (size_t i = 0; i < acc.n; i++) {
-        free(acc.msgs[i].id);
-        free(acc.msgs[i].topic);
-        free(acc.msgs[i].data.data);
-        free(acc.msgs[i].content_type);
-    }
-    free(acc.msgs);
-    free(acc.ptrs);
-    if (req)
-        push__v1__pending_request__free_unpacked(req, NULL);
+    free(reply);
     natsMsg_Destroy(msg);
 }
 

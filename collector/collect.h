@@ -1,7 +1,7 @@
 /*
  * collect: the collector's NATS side. Subscribes, as queue group
  * "collector", to <prefix>.collect (publishes; see accept.h),
- * <prefix>.pending (a connecting user's stored messages) and <prefix>.ack
+ * <prefix>.pending (a connecting user's stored messages; see pending.h) and <prefix>.ack
  * (client acks relayed by pushers). Callbacks run on nats.c's threads.
  */
 #ifndef COLLECTOR_COLLECT_H
@@ -13,8 +13,13 @@
 #include "store.h"
 #include "writer.h"
 
-#define COLLECT_PENDING_LIMIT 1000
-#define COLLECT_PENDING_MAX_BYTES (512 * 1024) /* stay under NATS's default 1 MiB payload */
+/* A pending reply (pending.h) holds at most this much, or half the
+ * server's max_payload when that is larger, except that the oldest message
+ * always goes: one stored publish (at most 1 MiB) then fits a server
+ * max_payload of 2 MiB or more. Under NATS's default 1 MiB, a stored
+ * message near 1 MiB cannot be replayed; run nats-server with
+ * max_payload >= 2 MiB. */
+#define COLLECT_PENDING_MAX_BYTES (512 * 1024)
 
 typedef struct collect collect_t;
 

@@ -16,9 +16,9 @@
 struct handover {
     natsConnection *nc;
     jsCtx *js;
-    jsCtx *js_async;        /* publishes of handover_send_batch */
+    jsCtx *js_async; /* publishes of handover_send_batch */
     pthread_mutex_t acked_lock;
-    char **acked;           /* ids the stream acked since the last batch mark */
+    char **acked; /* ids the stream acked since the last batch mark */
     size_t n_acked, cap_acked;
     store_t *store;
     const char *prefix;
@@ -28,7 +28,8 @@ struct handover {
     pthread_t thread;
     pthread_mutex_t wake_lock;
     pthread_cond_t wake;
-    metrics_series_t *sent, *errors, *retried;
+    int pass_failed; /* the retry loop's current pass hit a failure: skip the rest */
+    metrics_series_t *sent, *errors, *retried, *too_large;
 };
 
 /* The Dispatch protobuf of m; malloc'd, length in *len. */
@@ -73,6 +74,21 @@ int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n
     natsStatus s = js_Publish(&ack, h->js, h->subject, buf, (int)len, &opts, &jerr);
     free(buf);
     jsPubAck_Destroy(ack);
+    if (s == NATS_MAX_PAYLOAD) {
+        /* It can never go through this server: retrying would block every
+         * later message. It stays stored, so recipients get it from the
+         * store when they (re)connect; only live delivery is lost. */
+        metrics_inc(h->too_large);
+        LOG_E(
+            "handover: message %s (%zu bytes as a Dispatch) is over the NATS server's max_payload; "
+            "not handed to the dispatcher, recipients get it from the store on their next "
+            "connection "
+            "(raise max_payload to 2 MiB or more)",
+            m->id, len);
+        if (store_mark_dispatched(h->store, m->id) != STORE_OK)
+            LOG_W("handover: message %s could not be marked; it will be tried again", m->id);
+        return 0;
+    }
     if (s != NATS_OK) {
         metrics_inc(h->errors);
         LOG_W("handover: message %s not handed to the dispatcher yet (%s, error %d); it is stored "
@@ -82,11 +98,13 @@ int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n
     }
     metrics_inc(h->sent);
     if (store_mark_dispatched(h->store, m->id) != STORE_OK)
-        LOG_W("handover: message %s handed over but not marked; it may be handed over twice", m->id);
+        LOG_W("handover: message %s handed over but not marked; it may be handed over twice",
+              m->id);
     return 0;
 }
 
-static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
+                                  void *closure)
 {
     (void)js;
     handover_t *h = closure;
@@ -123,10 +141,13 @@ int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **cons
         opts.MsgId = ms[i]->id;
         natsStatus s = js_PublishAsync(h->js_async, h->subject, buf, (int)len, &opts);
         free(buf);
+        if (s == NATS_MAX_PAYLOAD)
+            continue; /* never fits: the retry loop logs it and leaves it to the store */
         if (s != NATS_OK) {
             metrics_inc(h->errors);
             LOG_W("handover: %zu message(s) not handed to the dispatcher yet (%s); they are stored "
-                  "and will be retried within %d ms", n - i, natsStatus_GetText(s), HANDOVER_RETRY_MS);
+                  "and will be retried within %d ms",
+                  n - i, natsStatus_GetText(s), HANDOVER_RETRY_MS);
             break;
         }
     }
@@ -135,7 +156,8 @@ int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **cons
     wait.MaxWait = 5000;
     natsStatus s = js_PublishAsyncComplete(h->js_async, &wait);
     if (s != NATS_OK)
-        LOG_W("handover: not every hand-over was acked in time (%s); the rest is retried", natsStatus_GetText(s));
+        LOG_W("handover: not every hand-over was acked in time (%s); the rest is retried",
+              natsStatus_GetText(s));
     pthread_mutex_lock(&h->acked_lock);
     char **acked = h->acked;
     size_t n_acked = h->n_acked;
@@ -144,21 +166,31 @@ int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **cons
     pthread_mutex_unlock(&h->acked_lock);
     metrics_add(h->sent, (int64_t)n_acked);
     if (n_acked && store_mark_dispatched_many(h->store, acked, n_acked) != STORE_OK)
-        LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice", n_acked);
+        LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice",
+              n_acked);
     for (size_t i = 0; i < n_acked; i++)
         free(acked[i]);
     free(acked);
     return (int)n_acked;
 }
 
+/* After one failure (NATS or the stream is down) the rest of the pass is
+ * skipped: each attempt could wait seconds, and a stop must not wait for
+ * a thousand of them. The next pass starts again from the oldest. */
 static void handover_retry_one(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
 {
     handover_t *h = arg;
+    if (h->pass_failed || atomic_load(&h->stop))
+        return;
     metrics_inc(h->retried);
-    handover_send(h, m, to, n_to);
+    if (handover_send(h, m, to, n_to) != 0)
+        h->pass_failed = 1;
 }
 
-static uint64_t now_ms(void) { return ids_now_ms(); }
+static uint64_t now_ms(void)
+{
+    return ids_now_ms();
+}
 
 static void *handover_loop(void *arg)
 {
@@ -171,8 +203,9 @@ static void *handover_loop(void *arg)
             /* At start everything unmarked is ours to send; later, leave the
              * last few seconds to the callbacks that are handing them over now. */
             uint64_t before = first ? now_ms() + 1 : now_ms() - 5000;
+            h->pass_failed = 0;
             int n = store_undispatched(h->store, before, 1000, handover_retry_one, h);
-            if (n > 0)
+            if (n > 0 && !h->pass_failed)
                 LOG_I("handover: re-sent %d stored message(s) not yet handed to the dispatcher", n);
             first = 0;
         }
@@ -196,9 +229,15 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     h->store = store;
     h->prefix = prefix;
     natsx_subject(h->subject, sizeof h->subject, prefix, NATSX_DISPATCH);
-    h->sent = metrics_counter("push_collect_handed_over_total", NULL, "Messages handed to the dispatcher stream");
-    h->errors = metrics_counter("push_collect_handover_errors_total", NULL, "Hand-overs that failed (retried)");
-    h->retried = metrics_counter("push_collect_handover_retries_total", NULL, "Hand-overs retried by the retry loop");
+    h->sent = metrics_counter("push_collect_handed_over_total", NULL,
+                              "Messages handed to the dispatcher stream");
+    h->errors = metrics_counter("push_collect_handover_errors_total", NULL,
+                                "Hand-overs that failed (retried)");
+    h->retried = metrics_counter("push_collect_handover_retries_total", NULL,
+                                 "Hand-overs retried by the retry loop");
+    h->too_large =
+        metrics_counter("push_collect_handover_too_large_total", NULL,
+                        "Messages over NATS max_payload as a Dispatch (store delivery only)");
     pthread_mutex_init(&h->wake_lock, NULL);
     pthread_cond_init(&h->wake, NULL);
     jsOptions jo;
@@ -213,15 +252,24 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     ja.PublishAsync.AckHandlerClosure = h;
     if (natsConnection_JetStream(&h->js, nc, &jo) != NATS_OK ||
         natsConnection_JetStream(&h->js_async, nc, &ja) != NATS_OK) {
-        LOG_E("handover: cannot create a JetStream context");
-        jsCtx_Destroy(h->js);
-        free(h);
-        return NULL;
+        LOG_E("handover: cannot create a JetStream context; not starting");
+        goto fail;
     }
     if (natsx_connected(nc))
         atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, prefix) == NATS_OK);
-    pthread_create(&h->thread, NULL, handover_loop, h);
+    if (pthread_create(&h->thread, NULL, handover_loop, h) != 0) {
+        LOG_E("handover: cannot start the retry thread; not starting");
+        goto fail;
+    }
     return h;
+fail:
+    jsCtx_Destroy(h->js);
+    jsCtx_Destroy(h->js_async);
+    pthread_mutex_destroy(&h->acked_lock);
+    pthread_mutex_destroy(&h->wake_lock);
+    pthread_cond_destroy(&h->wake);
+    free(h);
+    return NULL;
 }
 
 void handover_stop(handover_t *h)

@@ -53,6 +53,41 @@ void ingest_free(ingest_request_t *r)
     r->json = json;
 }
 
+/* Is s well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, at most
+ * U+10FFFF)? Protobuf strings arrive unchecked, and whatever we accept ends
+ * up in WebSocket text frames, which must be UTF-8. JSON input is already
+ * checked by jansson. */
+static int utf8_valid(const char *str)
+{
+    const unsigned char *p = (const unsigned char *)str;
+    while (*p) {
+        unsigned c = *p;
+        size_t n;
+        unsigned min;
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, min = 0x80, c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, min = 0x800, c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, min = 0x10000, c &= 0x07;
+        } else {
+            return 0;
+        }
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+            c = (c << 6) | (p[i] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
 /* Append a recipient unless it is already there. Returns 0, or -1 on OOM. */
 static int add_recipient(ingest_request_t *r, const char *user, size_t len)
 {
@@ -66,20 +101,22 @@ static int add_recipient(ingest_request_t *r, const char *user, size_t len)
     return 0;
 }
 
-static int check_user(const char *u, size_t len, size_t index, const char **reason, char *err, size_t n)
+static int check_user(const char *u, size_t len, size_t index, const char **reason, char *err,
+                      size_t n)
 {
     if (len == 0)
         return fail(reason, "empty_user_id", err, n, "to[%zu] is an empty user id", index);
     if (len > INGEST_MAX_USER)
-        return fail(reason, "user_id_too_long", err, n, "to[%zu] is %zu bytes; user ids are at most %d",
-                    index, len, INGEST_MAX_USER);
+        return fail(reason, "user_id_too_long", err, n,
+                    "to[%zu] is %zu bytes; user ids are at most %d", index, len, INGEST_MAX_USER);
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)u[i] < 0x20 || u[i] == 0x7f)
             return fail(reason, "bad_user_id", err, n, "to[%zu] holds a control character", index);
     return 0;
 }
 
-static int check_common(ingest_request_t *r, int has_to, size_t n_to, const char **reason, char *err, size_t n)
+static int check_common(ingest_request_t *r, int has_to, size_t n_to, const char **reason,
+                        char *err, size_t n)
 {
     if (has_to && r->broadcast)
         return fail(reason, "to_and_broadcast", err, n, "give either to or broadcast, not both");
@@ -189,6 +226,11 @@ static int decode_protobuf(const void *buf, size_t len, ingest_request_t *r, con
         return fail(reason, "not_json_or_protobuf", err, n,
                     "the publish is neither a JSON object nor a push.v1.PushRequest");
     int rc = -1;
+    if ((pb->topic && !utf8_valid(pb->topic)) || (pb->id && !utf8_valid(pb->id)) ||
+        (pb->content_type && !utf8_valid(pb->content_type))) {
+        fail(reason, "bad_field", err, n, "topic, id and content_type must be UTF-8 text");
+        goto done;
+    }
     r->broadcast = pb->has_broadcast && pb->broadcast;
     r->topic = strdup(pb->topic ? pb->topic : "");
     r->idem = pb->id ? strdup(pb->id) : NULL;
@@ -196,13 +238,14 @@ static int decode_protobuf(const void *buf, size_t len, ingest_request_t *r, con
     if (check_common(r, pb->n_to > 0, pb->n_to, reason, err, n))
         goto done;
     r->content_type = strdup(pb->content_type && *pb->content_type ? pb->content_type
-                                                                     : "application/octet-stream");
+                                                                   : "application/octet-stream");
     if (strncasecmp(r->content_type, JSON_CT, strlen(JSON_CT)) == 0) {
         json_t *j = pb->has_data ? json_loadb((const char *)pb->data.data, pb->data.len,
                                               JSON_DECODE_ANY, NULL)
                                  : NULL;
         if (!j) {
-            fail(reason, "invalid_json", err, n, "content_type is application/json but data is not JSON");
+            fail(reason, "invalid_json", err, n,
+                 "content_type is application/json but data is not JSON");
             goto done;
         }
         json_decref(j);
@@ -213,8 +256,13 @@ static int decode_protobuf(const void *buf, size_t len, ingest_request_t *r, con
         memcpy(r->data, pb->data.data, r->data_len);
     r->to = pb->n_to ? calloc(pb->n_to, sizeof *r->to) : NULL;
     for (size_t i = 0; i < pb->n_to; i++) {
-        if (check_user(pb->to[i], strlen(pb->to[i]), i, reason, err, n) ||
-            add_recipient(r, pb->to[i], strlen(pb->to[i])))
+        if (check_user(pb->to[i], strlen(pb->to[i]), i, reason, err, n))
+            goto done;
+        if (!utf8_valid(pb->to[i])) {
+            fail(reason, "bad_user_id", err, n, "to[%zu] is not UTF-8 text", i);
+            goto done;
+        }
+        if (add_recipient(r, pb->to[i], strlen(pb->to[i])))
             goto done;
     }
     rc = 0;
@@ -229,11 +277,12 @@ int ingest_decode(const void *buf, size_t len, const char *content_type, ingest_
     memset(out, 0, sizeof *out);
     out->json = ingest_is_json(buf, len, content_type);
     if (len > INGEST_MAX_BYTES)
-        return fail(reason, "payload_too_large", err, err_size, "the publish is %zu bytes; at most %d",
-                    len, INGEST_MAX_BYTES);
+        return fail(reason, "payload_too_large", err, err_size,
+                    "the publish is %zu bytes; at most %d", len, INGEST_MAX_BYTES);
     int rc = out->json ? decode_json(buf, len, out, reason, err, err_size)
                        : decode_protobuf(buf, len, out, reason, err, err_size);
-    if (rc == 0 && (!out->topic || !out->content_type || !out->data || (out->n_to == 0 && !out->broadcast)))
+    if (rc == 0 &&
+        (!out->topic || !out->content_type || !out->data || (out->n_to == 0 && !out->broadcast)))
         rc = fail(reason, "bad_field", err, err_size, "out of memory");
     if (rc != 0)
         ingest_free(out);

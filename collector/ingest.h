@@ -24,24 +24,24 @@
 #define INGEST_MAX_TTL (366u * 86400u)
 
 typedef struct ingest_request {
-    int json;               /* arrived as JSON: answer in JSON */
+    int json; /* arrived as JSON: answer in JSON */
     int broadcast;
-    char **to;              /* n_to user ids, each malloc'd, no duplicates */
+    char **to; /* n_to user ids, each malloc'd, no duplicates */
     size_t n_to;
-    char *topic;            /* never NULL ("" when absent) */
-    unsigned char *data;    /* data_len bytes; JSON text when content_type is application/json */
+    char *topic;         /* never NULL ("" when absent) */
+    unsigned char *data; /* data_len bytes; JSON text when content_type is application/json */
     size_t data_len;
-    char *content_type;     /* never NULL */
+    char *content_type; /* never NULL */
     uint32_t ttl;
-    char *idem;             /* idempotency key, or NULL */
+    char *idem; /* idempotency key, or NULL */
 } ingest_request_t;
 
 /* Reason codes (metric labels): "payload_too_large", "not_json_or_protobuf",
  * "invalid_json", "to_and_broadcast", "no_recipients", "too_many_recipients",
  * "empty_user_id", "user_id_too_long", "bad_user_id", "bad_ttl", "bad_field". */
-#define INGEST_REASONS                                                                        \
-    "payload_too_large", "not_json_or_protobuf", "invalid_json", "to_and_broadcast",          \
-        "no_recipients", "too_many_recipients", "empty_user_id", "user_id_too_long",          \
+#define INGEST_REASONS                                                                             \
+    "payload_too_large", "not_json_or_protobuf", "invalid_json", "to_and_broadcast",               \
+        "no_recipients", "too_many_recipients", "empty_user_id", "user_id_too_long",               \
         "bad_user_id", "bad_ttl", "bad_field"
 
 /* Decode and validate. content_type may be NULL. Returns 0 and fills *out

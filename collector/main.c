@@ -39,10 +39,15 @@ int main(int argc, char **argv)
         {"http", "PUSH_HTTP", NULL, "HOST:PORT for HTTP ingest, POST /v1/messages (off)",
          CONFIG_HOSTPORT, &http_at, 0, 0, 0},
     };
-    int rc = config_parse("collector", "collector [flags]", opts, sizeof opts / sizeof opts[0], argc,
-                          argv, NULL);
+    int rc = config_parse("collector", "collector [flags]", opts, sizeof opts / sizeof opts[0],
+                          argc, argv, NULL);
     if (rc != CONFIG_OK)
         return rc == CONFIG_EXIT_OK ? 0 : 2;
+    if (!store_uri_known(store_uri)) {
+        fprintf(stderr, "collector: --store: '%s' is neither sqlite:PATH nor mongodb://...\n",
+                store_uri);
+        return 2;
+    }
     log_set_level_name(common.log_level);
 
     char err[512];
@@ -57,7 +62,8 @@ int main(int argc, char **argv)
         return 1;
     }
     collector_ready_ctx_t ready = {nc, store};
-    httpd_t *metrics = common.metrics ? httpd_start_metrics(common.metrics, collector_ready, &ready) : NULL;
+    httpd_t *metrics =
+        common.metrics ? httpd_start_metrics(common.metrics, collector_ready, &ready) : NULL;
     handover_t *handover = handover_start(nc, common.prefix, store);
     accept_t *accept = handover ? accept_new(store, handover) : NULL;
     writer_t *writer = accept ? writer_start(nc, store, handover, accept) : NULL;

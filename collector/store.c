@@ -10,6 +10,12 @@ struct store {
     void *h;
 };
 
+int store_uri_known(const char *uri)
+{
+    return (strncmp(uri, "sqlite:", 7) == 0 && uri[7]) || strncmp(uri, "mongodb://", 10) == 0 ||
+           strncmp(uri, "mongodb+srv://", 14) == 0;
+}
+
 store_t *store_open(const char *uri, char *err, size_t err_size)
 {
     const store_ops_t *ops = NULL;
@@ -65,7 +71,8 @@ int store_mark_dispatched_many(store_t *s, char *const *ids, size_t n)
     return s->ops->mark_dispatched_many(s->h, ids, n);
 }
 
-int store_pending(store_t *s, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn, void *arg)
+int store_pending(store_t *s, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn,
+                  void *arg)
 {
     return s->ops->pending(s->h, user, now_ms, limit, fn, arg);
 }
@@ -80,6 +87,15 @@ int store_undispatched(store_t *s, uint64_t before_ms, size_t limit, store_msg_f
     return s->ops->undispatched(s->h, before_ms, limit, fn, arg);
 }
 
-int store_mark_dispatched(store_t *s, const char *id) { return s->ops->mark_dispatched(s->h, id); }
-int store_expire(store_t *s, uint64_t now_ms) { return s->ops->expire(s->h, now_ms); }
-int store_healthy(store_t *s) { return s->ops->healthy(s->h); }
+int store_mark_dispatched(store_t *s, const char *id)
+{
+    return s->ops->mark_dispatched(s->h, id);
+}
+int store_expire(store_t *s, uint64_t now_ms)
+{
+    return s->ops->expire(s->h, now_ms);
+}
+int store_healthy(store_t *s)
+{
+    return s->ops->healthy(s->h);
+}

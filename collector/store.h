@@ -28,11 +28,16 @@ typedef struct store_msg {
     size_t data_len;
     const char *content_type;
     uint64_t accepted_ms;
-    uint32_t ttl;       /* seconds; 0 = live only (kept until handed over, never pending) */
+    uint32_t ttl; /* seconds; 0 = live only (kept until handed over, never pending) */
     int broadcast;
 } store_msg_t;
 
 enum { STORE_OK = 0, STORE_DUPLICATE = 1, STORE_ERR = -1 };
+
+/* Is uri one of the forms store_open knows ("sqlite:PATH" with a PATH,
+ * "mongodb://..." or "mongodb+srv://...")? A --store value that is not, is
+ * a bad flag value (exit 2); one that is but does not open, a failure. */
+int store_uri_known(const char *uri);
 
 /* Open by URI ("sqlite:PATH"). Returns NULL with err filled when the URI is
  * unknown or the store cannot be opened. */
@@ -63,12 +68,15 @@ int store_put_batch(store_t *s, store_put_item_t *items, size_t n);
 /* Mark many messages handed over, in one transaction. */
 int store_mark_dispatched_many(store_t *s, char *const *ids, size_t n);
 
-/* Called once per message; pointers are valid only during the call. */
+/* Called once per message; pointers are valid only during the call. The
+ * backend copies the rows out and releases its lock first, so fn may call
+ * the store again (the hand-over marks each message it re-sends). */
 typedef void (*store_msg_fn)(void *arg, const store_msg_t *m, char *const *to, size_t n_to);
 
 /* The user's messages with ttl > 0, not acked, not expired at now_ms, oldest
  * first, at most limit. fn gets to = NULL. Returns the count or STORE_ERR. */
-int store_pending(store_t *s, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn, void *arg);
+int store_pending(store_t *s, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn,
+                  void *arg);
 
 /* Mark (user, id) acked for each id. Unknown ids are ignored. */
 int store_ack(store_t *s, const char *user, char *const *ids, size_t n_ids);

@@ -64,7 +64,8 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
         return NULL;
     pthread_mutex_init(&s->lock, NULL);
     char *msg = NULL;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         snprintf(err, err_size, "cannot open sqlite database %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
@@ -87,14 +88,16 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
              " ORDER BY m.id LIMIT ?3") ||
         prep(s, &s->ack, "UPDATE recipients SET acked = 1 WHERE user = ?1 AND msg_id = ?2") ||
         prep(s, &s->undispatched,
-             "SELECT " STORE_MSG_COLS " FROM messages m WHERE m.dispatched = 0 AND m.accepted_ms < ?1"
+             "SELECT " STORE_MSG_COLS
+             " FROM messages m WHERE m.dispatched = 0 AND m.accepted_ms < ?1"
              " ORDER BY m.id LIMIT ?2") ||
         prep(s, &s->rcpts_of, "SELECT user FROM recipients WHERE msg_id = ?1") ||
         prep(s, &s->mark, "UPDATE messages SET dispatched = 1 WHERE id = ?1") ||
         prep(s, &s->expire_rcpts,
              "DELETE FROM recipients WHERE msg_id IN (SELECT id FROM messages"
              " WHERE expires_ms <= ?1 AND dispatched = 1)") ||
-        prep(s, &s->expire_msgs, "DELETE FROM messages WHERE expires_ms <= ?1 AND dispatched = 1")) {
+        prep(s, &s->expire_msgs,
+             "DELETE FROM messages WHERE expires_ms <= ?1 AND dispatched = 1")) {
         snprintf(err, err_size, "cannot prepare statements on %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
@@ -118,14 +121,15 @@ static int step_done(store_sqlite_t *s, sqlite3_stmt *st)
 
 /* Insert one message and its recipients inside the open transaction.
  * Returns STORE_OK, STORE_DUPLICATE (existing_id filled) or STORE_ERR. */
-static int store_sqlite_put_one(store_sqlite_t *s, const store_msg_t *m, char *const *to, size_t n_to,
-                                const char *idem, char existing_id[IDS_LEN + 1])
+static int store_sqlite_put_one(store_sqlite_t *s, const store_msg_t *m, char *const *to,
+                                size_t n_to, const char *idem, char existing_id[IDS_LEN + 1])
 {
     if (idem) {
         sqlite3_bind_text(s->find_idem, 1, idem, -1, SQLITE_STATIC);
         int found = sqlite3_step(s->find_idem) == SQLITE_ROW;
         if (found)
-            snprintf(existing_id, IDS_LEN + 1, "%s", (const char *)sqlite3_column_text(s->find_idem, 0));
+            snprintf(existing_id, IDS_LEN + 1, "%s",
+                     (const char *)sqlite3_column_text(s->find_idem, 0));
         sqlite3_reset(s->find_idem);
         if (found)
             return STORE_DUPLICATE;
@@ -162,8 +166,8 @@ static int store_sqlite_put_batch(void *handle, store_put_item_t *items, size_t 
     if (step_done(s, s->begin))
         goto out;
     for (size_t i = 0; i < n; i++) {
-        items[i].result = store_sqlite_put_one(s, items[i].m, items[i].to, items[i].n_to, items[i].idem,
-                                               items[i].existing_id);
+        items[i].result = store_sqlite_put_one(s, items[i].m, items[i].to, items[i].n_to,
+                                               items[i].idem, items[i].existing_id);
         if (items[i].result == STORE_ERR) {
             step_done(s, s->rollback);
             goto out;
@@ -191,40 +195,124 @@ static int store_sqlite_put(void *handle, const store_msg_t *m, char *const *to,
     return item.result;
 }
 
-static void row_to_msg(sqlite3_stmt *st, store_msg_t *m)
+/* A row copied out of SQLite, so callbacks run after the lock is released
+ * (a callback may call back into the store: the hand-over marks what it
+ * sent) and never see pointers into a statement. */
+typedef struct store_row {
+    store_msg_t m;
+    char *topic, *content_type;
+    unsigned char *data;
+    char **to;
+    size_t n_to;
+} store_row_t;
+
+typedef struct store_rows {
+    store_row_t *rows;
+    size_t n, cap;
+} store_rows_t;
+
+static void store_rows_free(store_rows_t *rs)
 {
-    snprintf(m->id, sizeof m->id, "%s", (const char *)sqlite3_column_text(st, 0));
-    m->topic = (const char *)sqlite3_column_text(st, 1);
-    m->data = sqlite3_column_blob(st, 2);
-    m->data_len = (size_t)sqlite3_column_bytes(st, 2);
-    m->content_type = (const char *)sqlite3_column_text(st, 3);
-    m->accepted_ms = (uint64_t)sqlite3_column_int64(st, 4);
-    m->ttl = (uint32_t)sqlite3_column_int64(st, 5);
-    m->broadcast = sqlite3_column_int(st, 6);
+    for (size_t i = 0; i < rs->n; i++) {
+        store_row_t *r = &rs->rows[i];
+        free(r->topic);
+        free(r->content_type);
+        free(r->data);
+        for (size_t k = 0; k < r->n_to; k++)
+            free(r->to[k]);
+        free(r->to);
+    }
+    free(rs->rows);
+    memset(rs, 0, sizeof *rs);
 }
 
-static int store_sqlite_pending(void *handle, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn,
-                         void *arg)
+static char *store_col_text(sqlite3_stmt *st, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    return strdup(t ? t : "");
+}
+
+/* Copy the current row of st (STORE_MSG_COLS) to the end of rs. Returns the
+ * row, or NULL on allocation failure. */
+static store_row_t *store_rows_add(store_rows_t *rs, sqlite3_stmt *st)
+{
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 16;
+        store_row_t *nr = realloc(rs->rows, cap * sizeof *nr);
+        if (!nr)
+            return NULL;
+        rs->rows = nr;
+        rs->cap = cap;
+    }
+    store_row_t *r = &rs->rows[rs->n];
+    memset(r, 0, sizeof *r);
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    snprintf(r->m.id, sizeof r->m.id, "%s", id ? id : "");
+    r->topic = store_col_text(st, 1);
+    const void *blob = sqlite3_column_blob(st, 2);
+    r->m.data_len = (size_t)sqlite3_column_bytes(st, 2);
+    r->data = malloc(r->m.data_len ? r->m.data_len : 1);
+    if (r->data && r->m.data_len)
+        memcpy(r->data, blob, r->m.data_len);
+    r->content_type = store_col_text(st, 3);
+    r->m.accepted_ms = (uint64_t)sqlite3_column_int64(st, 4);
+    r->m.ttl = (uint32_t)sqlite3_column_int64(st, 5);
+    r->m.broadcast = sqlite3_column_int(st, 6);
+    r->m.topic = r->topic;
+    r->m.data = r->data;
+    r->m.content_type = r->content_type;
+    rs->n++;
+    if (!r->topic || !r->data || !r->content_type)
+        return NULL; /* counted in rs->n so that store_rows_free frees it */
+    return r;
+}
+
+/* Copy the recipients of message id into r. Returns 0, or -1 on failure. */
+static int store_rows_add_recipients(store_sqlite_t *s, store_row_t *r)
+{
+    size_t cap = 0;
+    int rc;
+    sqlite3_bind_text(s->rcpts_of, 1, r->m.id, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(s->rcpts_of)) == SQLITE_ROW) {
+        if (r->n_to == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nt = realloc(r->to, cap * sizeof *nt);
+            if (!nt)
+                break;
+            r->to = nt;
+        }
+        if (!(r->to[r->n_to] = store_col_text(s->rcpts_of, 0)))
+            break;
+        r->n_to++;
+    }
+    sqlite3_reset(s->rcpts_of);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int store_sqlite_pending(void *handle, const char *user, uint64_t now_ms, size_t limit,
+                                store_msg_fn fn, void *arg)
 {
     store_sqlite_t *s = handle;
+    store_rows_t rs = {0};
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *st = s->pending;
     sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)now_ms);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
     int n = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_msg_t m;
-        row_to_msg(st, &m);
-        fn(arg, &m, NULL, 0);
-        n++;
-    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (!store_rows_add(&rs, st))
+            break;
     if (rc != SQLITE_DONE) {
-        LOG_E("store: pending messages of %s: %s", user, sqlite3_errmsg(s->db));
+        LOG_E("store: pending messages of %s: %s", user,
+              rc == SQLITE_ROW ? "out of memory" : sqlite3_errmsg(s->db));
         n = STORE_ERR;
     }
     sqlite3_reset(st);
     pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; n != STORE_ERR && i < rs.n; i++, n++)
+        fn(arg, &rs.rows[i].m, NULL, 0);
+    store_rows_free(&rs);
     return n;
 }
 
@@ -252,40 +340,31 @@ out:
     return rc;
 }
 
-static int store_sqlite_undispatched(void *handle, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg)
+static int store_sqlite_undispatched(void *handle, uint64_t before_ms, size_t limit,
+                                     store_msg_fn fn, void *arg)
 {
     store_sqlite_t *s = handle;
+    store_rows_t rs = {0};
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *st = s->undispatched;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)before_ms);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
     int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_msg_t m;
-        row_to_msg(st, &m);
-        size_t cap = 16, n_to = 0;
-        char **to = malloc(cap * sizeof *to);
-        sqlite3_bind_text(s->rcpts_of, 1, m.id, -1, SQLITE_TRANSIENT);
-        while (to && sqlite3_step(s->rcpts_of) == SQLITE_ROW) {
-            if (n_to == cap) {
-                char **nt = realloc(to, (cap *= 2) * sizeof *to);
-                if (!nt)
-                    break;
-                to = nt;
-            }
-            to[n_to++] = strdup((const char *)sqlite3_column_text(s->rcpts_of, 0));
-        }
-        sqlite3_reset(s->rcpts_of);
-        fn(arg, &m, to, n_to);
-        for (size_t i = 0; i < n_to; i++)
-            free(to[i]);
-        free(to);
-        n++;
+        store_row_t *r = store_rows_add(&rs, st);
+        if (!r || store_rows_add_recipients(s, r) != 0)
+            break;
     }
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE) {
+        LOG_E("store: messages not yet handed over: %s",
+              rc == SQLITE_ROW ? "out of memory or recipients unreadable" : sqlite3_errmsg(s->db));
         n = STORE_ERR;
+    }
     sqlite3_reset(st);
     pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; n != STORE_ERR && i < rs.n; i++, n++)
+        fn(arg, &rs.rows[i].m, rs.rows[i].to, rs.rows[i].n_to);
+    store_rows_free(&rs);
     return n;
 }
 
@@ -355,9 +434,10 @@ static void store_sqlite_close(void *handle)
     store_sqlite_t *s = handle;
     if (!s)
         return;
-    sqlite3_stmt **all[] = {&s->begin, &s->commit, &s->rollback, &s->find_idem, &s->ins_msg,
-                            &s->ins_rcpt, &s->pending, &s->ack, &s->undispatched, &s->rcpts_of,
-                            &s->mark, &s->expire_rcpts, &s->expire_msgs};
+    sqlite3_stmt **all[] = {&s->begin,        &s->commit,   &s->rollback, &s->find_idem,
+                            &s->ins_msg,      &s->ins_rcpt, &s->pending,  &s->ack,
+                            &s->undispatched, &s->rcpts_of, &s->mark,     &s->expire_rcpts,
+                            &s->expire_msgs};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(*all[i]);
     sqlite3_close(s->db);

@@ -16,7 +16,10 @@ static int decode(const char *json, ingest_request_t *r)
 static void json_unicast_is_decoded_with_defaults(void)
 {
     ingest_request_t r;
-    CHECK_INT(decode("{\"to\":[\"u1\",\"u2\",\"u1\"],\"topic\":\"order.paid\",\"data\":{\"a\":[1,2]}}", &r), 0);
+    CHECK_INT(
+        decode("{\"to\":[\"u1\",\"u2\",\"u1\"],\"topic\":\"order.paid\",\"data\":{\"a\":[1,2]}}",
+               &r),
+        0);
     CHECK_INT(r.json, 1);
     CHECK_INT(r.n_to, 2); /* the repeated u1 folded */
     CHECK_STR(r.to[0], "u1");
@@ -32,7 +35,8 @@ static void json_unicast_is_decoded_with_defaults(void)
 static void json_broadcast_is_live_only_and_keeps_id_and_ttl_rules(void)
 {
     ingest_request_t r;
-    CHECK_INT(decode(" \n{\"broadcast\":true,\"topic\":\"news\",\"data\":\"hello\",\"ttl\":60}", &r), 0);
+    CHECK_INT(
+        decode(" \n{\"broadcast\":true,\"topic\":\"news\",\"data\":\"hello\",\"ttl\":60}", &r), 0);
     CHECK_INT(r.broadcast, 1);
     CHECK_INT(r.ttl, 0);
     CHECK_STR((char *)r.data, "\"hello\"");
@@ -48,14 +52,18 @@ static void content_type_header_selects_json(void)
 {
     ingest_request_t r;
     const char *body = "[1]";
-    CHECK_INT(ingest_decode(body, 3, "application/json; charset=utf-8", &r, &reason, err, sizeof err), -1);
+    CHECK_INT(
+        ingest_decode(body, 3, "application/json; charset=utf-8", &r, &reason, err, sizeof err),
+        -1);
     CHECK_STR(reason, "invalid_json"); /* JSON, but not an object */
     CHECK_INT(r.json, 1);
 }
 
 static void each_bad_json_input_has_its_reason(void)
 {
-    struct { const char *body, *reason; } cases[] = {
+    struct {
+        const char *body, *reason;
+    } cases[] = {
         {"{\"to\":[\"u1\"],", "invalid_json"},
         {"{\"to\":[\"u1\"],\"broadcast\":true}", "to_and_broadcast"},
         {"{\"data\":1}", "no_recipients"},
@@ -181,8 +189,136 @@ static void protobuf_rejections(void)
     CHECK_STR(reason, "invalid_json");
 }
 
+static void protobuf_strings_must_be_utf8(void)
+{
+    ingest_request_t r;
+    uint8_t buf[256];
+    char bad_user[] = "\xff\xfe", *to_bad[] = {bad_user}, *to_ok[] = {"u1"};
+    Push__V1__PushRequest pr = PUSH__V1__PUSH_REQUEST__INIT;
+    pr.n_to = 1;
+    pr.to = to_bad;
+    size_t n = pack(&pr, buf);
+    CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), -1);
+    CHECK_STR(reason, "bad_user_id");
+    CHECK_STR(err, "to[0] is not UTF-8 text");
+
+    pr.to = to_ok;
+    const char *bad_topics[] = {"\xc3\x28", "\xc0\xaf" /* overlong '/' */,
+                                "\xed\xa0\x80" /* surrogate */,
+                                "\xf4\x90\x80\x80" /* over U+10FFFF */, "\xe2\x82"};
+    for (size_t i = 0; i < sizeof bad_topics / sizeof bad_topics[0]; i++) {
+        pr.topic = (char *)bad_topics[i];
+        n = pack(&pr, buf);
+        reason = NULL;
+        CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), -1);
+        CHECK_STR(reason, "bad_field");
+    }
+    pr.topic = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"; /* é, €, an emoji */
+    n = pack(&pr, buf);
+    CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), 0);
+    CHECK_STR(r.topic, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    ingest_free(&r);
+
+    pr.topic = NULL;
+    pr.id = "\x80";
+    n = pack(&pr, buf);
+    CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), -1);
+    CHECK_STR(reason, "bad_field");
+}
+
+static void protobuf_broadcast_is_live_only_and_json_data_is_kept(void)
+{
+    ingest_request_t r;
+    uint8_t buf[512];
+    Push__V1__PushRequest pr = PUSH__V1__PUSH_REQUEST__INIT;
+    pr.has_broadcast = 1;
+    pr.broadcast = 1;
+    pr.has_ttl = 1;
+    pr.ttl = 3600;
+    pr.content_type = "application/json";
+    pr.has_data = 1;
+    pr.data.data = (uint8_t *)"{\"a\":1}";
+    pr.data.len = 7;
+    pr.id = "key-7";
+    size_t n = pack(&pr, buf);
+    CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), 0);
+    CHECK_INT(r.json, 0);
+    CHECK_INT(r.broadcast, 1);
+    CHECK_INT(r.n_to, 0);
+    CHECK_INT(r.ttl, 0);
+    CHECK_INT(r.data_len, 7);
+    CHECK_INT(memcmp(r.data, "{\"a\":1}", 7), 0);
+    CHECK_STR(r.content_type, "application/json");
+    CHECK_STR(r.idem, "key-7");
+    CHECK_STR(r.topic, "");
+    ingest_free(&r);
+
+    /* absent ttl means the default; absent content_type means bytes */
+    char *to[] = {"u1"};
+    Push__V1__PushRequest plain = PUSH__V1__PUSH_REQUEST__INIT;
+    plain.n_to = 1;
+    plain.to = to;
+    n = pack(&plain, buf);
+    CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), 0);
+    CHECK_INT(r.ttl, 86400);
+    CHECK_INT(r.data_len, 0);
+    CHECK_STR(r.content_type, "application/octet-stream");
+    ingest_free(&r);
+}
+
+static void protobuf_limits_have_their_reasons(void)
+{
+    ingest_request_t r;
+    static uint8_t buf[64 * 1024];
+    char long_user[130], long_topic[258];
+    memset(long_user, 'x', 129), long_user[129] = '\0';
+    memset(long_topic, 't', 257), long_topic[257] = '\0';
+    char *empty[] = {""}, *too_long[] = {long_user}, *ok[] = {"u1"};
+    struct {
+        char **to;
+        const char *topic;
+        int has_ttl;
+        uint32_t ttl;
+        const char *reason;
+    } cases[] = {
+        {empty, NULL, 0, 0, "empty_user_id"},
+        {too_long, NULL, 0, 0, "user_id_too_long"},
+        {ok, long_topic, 0, 0, "bad_field"},
+        {ok, NULL, 1, INGEST_MAX_TTL + 1, "bad_ttl"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Push__V1__PushRequest pr = PUSH__V1__PUSH_REQUEST__INIT;
+        pr.n_to = 1;
+        pr.to = cases[i].to;
+        pr.topic = (char *)cases[i].topic;
+        pr.has_ttl = cases[i].has_ttl;
+        pr.ttl = cases[i].ttl;
+        size_t n = pack(&pr, buf);
+        reason = NULL;
+        CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), -1);
+        CHECK_STR(reason, cases[i].reason);
+    }
+    char **many = malloc(1001 * sizeof *many);
+    for (int i = 0; i < 1001; i++) {
+        many[i] = malloc(8);
+        snprintf(many[i], 8, "u%d", i);
+    }
+    Push__V1__PushRequest pr = PUSH__V1__PUSH_REQUEST__INIT;
+    pr.n_to = 1001;
+    pr.to = many;
+    size_t n = pack(&pr, buf);
+    CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), -1);
+    CHECK_STR(reason, "too_many_recipients");
+    for (int i = 0; i < 1001; i++)
+        free(many[i]);
+    free(many);
+}
+
 CHECK_MAIN(CHECK_CASE(json_unicast_is_decoded_with_defaults),
            CHECK_CASE(json_broadcast_is_live_only_and_keeps_id_and_ttl_rules),
-           CHECK_CASE(content_type_header_selects_json), CHECK_CASE(each_bad_json_input_has_its_reason),
-           CHECK_CASE(recipient_and_size_limits), CHECK_CASE(protobuf_request_is_decoded),
-           CHECK_CASE(protobuf_rejections))
+           CHECK_CASE(content_type_header_selects_json),
+           CHECK_CASE(each_bad_json_input_has_its_reason), CHECK_CASE(recipient_and_size_limits),
+           CHECK_CASE(protobuf_request_is_decoded), CHECK_CASE(protobuf_rejections),
+           CHECK_CASE(protobuf_strings_must_be_utf8),
+           CHECK_CASE(protobuf_broadcast_is_live_only_and_json_data_is_kept),
+           CHECK_CASE(protobuf_limits_have_their_reasons))

@@ -22,11 +22,15 @@ static store_t *fresh(void)
     return s;
 }
 
-static void put(store_t *s, const char *id, uint64_t at, uint32_t ttl, char **to, size_t n, const char *idem,
-                int want)
+static void put(store_t *s, const char *id, uint64_t at, uint32_t ttl, char **to, size_t n,
+                const char *idem, int want)
 {
-    store_msg_t m = {.topic = "t", .data = (const unsigned char *)"1", .data_len = 1,
-                     .content_type = "application/json", .accepted_ms = at, .ttl = ttl};
+    store_msg_t m = {.topic = "t",
+                     .data = (const unsigned char *)"1",
+                     .data_len = 1,
+                     .content_type = "application/json",
+                     .accepted_ms = at,
+                     .ttl = ttl};
     snprintf(m.id, sizeof m.id, "%s", id);
     char existing[IDS_LEN + 1] = "";
     CHECK_INT(store_put(s, &m, to, n, idem, existing), want);
@@ -47,14 +51,35 @@ static void collect(void *arg, const store_msg_t *m, char *const *to, size_t n_t
     }
 }
 
+typedef struct got {
+    char id[IDS_LEN + 1], topic[64], content_type[64];
+    unsigned char data[16];
+    size_t data_len;
+    uint64_t accepted_ms;
+    uint32_t ttl;
+} got_t;
+
+static void keep(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
+{
+    (void)to, (void)n_to;
+    got_t *g = arg;
+    snprintf(g->id, sizeof g->id, "%s", m->id);
+    snprintf(g->topic, sizeof g->topic, "%s", m->topic);
+    snprintf(g->content_type, sizeof g->content_type, "%s", m->content_type);
+    g->data_len = m->data_len < sizeof g->data ? m->data_len : sizeof g->data;
+    memcpy(g->data, m->data, g->data_len);
+    g->accepted_ms = m->accepted_ms;
+    g->ttl = m->ttl;
+}
+
 static void pending_is_oldest_first_unacked_unexpired_with_ttl(void)
 {
     store_t *s = fresh();
     char *u1[] = {"u1"}, *both[] = {"u1", "u2"};
     put(s, "b", 1000, 60, u1, 1, NULL, STORE_OK);
     put(s, "a", 1000, 60, both, 2, NULL, STORE_OK);
-    put(s, "c", 1000, 0, u1, 1, NULL, STORE_OK);  /* live only */
-    put(s, "d", 1000, 1, u1, 1, NULL, STORE_OK);  /* expires at 2000 */
+    put(s, "c", 1000, 0, u1, 1, NULL, STORE_OK); /* live only */
+    put(s, "d", 1000, 1, u1, 1, NULL, STORE_OK); /* expires at 2000 */
     seen_t seen = {0};
     CHECK_INT(store_pending(s, "u1", 1500, 100, collect, &seen), 3);
     CHECK_STR(seen.ids[0], "a");
@@ -86,8 +111,12 @@ static void same_idempotency_key_returns_first_id_and_stores_once(void)
     store_t *s = fresh();
     char *u1[] = {"u1"};
     put(s, "first", 1000, 60, u1, 1, "k", STORE_OK);
-    store_msg_t m = {.topic = "t", .data = (const unsigned char *)"2", .data_len = 1,
-                     .content_type = "application/json", .accepted_ms = 1001, .ttl = 60};
+    store_msg_t m = {.topic = "t",
+                     .data = (const unsigned char *)"2",
+                     .data_len = 1,
+                     .content_type = "application/json",
+                     .accepted_ms = 1001,
+                     .ttl = 60};
     snprintf(m.id, sizeof m.id, "second");
     char existing[IDS_LEN + 1] = "";
     CHECK_INT(store_put(s, &m, u1, 1, "k", existing), STORE_DUPLICATE);
@@ -144,8 +173,12 @@ static void batch_is_one_transaction_with_duplicates_inside_it(void)
     store_put_item_t items[3];
     memset(items, 0, sizeof items);
     for (int i = 0; i < 3; i++) {
-        m[i] = (store_msg_t){.topic = "t", .data = (const unsigned char *)"1", .data_len = 1,
-                             .content_type = "application/json", .accepted_ms = 1000, .ttl = 60};
+        m[i] = (store_msg_t){.topic = "t",
+                             .data = (const unsigned char *)"1",
+                             .data_len = 1,
+                             .content_type = "application/json",
+                             .accepted_ms = 1000,
+                             .ttl = 60};
         snprintf(m[i].id, sizeof m[i].id, "%s", ids[i]);
         items[i] = (store_put_item_t){.m = &m[i], .to = u1, .n_to = 1, .idem = idem[i]};
     }
@@ -163,6 +196,53 @@ static void batch_is_one_transaction_with_duplicates_inside_it(void)
     store_close(s);
 }
 
+static void mark_each(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
+{
+    (void)to, (void)n_to;
+    CHECK_INT(store_mark_dispatched(arg, m->id), STORE_OK);
+}
+
+/* The hand-over's retry marks each message from inside the callback: the
+ * store must not hold its lock while calling back (it deadlocked once). */
+static void undispatched_callback_may_call_the_store_again(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    put(s, "a", 1000, 60, u1, 1, NULL, STORE_OK);
+    put(s, "b", 1000, 0, u1, 1, NULL, STORE_OK);
+    alarm(10); /* a deadlock fails the test instead of hanging it */
+    CHECK_INT(store_undispatched(s, 5000, 10, mark_each, s), 2);
+    alarm(0);
+    seen_t seen = {0};
+    CHECK_INT(store_undispatched(s, 5000, 10, collect, &seen), 0);
+    store_close(s);
+}
+
+static void pending_copies_data_and_fields_of_each_message(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    store_msg_t m = {.topic = "order.paid",
+                     .data = (const unsigned char *)"\0\1\2",
+                     .data_len = 3,
+                     .content_type = "application/octet-stream",
+                     .accepted_ms = 1234,
+                     .ttl = 60};
+    snprintf(m.id, sizeof m.id, "m1");
+    char existing[IDS_LEN + 1] = "";
+    CHECK_INT(store_put(s, &m, u1, 1, NULL, existing), STORE_OK);
+    got_t got = {0};
+    CHECK_INT(store_pending(s, "u1", 1500, 10, keep, &got), 1);
+    CHECK_STR(got.id, "m1");
+    CHECK_STR(got.topic, "order.paid");
+    CHECK_STR(got.content_type, "application/octet-stream");
+    CHECK_INT(got.data_len, 3);
+    CHECK_INT(memcmp(got.data, "\0\1\2", 3), 0);
+    CHECK_INT(got.accepted_ms, 1234);
+    CHECK_INT(got.ttl, 60);
+    store_close(s);
+}
+
 static void unknown_or_empty_store_uris_are_refused(void)
 {
     char err[256];
@@ -170,6 +250,11 @@ static void unknown_or_empty_store_uris_are_refused(void)
     CHECK(store_open("postgres://x", err, sizeof err) == NULL);
     CHECK(store_open("sqlite:/nonexistent-dir/x.db", err, sizeof err) == NULL);
     CHECK(strstr(err, "/nonexistent-dir/x.db") != NULL);
+    CHECK_INT(store_uri_known("sqlite:push.db"), 1);
+    CHECK_INT(store_uri_known("mongodb://127.0.0.1/push"), 1);
+    CHECK_INT(store_uri_known("sqlite:"), 0);
+    CHECK_INT(store_uri_known("push.db"), 0);
+    CHECK_INT(store_uri_known("postgres://x"), 0);
 }
 
 CHECK_MAIN(CHECK_CASE(pending_is_oldest_first_unacked_unexpired_with_ttl),
@@ -178,4 +263,6 @@ CHECK_MAIN(CHECK_CASE(pending_is_oldest_first_unacked_unexpired_with_ttl),
            CHECK_CASE(undispatched_lists_until_marked_with_recipients),
            CHECK_CASE(expire_drops_only_expired_dispatched_messages),
            CHECK_CASE(batch_is_one_transaction_with_duplicates_inside_it),
+           CHECK_CASE(undispatched_callback_may_call_the_store_again),
+           CHECK_CASE(pending_copies_data_and_fields_of_each_message),
            CHECK_CASE(unknown_or_empty_store_uris_are_refused))

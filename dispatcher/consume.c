@@ -51,7 +51,8 @@ static int consume_subscribe(consume_t *c)
     jsErrCode jerr = 0;
     natsStatus s = js_PullSubscribe(&c->sub, c->js, subject, "dispatcher", NULL, &so, &jerr);
     if (s != NATS_OK) {
-        LOG_W("dispatcher: cannot bind the durable consumer 'dispatcher' on %s: %s (error %d); retrying",
+        LOG_W("dispatcher: cannot bind the durable consumer 'dispatcher' on %s: %s (error %d); "
+              "retrying",
               stream, natsStatus_GetText(s), (int)jerr);
         return -1;
     }
@@ -61,7 +62,7 @@ static int consume_subscribe(consume_t *c)
 }
 
 typedef struct batch_user {
-    size_t msg;       /* index of the message in the batch */
+    size_t msg; /* index of the message in the batch */
     const char *user;
 } batch_user_t;
 
@@ -69,10 +70,10 @@ typedef struct batch {
     consume_t *c;
     Push__V1__Dispatch **d; /* decoded, NULL when malformed */
     size_t n;
-    char **users;           /* all recipients of the batch, flattened */
-    size_t *user_msg;       /* message index of each */
+    char **users;     /* all recipients of the batch, flattened */
+    size_t *user_msg; /* message index of each */
     size_t n_users;
-    group_t **groups;       /* per message: node -> users */
+    group_t **groups; /* per message: node -> users */
 } batch_t;
 
 static void batch_found(void *arg, size_t i, const char *node)
@@ -117,6 +118,8 @@ static void consume_batch(consume_t *c, natsMsgList *list)
     batch_t b = {.c = c, .n = (size_t)list->Count};
     b.d = calloc(b.n, sizeof *b.d);
     b.groups = calloc(b.n, sizeof *b.groups);
+    if (!b.d || !b.groups)
+        goto oom;
     size_t cap = 0;
     for (size_t i = 0; i < b.n; i++) {
         natsMsg *m = list->Msgs[i];
@@ -128,10 +131,13 @@ static void consume_batch(consume_t *c, natsMsgList *list)
             continue;
         }
         cap += b.d[i]->n_to;
-        b.groups[i] = group_new();
+        if (!(b.groups[i] = group_new()))
+            goto oom;
     }
     b.users = malloc((cap ? cap : 1) * sizeof *b.users);
     b.user_msg = malloc((cap ? cap : 1) * sizeof *b.user_msg);
+    if (!b.users || !b.user_msg)
+        goto oom;
     for (size_t i = 0; i < b.n; i++) {
         if (!b.d[i] || b.d[i]->broadcast)
             continue;
@@ -143,8 +149,9 @@ static void consume_batch(consume_t *c, natsMsgList *list)
     /* One pipelined round trip for the whole batch; while Redis is away,
      * hold the batch and keep JetStream from redelivering it elsewhere. */
     int tries = 0;
-    while (b.n_users && routes_lookup_nodes(c->routes, b.users, b.n_users,
-                                            (long long)(consume_now_ms() / 1000), batch_found, &b) != 0) {
+    while (b.n_users &&
+           routes_lookup_nodes(c->routes, b.users, b.n_users, (long long)(consume_now_ms() / 1000),
+                               batch_found, &b) != 0) {
         if (atomic_load(&c->stop))
             goto out; /* not acked: redelivered to whoever runs next */
         if (++tries % 10 == 0)
@@ -170,16 +177,22 @@ static void consume_batch(consume_t *c, natsMsgList *list)
         group_each(b.groups[i], consume_publish_group, &gp);
     }
     if (natsConnection_FlushTimeout(c->nc, 5000) != NATS_OK) {
-        LOG_W("dispatcher: could not flush %zu deliveries; leaving the batch unacked for redelivery", b.n);
+        LOG_W(
+            "dispatcher: could not flush %zu deliveries; leaving the batch unacked for redelivery",
+            b.n);
         goto out;
     }
     for (size_t i = 0; i < b.n; i++)
         natsMsg_Ack(list->Msgs[i], NULL);
+    goto out;
+oom:
+    LOG_E("dispatcher: out of memory for a batch of %zu; leaving it unacked for redelivery", b.n);
 out:
     for (size_t i = 0; i < b.n; i++) {
-        if (b.d[i])
+        if (b.d && b.d[i])
             push__v1__dispatch__free_unpacked(b.d[i], NULL);
-        group_free(b.groups[i]);
+        if (b.groups)
+            group_free(b.groups[i]);
     }
     free(b.d);
     free(b.groups);
@@ -216,12 +229,15 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         return NULL;
     c->nc = nc;
     snprintf(c->prefix, sizeof c->prefix, "%s", prefix);
-    c->messages = metrics_counter("push_dispatch_messages_total", NULL, "Messages taken from the stream");
-    c->deliveries = metrics_counter("push_dispatch_deliveries_total", NULL, "NodeDeliveries published to nodes");
+    c->messages =
+        metrics_counter("push_dispatch_messages_total", NULL, "Messages taken from the stream");
+    c->deliveries = metrics_counter("push_dispatch_deliveries_total", NULL,
+                                    "NodeDeliveries published to nodes");
     c->broadcasts = metrics_counter("push_dispatch_broadcasts_total", NULL, "Broadcasts published");
     c->offline = metrics_counter("push_dispatch_offline_recipients_total", NULL,
                                  "Recipients with no live node (they get it on reconnect)");
-    c->malformed = metrics_counter("push_dispatch_malformed_total", NULL, "Malformed stream messages dropped");
+    c->malformed =
+        metrics_counter("push_dispatch_malformed_total", NULL, "Malformed stream messages dropped");
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
@@ -248,4 +264,7 @@ void consume_stop(consume_t *c)
     free(c);
 }
 
-int consume_ready(consume_t *c) { return atomic_load(&c->subscribed) && routes_lookup_up(c->routes); }
+int consume_ready(consume_t *c)
+{
+    return atomic_load(&c->subscribed) && routes_lookup_up(c->routes);
+}

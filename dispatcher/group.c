@@ -14,11 +14,14 @@ typedef struct group_node {
 struct group {
     group_node_t *nodes;
     size_t n, cap;
-    char **seen;      /* distinct users */
+    char **seen; /* distinct users */
     size_t n_seen, cap_seen;
 };
 
-group_t *group_new(void) { return calloc(1, sizeof(group_t)); }
+group_t *group_new(void)
+{
+    return calloc(1, sizeof(group_t));
+}
 
 void group_free(group_t *g)
 {
@@ -78,8 +81,14 @@ int group_add(group_t *g, const char *node, char *user)
     return 0;
 }
 
-size_t group_users(const group_t *g) { return g ? g->n_seen : 0; }
-size_t group_nodes(const group_t *g) { return g ? g->n : 0; }
+size_t group_users(const group_t *g)
+{
+    return g ? g->n_seen : 0;
+}
+size_t group_nodes(const group_t *g)
+{
+    return g ? g->n : 0;
+}
 
 void group_each(const group_t *g, group_each_fn fn, void *arg)
 {

@@ -32,13 +32,14 @@ int main(int argc, char **argv)
         {"redis", "PUSH_REDIS_URL", "redis://127.0.0.1:6379", "Redis URL (routes)", CONFIG_STR,
          &redis_url, 0, 0, 1},
     };
-    int rc = config_parse("dispatcher", "dispatcher [flags]", opts, sizeof opts / sizeof opts[0], argc,
-                          argv, NULL);
+    int rc = config_parse("dispatcher", "dispatcher [flags]", opts, sizeof opts / sizeof opts[0],
+                          argc, argv, NULL);
     if (rc != CONFIG_OK)
         return rc == CONFIG_EXIT_OK ? 0 : 2;
     redisx_url_t redis;
     if (redisx_parse_url(redis_url, &redis) != 0) {
-        fprintf(stderr, "dispatcher: --redis: '%s' is not redis://[:password@]host[:port][/db]\n", redis_url);
+        fprintf(stderr, "dispatcher: --redis: '%s' is not redis://[:password@]host[:port][/db]\n",
+                redis_url);
         return 2;
     }
     log_set_level_name(common.log_level);
@@ -47,7 +48,8 @@ int main(int argc, char **argv)
     if (natsx_connect(&nc, common.nats_url, "dispatcher") != NATS_OK)
         return 1;
     dispatcher_ready_ctx_t ready = {nc, NULL};
-    httpd_t *metrics = common.metrics ? httpd_start_metrics(common.metrics, dispatcher_ready, &ready) : NULL;
+    httpd_t *metrics =
+        common.metrics ? httpd_start_metrics(common.metrics, dispatcher_ready, &ready) : NULL;
     consume_t *consume = consume_start(nc, common.prefix, &redis);
     ready.consume = consume;
     presence_t *presence = presence_start(nc, common.prefix, &redis);

@@ -2,8 +2,9 @@
  * presence: answers <prefix>.presence (queue group "dispatcher"). A JSON
  * request {"user":"u1"} is answered {"user","online","connections","nodes"}:
  * the user's live nodes come from Redis, and each of them is asked on
- * <prefix>.node.<node>.presence how many connections it holds. Runs on a
- * nats.c subscription thread with a Redis connection of its own.
+ * <prefix>.node.<node>.presence how many connections it holds (all nodes at
+ * once, one deadline). A bad request is counted and answered {"error"}.
+ * Runs on a nats.c subscription thread with a Redis connection of its own.
  */
 #ifndef DISPATCHER_PRESENCE_H
 #define DISPATCHER_PRESENCE_H
@@ -12,7 +13,8 @@
 
 #include "redisx.h"
 
-#define PRESENCE_NODE_TIMEOUT_MS 500
+#define PRESENCE_NODE_TIMEOUT_MS 500 /* for all nodes together: they are asked at once */
+#define PRESENCE_MAX_USER 128
 
 typedef struct presence presence_t;
 

@@ -21,7 +21,9 @@ void routes_lookup_free(routes_lookup_t *r);
 typedef void (*routes_found_fn)(void *arg, size_t user_index, const char *node);
 
 /* Look up users[0..n). Returns 0, or -1 when Redis is unreachable (logged
- * once per outage; nothing was reported through fn). */
+ * once per outage; nothing was reported through fn). After a failure the
+ * connection is re-opened with backoff (250 ms doubling to 5 s): calls made
+ * before then return -1 at once. */
 int routes_lookup_nodes(routes_lookup_t *r, char *const *users, size_t n, long long now_s,
                         routes_found_fn fn, void *arg);
 

@@ -44,4 +44,5 @@ static void empty_group_reports_nothing(void)
     group_free(NULL);
 }
 
-CHECK_MAIN(CHECK_CASE(users_are_grouped_by_node_in_first_seen_order), CHECK_CASE(empty_group_reports_nothing))
+CHECK_MAIN(CHECK_CASE(users_are_grouped_by_node_in_first_seen_order),
+           CHECK_CASE(empty_group_reports_nothing))
