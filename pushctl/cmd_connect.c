@@ -25,40 +25,42 @@ typedef struct connect_state {
     long count, messages;
     char *rx;
     size_t rx_len;
-    char **acks;          /* ids to ack, sent when writeable */
-    size_t n_acks, cap_acks;
+    char **acks;          /* ids to ack, oldest at ack_head, sent when writeable */
+    size_t ack_head, n_acks, cap_acks;
     int close_code;
     char close_reason[128];
     atomic_int done;
     int rc;
 } connect_state_t;
 
-static void connect_queue_ack(connect_state_t *st, const char *text, size_t len)
+/* The id of a {"type":"message",...} frame (malloc'd), or NULL for any other frame. */
+static char *connect_message_id(const char *text, size_t len)
 {
     json_t *j = json_loadb(text, len, 0, NULL);
     json_t *type = json_object_get(j, "type"), *id = json_object_get(j, "id");
-    if (json_is_string(type) && strcmp(json_string_value(type), "message") == 0 && json_is_string(id)) {
-        if (st->n_acks == st->cap_acks) {
-            size_t cap = st->cap_acks ? st->cap_acks * 2 : 8;
-            char **na = realloc(st->acks, cap * sizeof *na);
-            if (na) {
-                st->acks = na;
-                st->cap_acks = cap;
-            }
-        }
-        if (st->n_acks < st->cap_acks)
-            st->acks[st->n_acks++] = strdup(json_string_value(id));
-    }
+    char *out = NULL;
+    if (json_is_string(type) && strcmp(json_string_value(type), "message") == 0)
+        out = strdup(json_is_string(id) ? json_string_value(id) : "");
     json_decref(j);
+    return out;
 }
 
-static int connect_is_message(const char *text, size_t len)
+/* Queue an ack of id (takes ownership), sent in order when writeable. */
+static void connect_queue_ack(connect_state_t *st, char *id)
 {
-    json_t *j = json_loadb(text, len, 0, NULL);
-    json_t *type = json_object_get(j, "type");
-    int is = json_is_string(type) && strcmp(json_string_value(type), "message") == 0;
-    json_decref(j);
-    return is;
+    if (st->ack_head == st->n_acks)
+        st->ack_head = st->n_acks = 0;
+    if (st->n_acks == st->cap_acks) {
+        size_t cap = st->cap_acks ? st->cap_acks * 2 : 8;
+        char **na = realloc(st->acks, cap * sizeof *na);
+        if (!na) {
+            free(id);
+            return;
+        }
+        st->acks = na;
+        st->cap_acks = cap;
+    }
+    st->acks[st->n_acks++] = id;
 }
 
 static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -85,34 +87,43 @@ static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *u
             return 0;
         printf("%.*s\n", (int)st->rx_len, st->rx);
         fflush(stdout);
-        int is_msg = connect_is_message(st->rx, st->rx_len);
-        if (st->ack && is_msg) {
-            connect_queue_ack(st, st->rx, st->rx_len);
-            lws_callback_on_writable(wsi);
-        }
+        char *id = connect_message_id(st->rx, st->rx_len);
         st->rx_len = 0;
-        if (is_msg && st->count && ++st->messages >= st->count && !st->ack) {
+        if (!id)
+            return 0;
+        st->messages++;
+        if (st->ack && *id) {
+            connect_queue_ack(st, id);
+            lws_callback_on_writable(wsi);
+        } else {
+            free(id);
+        }
+        if (st->count && st->messages >= st->count && st->ack_head == st->n_acks) {
             st->rc = 0;
             atomic_store(&st->done, 1);
         }
         return 0;
     }
     case LWS_CALLBACK_CLIENT_WRITEABLE:
-        if (st->n_acks) {
-            char *id = st->acks[--st->n_acks];
+        if (st->ack_head < st->n_acks) {
+            char *id = st->acks[st->ack_head++];
             json_t *j = json_pack("{s:s,s:s}", "type", "ack", "id", id);
-            char *text = json_dumps(j, JSON_COMPACT);
+            char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
             json_decref(j);
             free(id);
-            size_t n = strlen(text);
-            unsigned char *buf = malloc(LWS_PRE + n);
+            size_t n = text ? strlen(text) : 0;
+            unsigned char *buf = text ? malloc(LWS_PRE + n) : NULL;
+            if (!buf) {
+                free(text);
+                return -1;
+            }
             memcpy(buf + LWS_PRE, text, n);
             free(text);
             int w = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
             free(buf);
             if (w < (int)n)
                 return -1;
-            if (st->n_acks)
+            if (st->ack_head < st->n_acks)
                 lws_callback_on_writable(wsi);
             else if (st->count && st->messages >= st->count) {
                 st->rc = 0;
@@ -215,7 +226,7 @@ int pushctl_connect(int argc, char **argv)
         lws_service(st.ctx, 0);
     lws_context_destroy(st.ctx);
     free(st.rx);
-    for (size_t i = 0; i < st.n_acks; i++)
+    for (size_t i = st.ack_head; i < st.n_acks; i++)
         free(st.acks[i]);
     free(st.acks);
     return st.rc;

@@ -36,16 +36,27 @@ static void bus_on_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *
         goto out;
     }
     metrics_inc(b->deliveries);
-    ev->frames = malloc(sizeof *ev->frames);
+    ev->broadcast = sub == b->sub_broadcast;
+    if (!(ev->frames = malloc(sizeof *ev->frames))) {
+        frame_unref(f);
+        goto oom;
+    }
     ev->frames[0] = f;
     ev->n_frames = 1;
-    ev->broadcast = sub == b->sub_broadcast;
     if (!ev->broadcast && d->n_users) {
-        ev->users = malloc(d->n_users * sizeof *ev->users);
-        for (size_t i = 0; i < d->n_users; i++)
-            ev->users[ev->n_users++] = strdup(d->users[i]);
+        if (!(ev->users = malloc(d->n_users * sizeof *ev->users)))
+            goto oom;
+        for (size_t i = 0; i < d->n_users; i++) {
+            if (!(ev->users[ev->n_users] = strdup(d->users[i])))
+                goto oom;
+            ev->n_users++;
+        }
     }
     handoff_push(b->to_service, ev);
+    goto out;
+oom:
+    LOG_E("pusher: out of memory; a delivery on %s is lost", natsSubscription_GetSubject(sub));
+    handoff_ev_free(ev);
 out:
     if (d)
         push__v1__node_delivery__free_unpacked(d, NULL);

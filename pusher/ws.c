@@ -15,6 +15,10 @@
  * A close decided outside the connection's own callback (refusal, slow
  * client, shutdown) is recorded on the connection and carried out in its
  * next SERVER_WRITEABLE, the one place lws lets us close it cleanly.
+ *
+ * The event loop: with libev (PUSHER_WITH_LIBEV) lws runs in an epoll loop
+ * we own, which ws_serve leaves with ev_break; otherwise in lws's poll()
+ * loop, one lws_service call per wake. Both run on the thread in ws_run.
  */
 #include "ws.h"
 
@@ -23,6 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef PUSHER_WITH_LIBEV
+#include <ev.h>
+#endif
 
 #include "client_frame.h"
 #include "config.h"
@@ -45,6 +52,12 @@ struct ws {
     routes_t *routes;
     atomic_int stop_requested;
     int closing_all;
+    int (*serve_until)(ws_t *w); /* the current ws_serve stops when this says 1 */
+    struct timespec drain_start;
+#ifdef PUSHER_WITH_LIBEV
+    struct ev_loop *loop; /* the epoll loop lws runs in, or NULL for lws's own poll() loop */
+    ev_timer nudge;
+#endif
     lws_retry_bo_t retry;
     lws_sorted_usec_list_t tick; /* wakes the loop while shutting down */
     metrics_series_t *m_refused[7]; /* by reason, as ws_refusal_reasons; the last is "other" */
@@ -60,6 +73,25 @@ typedef struct ws_pss {
     conn_t *conn;
     char *token; /* between FILTER_PROTOCOL_CONNECTION and ESTABLISHED */
 } ws_pss_t;
+
+static void ws_break_if_done(ws_t *w);
+
+#ifdef PUSHER_WITH_LIBEV
+/* lws 4.1's libev glue arms a single ev_timer for its timer list and never
+ * moves it earlier: ev_timer_start on the active watcher is a no-op, so a
+ * timer set for 2 s (auth) behind one due in 25 s (ping) would wait 25 s.
+ * Its ripe timers are also run from an idle watcher that lws starts after
+ * any descriptor event; waking its cancel pipe is such an event. So timers
+ * here fire within WS_NUDGE_MS of their time. */
+#define WS_NUDGE_MS 100
+static void ws_nudge(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    ws_t *w = t->data;
+    lws_cancel_service(w->ctx);
+    ws_break_if_done(w);
+}
+#endif
 
 static void ws_gauges(ws_t *w)
 {
@@ -251,9 +283,22 @@ static void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
 static void ws_on_pending(ws_t *w, handoff_ev_t *ev)
 {
     conn_t *conn = conns_get(w->conns, ev->conn);
-    if (!conn || conn->state != CONN_AUTHED || !conn->replaying)
+    if (!conn || conn->state != CONN_AUTHED)
         return;
-    ws_end_replay(w, conn, ev);
+    if (conn->replaying) {
+        ws_end_replay(w, conn, ev);
+        return;
+    }
+    /* A late answer: the replay timer already let live frames through (the
+     * collector was slow, or Redis was down so the request went out late).
+     * Send the stored messages anyway rather than leave them until the next
+     * connection: delivery is at least once and ids let the client drop a
+     * copy it already has. */
+    if (ev->n_frames)
+        LOG_I("pusher: %zu stored message(s) for connection %s arrived after the live ones", ev->n_frames,
+              conn->id);
+    for (size_t i = 0; i < ev->n_frames; i++)
+        ws_send(w, conn, ev->frames[i]);
 }
 
 static void ws_on_presence(ws_t *w, handoff_ev_t *ev)
@@ -285,6 +330,7 @@ static void ws_drain_handoff(ws_t *w)
         w->closing_all = 1;
         LOG_I("pusher: closing %zu connection(s) with 1001", conns_count(w->conns));
         conns_each(w->conns, ws_close_one, NULL);
+        ws_break_if_done(w);
     }
 }
 
@@ -541,7 +587,33 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = 10;
     info.fd_limit_per_thread = fd_limit;
+#ifdef PUSHER_WITH_LIBEV
+    /* An epoll loop of our own (libev) rather than lws's poll() loop, which
+     * scans every connection's descriptor on each wake: two thirds of the
+     * pusher's CPU with 10k clients (docs/BENCHMARKS.md). The loop is ours
+     * ("foreign" to lws) so that ws_run can leave it (ev_break); lws's own
+     * libev loop never returns from lws_service. */
+    void *loops[1] = {NULL};
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (w->loop) {
+        loops[0] = w->loop;
+        info.foreign_loops = loops;
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+        w->ctx = lws_create_context(&info);
+        if (!w->ctx) {
+            LOG_W("pusher: lws's libev event loop is not available (package libwebsockets-evlib-ev?); "
+                  "using poll(), which costs more per connection");
+            ev_loop_destroy(w->loop);
+            w->loop = NULL;
+            info.foreign_loops = NULL;
+            info.options &= ~(uint64_t)LWS_SERVER_OPTION_LIBEV;
+        }
+    }
+    if (!w->ctx)
+        w->ctx = lws_create_context(&info);
+#else
     w->ctx = lws_create_context(&info);
+#endif
     if (!w->ctx) {
         LOG_E("pusher: cannot listen on %s:%d (in use, or not an address of this host)", host, port);
         goto fail;
@@ -558,6 +630,10 @@ void ws_free(ws_t *w)
         return;
     if (w->ctx)
         lws_context_destroy(w->ctx);
+#ifdef PUSHER_WITH_LIBEV
+    if (w->loop)
+        ev_loop_destroy(w->loop);
+#endif
     handoff_free(w->handoff);
     conns_free(w->conns);
     free(w);
@@ -571,27 +647,66 @@ void ws_attach(ws_t *w, bus_t *bus, routes_t *routes)
     w->routes = routes;
 }
 
+/* Leave the event loop when the current phase of ws_run is over. Service
+ * thread. With lws's poll() loop ws_serve checks after each lws_service;
+ * an epoll loop (libev) only returns when told to. */
+static void ws_break_if_done(ws_t *w)
+{
+#ifdef PUSHER_WITH_LIBEV
+    if (w->loop && w->serve_until && w->serve_until(w))
+        ev_break(w->loop, EVBREAK_ALL);
+#else
+    (void)w;
+#endif
+}
+
+static void ws_serve(ws_t *w, int (*until)(ws_t *w))
+{
+    w->serve_until = until;
+#ifdef PUSHER_WITH_LIBEV
+    if (w->loop) {
+        ev_timer_init(&w->nudge, ws_nudge, WS_NUDGE_MS / 1000.0, WS_NUDGE_MS / 1000.0);
+        w->nudge.data = w;
+        ev_timer_start(w->loop, &w->nudge);
+        if (!until(w))
+            ev_run(w->loop, 0);
+        ev_timer_stop(w->loop, &w->nudge);
+        w->serve_until = NULL;
+        return;
+    }
+#endif
+    while (!until(w))
+        lws_service(w->ctx, 0);
+    w->serve_until = NULL;
+}
+
+static int ws_serving_done(ws_t *w) { return w->closing_all; }
+
+#define WS_DRAIN_MS 3000
+
+static int ws_draining_done(ws_t *w)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (now.tv_sec - w->drain_start.tv_sec) * 1000 + (now.tv_nsec - w->drain_start.tv_nsec) / 1000000;
+    return conns_count(w->conns) == 0 || ms >= WS_DRAIN_MS;
+}
+
+/* While draining: bounds each wait of the loop, and ends the drain. */
 static void ws_tick(lws_sorted_usec_list_t *sul)
 {
     ws_t *w = lws_container_of(sul, ws_t, tick);
     lws_sul_schedule(w->ctx, 0, &w->tick, ws_tick, 50 * LWS_US_PER_MS);
+    ws_break_if_done(w);
 }
 
 void ws_run(ws_t *w)
 {
-    while (!w->closing_all)
-        lws_service(w->ctx, 0);
-    /* Give the 1001 closes a moment to go out; the tick bounds each wait. */
+    ws_serve(w, ws_serving_done);
+    /* Give the 1001 closes a moment to go out. */
+    clock_gettime(CLOCK_MONOTONIC, &w->drain_start);
     lws_sul_schedule(w->ctx, 0, &w->tick, ws_tick, 50 * LWS_US_PER_MS);
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (conns_count(w->conns) == 0 ||
-            (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >= 3000)
-            break;
-        lws_service(w->ctx, 0);
-    }
+    ws_serve(w, ws_draining_done);
     lws_sul_cancel(&w->tick);
     if (conns_count(w->conns))
         LOG_W("pusher: %zu connection(s) did not close in time", conns_count(w->conns));
