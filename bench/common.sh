@@ -37,3 +37,36 @@ bench_start() {
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# bench_clients NODE USERS COUNT HOLD_S: start pusher NODE on a free port and
+# a wsload of USERS clients that stops after COUNT message frames; wait until
+# every client is authenticated. Sets WS (wsload's pid).
+bench_clients() {
+  local node=$1 users=$2 count=$3 hold=$4 port
+  port=$(free_port)
+  bench_start pusher pusher --listen "127.0.0.1:$port" --node-id "$node"
+  "$BIN/wsload" --url "ws://127.0.0.1:$port/ws" --conns "$users" --rate 5000 --sources 10 \
+    --hold "$hold" --expect "$count" >"$DIR/wsload.json" &
+  WS=$!
+  local c
+  for _ in $(seq 1 200); do
+    c=$(curl -fs "$METRICS_pusher/metrics" | awk '/^push_pusher_connections / {print $2}')
+    [ "${c:-0}" -ge "$users" ] && return 0
+    sleep 0.1
+  done
+  echo "bench: only ${c:-0} of $users clients connected" >&2
+}
+
+# bench_latency_report FIGURE RATE COUNT: wait for wsload, print one JSON line.
+bench_latency_report() {
+  wait "$WS" || true
+  python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+span = r["message_span_s"]
+print(json.dumps({"figure": sys.argv[2], "rate_asked": int(sys.argv[3]), "sent": int(sys.argv[4]),
+                  "received": r["messages"], "seconds": span,
+                  "received_per_s": round(r["messages"] / span) if span else None,
+                  "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "max_ms": r["max_ms"]}))' \
+    "$DIR/wsload.json" "$1" "$2" "$3"
+}

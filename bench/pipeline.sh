@@ -33,23 +33,7 @@ COUNT=${3:-$(( RATE * 10 ))}
 USERS=10000
 bench_start authd authd
 bench_start dispatcher dispatcher
-P=$(free_port)
-bench_start pusher pusher --listen "127.0.0.1:$P" --node-id bench-e2e
-"$BIN/wsload" --url "ws://127.0.0.1:$P/ws" --conns $USERS --rate 5000 --sources 10 --hold 120 \
-  --expect "$COUNT" >"$DIR/wsload.json" &
-WS=$!
-for _ in $(seq 1 200); do
-  c=$(curl -fs "$METRICS_pusher/metrics" | awk '/^push_pusher_connections / {print $2}')
-  [ "${c:-0}" -ge $USERS ] && break
-  sleep 0.1
-done
+bench_clients bench-e2e $USERS "$COUNT" 120
 sleep 1
 "$BIN/pubload" --mode collect --count "$COUNT" --rate "$RATE" --users $USERS --ttl 0
-wait $WS || true
-python3 -c '
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(json.dumps({"figure": "e2e_unicast", "rate_asked": int(sys.argv[2]), "sent": int(sys.argv[3]),
-                  "received": r["messages"], "seconds": r["message_span_s"],
-                  "received_per_s": round(r["messages"] / r["message_span_s"]) if r["message_span_s"] else None,
-                  "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "max_ms": r["max_ms"]}))' "$DIR/wsload.json" "$RATE" "$COUNT"
+bench_latency_report e2e_unicast "$RATE" "$COUNT"
