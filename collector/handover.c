@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +13,7 @@
 #include "metrics.h"
 #include "natsx.h"
 #include "push/v1/push.pb-c.h"
+#include "strmap.h"
 
 struct handover {
     natsConnection *nc;
@@ -22,7 +24,6 @@ struct handover {
     size_t n_acked, cap_acked;
     store_t *store;
     const char *prefix;
-    char subject[256];
     atomic_int stream_ok;
     atomic_int stop;
     pthread_t thread;
@@ -59,19 +60,98 @@ static uint8_t *handover_pack(const store_msg_t *m, char *const *to, size_t n_to
     return buf;
 }
 
-int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n_to)
+/* The parts of a message, one per shard of its recipients (jsx.h): the
+ * recipients of shard k, in their order, are parts->to[parts->start[k] ..
+ * parts->start[k+1]). A broadcast is one part on shard 0. */
+typedef struct handover_parts {
+    char **to;
+    size_t start[JSX_SHARDS + 1];
+    int broadcast;
+} handover_parts_t;
+
+static int handover_split(handover_parts_t *p, const store_msg_t *m, char *const *to, size_t n_to)
 {
+    memset(p, 0, sizeof *p);
+    p->broadcast = m->broadcast;
+    if (m->broadcast || n_to == 0)
+        return 0;
+    if (!(p->to = malloc(n_to * sizeof *p->to)))
+        return -1;
+    size_t count[JSX_SHARDS] = {0};
+    unsigned char *shard = malloc(n_to);
+    if (!shard) {
+        free(p->to);
+        p->to = NULL;
+        return -1;
+    }
+    for (size_t i = 0; i < n_to; i++)
+        count[shard[i] = (unsigned char)jsx_shard_of(to[i])]++;
+    for (unsigned k = 0; k < JSX_SHARDS; k++)
+        p->start[k + 1] = p->start[k] + count[k];
+    size_t fill[JSX_SHARDS];
+    memcpy(fill, p->start, sizeof fill);
+    for (size_t i = 0; i < n_to; i++)
+        p->to[fill[shard[i]]++] = to[i];
+    free(shard);
+    return 0;
+}
+
+/* Call fn for each non-empty part; stops at the first non-zero return. */
+typedef int (*handover_part_fn)(void *arg, unsigned shard, char *const *to, size_t n_to);
+static int handover_each_part(const handover_parts_t *p, handover_part_fn fn, void *arg)
+{
+    if (p->broadcast)
+        return fn(arg, 0, NULL, 0);
+    for (unsigned k = 0; k < JSX_SHARDS; k++) {
+        size_t n = p->start[k + 1] - p->start[k];
+        int rc = n ? fn(arg, k, p->to + p->start[k], n) : 0;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static size_t handover_count_parts(const handover_parts_t *p)
+{
+    if (p->broadcast)
+        return 1;
+    size_t n = 0;
+    for (unsigned k = 0; k < JSX_SHARDS; k++)
+        n += p->start[k + 1] != p->start[k];
+    return n;
+}
+
+/* The stream's message id of a part: "<message id>.<shard>", so a retry of
+ * a part inside the stream's duplicate window is stored once. */
+static void handover_part_id(char *out, size_t size, const char *id, unsigned shard)
+{
+    snprintf(out, size, "%s.%u", id, shard);
+}
+
+typedef struct handover_sync_part {
+    handover_t *h;
+    const store_msg_t *m;
+} handover_sync_part_t;
+
+static int handover_send_part(void *arg, unsigned shard, char *const *to, size_t n_to)
+{
+    handover_sync_part_t *sp = arg;
+    handover_t *h = sp->h;
+    const store_msg_t *m = sp->m;
     size_t len = 0;
     uint8_t *buf = handover_pack(m, to, n_to, &len);
     if (!buf)
         return -1;
+    char subject[300], part_id[64];
+    jsx_shard_subject(subject, sizeof subject, h->prefix, shard);
+    handover_part_id(part_id, sizeof part_id, m->id, shard);
     jsPubOptions opts;
     jsPubOptions_Init(&opts);
-    opts.MsgId = m->id;
+    opts.MsgId = part_id;
     opts.MaxWait = 5000;
     jsErrCode jerr = 0;
     jsPubAck *ack = NULL;
-    natsStatus s = js_Publish(&ack, h->js, h->subject, buf, (int)len, &opts, &jerr);
+    natsStatus s = js_Publish(&ack, h->js, subject, buf, (int)len, &opts, &jerr);
     free(buf);
     jsPubAck_Destroy(ack);
     if (s == NATS_MAX_PAYLOAD) {
@@ -85,8 +165,6 @@ int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n
             "connection "
             "(raise max_payload to 2 MiB or more)",
             m->id, len);
-        if (store_mark_dispatched(h->store, m->id) != STORE_OK)
-            LOG_W("handover: message %s could not be marked; it will be tried again", m->id);
         return 0;
     }
     if (s != NATS_OK) {
@@ -96,6 +174,19 @@ int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n
               m->id, natsStatus_GetText(s), (int)jerr, HANDOVER_RETRY_MS);
         return -1;
     }
+    return 0;
+}
+
+int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n_to)
+{
+    handover_parts_t parts;
+    if (handover_split(&parts, m, to, n_to) != 0)
+        return -1;
+    handover_sync_part_t sp = {h, m};
+    int rc = handover_each_part(&parts, handover_send_part, &sp);
+    free(parts.to);
+    if (rc != 0)
+        return -1;
     metrics_inc(h->sent);
     if (store_mark_dispatched(h->store, m->id) != STORE_OK)
         LOG_W("handover: message %s handed over but not marked; it may be handed over twice",
@@ -128,26 +219,55 @@ static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAc
     natsMsg_Destroy(msg);
 }
 
+typedef struct handover_async_part {
+    handover_t *h;
+    const store_msg_t *m;
+    natsStatus status;
+} handover_async_part_t;
+
+static int handover_publish_part_async(void *arg, unsigned shard, char *const *to, size_t n_to)
+{
+    handover_async_part_t *ap = arg;
+    size_t len = 0;
+    uint8_t *buf = handover_pack(ap->m, to, n_to, &len);
+    if (!buf)
+        return ap->status = NATS_NO_MEMORY, -1;
+    char subject[300], part_id[64];
+    jsx_shard_subject(subject, sizeof subject, ap->h->prefix, shard);
+    handover_part_id(part_id, sizeof part_id, ap->m->id, shard);
+    jsPubOptions opts;
+    jsPubOptions_Init(&opts);
+    opts.MsgId = part_id;
+    ap->status = js_PublishAsync(ap->h->js_async, subject, buf, (int)len, &opts);
+    free(buf);
+    return ap->status == NATS_OK ? 0 : -1;
+}
+
 int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
                         const size_t *n_tos, size_t n)
 {
+    /* message id -> parts not acked yet; marked once it reaches 0 */
+    strmap_t *waiting = strmap_new();
+    if (!waiting)
+        return 0;
     for (size_t i = 0; i < n; i++) {
-        size_t len = 0;
-        uint8_t *buf = handover_pack(ms[i], tos[i], n_tos[i], &len);
-        if (!buf)
+        handover_parts_t parts;
+        if (handover_split(&parts, ms[i], tos[i], n_tos[i]) != 0)
+            continue; /* out of memory: the retry loop sends it */
+        if (strmap_put(waiting, ms[i]->id, (void *)(intptr_t)handover_count_parts(&parts)) != 0) {
+            free(parts.to);
             continue;
-        jsPubOptions opts;
-        jsPubOptions_Init(&opts);
-        opts.MsgId = ms[i]->id;
-        natsStatus s = js_PublishAsync(h->js_async, h->subject, buf, (int)len, &opts);
-        free(buf);
-        if (s == NATS_MAX_PAYLOAD)
+        }
+        handover_async_part_t ap = {h, ms[i], NATS_OK};
+        handover_each_part(&parts, handover_publish_part_async, &ap);
+        free(parts.to);
+        if (ap.status == NATS_MAX_PAYLOAD || ap.status == NATS_NO_MEMORY)
             continue; /* never fits: the retry loop logs it and leaves it to the store */
-        if (s != NATS_OK) {
+        if (ap.status != NATS_OK) {
             metrics_inc(h->errors);
             LOG_W("handover: %zu message(s) not handed to the dispatcher yet (%s); they are stored "
                   "and will be retried within %d ms",
-                  n - i, natsStatus_GetText(s), HANDOVER_RETRY_MS);
+                  n - i, natsStatus_GetText(ap.status), HANDOVER_RETRY_MS);
             break;
         }
     }
@@ -164,14 +284,33 @@ int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **cons
     h->acked = NULL;
     h->n_acked = h->cap_acked = 0;
     pthread_mutex_unlock(&h->acked_lock);
-    metrics_add(h->sent, (int64_t)n_acked);
-    if (n_acked && store_mark_dispatched_many(h->store, acked, n_acked) != STORE_OK)
+    /* acked holds part ids "<id>.<shard>"; cut them to message ids in place
+     * and keep the messages whose every part was acked. */
+    size_t n_done = 0;
+    for (size_t i = 0; i < n_acked; i++) {
+        char *dot = strrchr(acked[i], '.');
+        if (dot)
+            *dot = '\0';
+        intptr_t left = (intptr_t)strmap_get(waiting, acked[i]);
+        if (left <= 0) {
+            free(acked[i]);
+            continue;
+        }
+        strmap_put(waiting, acked[i], (void *)(left - 1));
+        if (left == 1)
+            acked[n_done++] = acked[i];
+        else
+            free(acked[i]);
+    }
+    strmap_free(waiting);
+    metrics_add(h->sent, (int64_t)n_done);
+    if (n_done && store_mark_dispatched_many(h->store, acked, n_done) != STORE_OK)
         LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice",
-              n_acked);
-    for (size_t i = 0; i < n_acked; i++)
+              n_done);
+    for (size_t i = 0; i < n_done; i++)
         free(acked[i]);
     free(acked);
-    return (int)n_acked;
+    return (int)n_done;
 }
 
 /* After one failure (NATS or the stream is down) the rest of the pass is
@@ -207,6 +346,8 @@ static void *handover_loop(void *arg)
             int n = store_undispatched(h->store, before, 1000, handover_retry_one, h);
             if (n > 0 && !h->pass_failed)
                 LOG_I("handover: re-sent %d stored message(s) not yet handed to the dispatcher", n);
+            if (h->pass_failed)
+                atomic_store(&h->stream_ok, 0); /* the stream may be gone: create it again */
             first = 0;
         }
         struct timespec until;
@@ -228,7 +369,6 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     h->nc = nc;
     h->store = store;
     h->prefix = prefix;
-    natsx_subject(h->subject, sizeof h->subject, prefix, NATSX_DISPATCH);
     h->sent = metrics_counter("push_collect_handed_over_total", NULL,
                               "Messages handed to the dispatcher stream");
     h->errors = metrics_counter("push_collect_handover_errors_total", NULL,

@@ -1,11 +1,13 @@
 /*
  * handover: gives stored messages to the dispatcher through the JetStream
- * stream on <prefix>.dispatch, and marks them dispatched once the stream
- * acked. A thread of its own retries, every HANDOVER_RETRY_MS, every stored
+ * stream, one part per shard of the recipients (<prefix>.dispatch.<shard>,
+ * lib/jsx.h), and marks a message dispatched once the stream acked every
+ * part. A thread of its own retries, every HANDOVER_RETRY_MS, every stored
  * message that was not marked (the collector died between storing and
- * handing over, or NATS was down): nothing accepted is lost between
- * collector and dispatcher. The JetStream message id is the message id, so
- * a retry inside the stream's duplicate window is stored once.
+ * handing over, or NATS or the stream was down; after a failed pass it
+ * creates the stream again): nothing accepted is lost between collector and
+ * dispatcher. The JetStream message id of a part is "<id>.<shard>", so a
+ * retry inside the stream's duplicate window is stored once.
  */
 #ifndef COLLECTOR_HANDOVER_H
 #define COLLECTOR_HANDOVER_H

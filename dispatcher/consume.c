@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,23 +11,51 @@
 
 #include "group.h"
 #include "jsx.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "natsx.h"
 #include "push/v1/push.pb-c.h"
 #include "routes_lookup.h"
 
+typedef struct shard {
+    consume_t *c;
+    unsigned id;
+    pthread_t thread;
+    int running;                 /* the thread exists (manager thread only) */
+    atomic_int run;              /* the worker keeps going while set */
+    atomic_llong valid_until_ms; /* monotonic ms until which our lease surely holds */
+    natsSubscription *sub;       /* worker thread only */
+    routes_lookup_t *routes;     /* worker thread only */
+    char subject[300];
+    char durable[64];
+} shard_t;
+
 struct consume {
     natsConnection *nc;
     jsCtx *js;
-    natsSubscription *sub;
-    routes_lookup_t *routes;
+    redisx_url_t redis;
+    lease_t *lease;
     char prefix[128];
+    char stream[128];
+    char owner[160];
+    shard_t shards[JSX_SHARDS];
     pthread_t thread;
+    pthread_mutex_t wake_lock;
+    pthread_cond_t wake;
     atomic_int stop;
-    atomic_int subscribed;
+    atomic_int stream_ok;
+    atomic_int redis_up;
     metrics_series_t *messages, *deliveries, *offline, *malformed, *broadcasts;
+    metrics_series_t *owned, *taken, *rebinds;
 };
+
+static long long consume_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static uint64_t consume_now_ms(void)
 {
@@ -35,30 +64,76 @@ static uint64_t consume_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int consume_subscribe(consume_t *c)
+/* Work on a shard only while its lease surely holds. The manager renews
+ * every CONSUME_TICK_MS; the margin leaves room for a slow renewal, so a
+ * dispatcher cut off from Redis stops before its lease can pass to another. */
+#define CONSUME_TICK_MS 1000
+#define CONSUME_LEASE_MARGIN_MS 1500
+
+static int shard_lease_ok(shard_t *sh)
 {
-    if (jsx_ensure_dispatch_stream(c->js, c->prefix) != NATS_OK)
+    return consume_mono_ms() + CONSUME_LEASE_MARGIN_MS < atomic_load(&sh->valid_until_ms);
+}
+
+/* (Re)create the shard's durable consumer so that it starts right after
+ * the last message acked: whatever a previous owner (or this one, before a
+ * failure) took but did not ack comes first, in stream order, now, rather
+ * than after the ack wait behind newer messages. */
+static int shard_bind(shard_t *sh)
+{
+    consume_t *c = sh->c;
+    if (!natsx_connected(c->nc) || !atomic_load(&c->stream_ok))
         return -1;
-    char subject[256], stream[128];
-    natsx_subject(subject, sizeof subject, c->prefix, NATSX_DISPATCH);
-    jsx_stream_name(stream, sizeof stream, c->prefix);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = stream;
-    so.Config.AckPolicy = js_AckExplicit;
-    so.Config.AckWait = (int64_t)CONSUME_ACK_WAIT_S * 1000000000LL;
-    so.Config.DeliverPolicy = js_DeliverAll;
+    natsConnection_FlushTimeout(c->nc, 2000); /* our own acks reach the server first */
+    uint64_t start = 1;
+    jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_PullSubscribe(&c->sub, c->js, subject, "dispatcher", NULL, &so, &jerr);
-    if (s != NATS_OK) {
-        LOG_W("dispatcher: cannot bind the durable consumer 'dispatcher' on %s: %s (error %d); "
-              "retrying",
-              stream, natsStatus_GetText(s), (int)jerr);
+    natsStatus s = js_GetConsumerInfo(&ci, c->js, c->stream, sh->durable, NULL, &jerr);
+    if (s == NATS_OK) {
+        start = ci->AckFloor.Stream + 1;
+        jsConsumerInfo_Destroy(ci);
+        jerr = 0;
+        s = js_DeleteConsumer(c->js, c->stream, sh->durable, NULL, &jerr);
+        if (s != NATS_OK && jerr != JSConsumerNotFoundErr) {
+            LOG_W("dispatcher: shard %u: cannot reset consumer %s: %s (error %d); retrying",
+                  sh->id, sh->durable, natsStatus_GetText(s), (int)jerr);
+            return -1;
+        }
+    } else if (jerr == JSStreamNotFoundErr) {
+        atomic_store(&c->stream_ok, 0); /* the manager creates it again */
+        return -1;
+    } else if (jerr != JSConsumerNotFoundErr) {
+        LOG_W("dispatcher: shard %u: cannot read consumer %s: %s (error %d); retrying", sh->id,
+              sh->durable, natsStatus_GetText(s), (int)jerr);
         return -1;
     }
-    LOG_I("dispatcher: consuming %s (stream %s, durable consumer dispatcher)", subject, stream);
-    atomic_store(&c->subscribed, 1);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = c->stream;
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.AckWait = (int64_t)CONSUME_ACK_WAIT_S * 1000000000LL;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = start;
+    jerr = 0;
+    s = js_PullSubscribe(&sh->sub, c->js, sh->subject, sh->durable, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        LOG_W("dispatcher: shard %u: cannot create consumer %s on %s: %s (error %d); retrying",
+              sh->id, sh->durable, sh->subject, natsStatus_GetText(s), (int)jerr);
+        sh->sub = NULL;
+        return -1;
+    }
+    metrics_inc(c->rebinds);
+    LOG_D("dispatcher: shard %u: consuming %s from stream sequence %llu", sh->id, sh->subject,
+          (unsigned long long)start);
     return 0;
+}
+
+static void shard_unbind(shard_t *sh)
+{
+    /* Destroy, not unsubscribe: unsubscribing would delete the consumer
+     * and its ack floor, which the next owner starts from. */
+    natsSubscription_Destroy(sh->sub);
+    sh->sub = NULL;
 }
 
 typedef struct batch_user {
@@ -113,8 +188,12 @@ static void consume_publish_group(void *arg, const char *node, char **users, siz
     metrics_inc(gp->c->deliveries);
 }
 
-static void consume_batch(consume_t *c, natsMsgList *list)
+/* Dispatch one fetched batch of a shard and ack it. Returns 0, or -1 when
+ * the batch was left unacked (the caller rebinds, so it comes again first). */
+static int consume_batch(shard_t *sh, natsMsgList *list)
 {
+    consume_t *c = sh->c;
+    int rc = -1;
     batch_t b = {.c = c, .n = (size_t)list->Count};
     b.d = calloc(b.n, sizeof *b.d);
     b.groups = calloc(b.n, sizeof *b.groups);
@@ -150,10 +229,10 @@ static void consume_batch(consume_t *c, natsMsgList *list)
      * hold the batch and keep JetStream from redelivering it elsewhere. */
     int tries = 0;
     while (b.n_users &&
-           routes_lookup_nodes(c->routes, b.users, b.n_users, (long long)(consume_now_ms() / 1000),
+           routes_lookup_nodes(sh->routes, b.users, b.n_users, (long long)(consume_now_ms() / 1000),
                                batch_found, &b) != 0) {
-        if (atomic_load(&c->stop))
-            goto out; /* not acked: redelivered to whoever runs next */
+        if (!atomic_load(&sh->run) || !shard_lease_ok(sh))
+            goto out; /* not acked: whoever runs this shard next starts with it */
         if (++tries % 10 == 0)
             for (size_t i = 0; i < b.n; i++)
                 natsMsg_InProgress(list->Msgs[i], NULL);
@@ -184,6 +263,7 @@ static void consume_batch(consume_t *c, natsMsgList *list)
     }
     for (size_t i = 0; i < b.n; i++)
         natsMsg_Ack(list->Msgs[i], NULL);
+    rc = 0;
     goto out;
 oom:
     LOG_E("dispatcher: out of memory for a batch of %zu; leaving it unacked for redelivery", b.n);
@@ -198,27 +278,163 @@ out:
     free(b.groups);
     free(b.users);
     free(b.user_msg);
+    return rc;
 }
 
-static void *consume_loop(void *arg)
+static void *shard_loop(void *arg)
 {
-    consume_t *c = arg;
-    while (!atomic_load(&c->stop)) {
-        if (!c->sub) {
-            if (!natsx_connected(c->nc) || consume_subscribe(c) != 0) {
-                usleep(500 * 1000);
-                continue;
-            }
+    shard_t *sh = arg;
+    int logged = 0;
+    while (atomic_load(&sh->run)) {
+        if (!shard_lease_ok(sh)) {
+            usleep(100 * 1000); /* the manager renews it or stops us */
+            continue;
+        }
+        if (!sh->sub && shard_bind(sh) != 0) {
+            usleep(500 * 1000);
+            continue;
         }
         natsMsgList list = {0};
         jsErrCode jerr = 0;
-        natsStatus s = natsSubscription_Fetch(&list, c->sub, CONSUME_BATCH, 500, &jerr);
-        if (s == NATS_OK && list.Count > 0)
-            consume_batch(c, &list);
-        else if (s != NATS_TIMEOUT && s != NATS_OK)
-            usleep(200 * 1000); /* disconnected: nats.c reconnects; the durable consumer stays */
+        natsStatus s = natsSubscription_Fetch(&list, sh->sub, CONSUME_BATCH, 500, &jerr);
+        if (s == NATS_OK && list.Count > 0) {
+            logged = 0;
+            if (consume_batch(sh, &list) != 0)
+                shard_unbind(sh);
+        } else if (s != NATS_TIMEOUT && s != NATS_OK) {
+            /* Disconnected, or the consumer was reset by a new owner or
+             * deleted: bind again (from the ack floor) once things are back. */
+            if (!logged)
+                LOG_W("dispatcher: shard %u: fetch failed (%s, error %d); binding again", sh->id,
+                      natsStatus_GetText(s), (int)jerr);
+            logged = 1;
+            shard_unbind(sh);
+            usleep(200 * 1000);
+        }
         natsMsgList_Destroy(&list);
     }
+    /* Our acks reach the server before the lease is given back, so the
+     * next owner's ack floor is current and it repeats nothing. */
+    if (natsx_connected(sh->c->nc))
+        natsConnection_FlushTimeout(sh->c->nc, 1000);
+    shard_unbind(sh);
+    return NULL;
+}
+
+static int shard_start(consume_t *c, shard_t *sh, long long valid_until_ms)
+{
+    atomic_store(&sh->valid_until_ms, valid_until_ms);
+    atomic_store(&sh->run, 1);
+    if (pthread_create(&sh->thread, NULL, shard_loop, sh) != 0) {
+        LOG_E("dispatcher: cannot start a thread for shard %u", sh->id);
+        return -1;
+    }
+    sh->running = 1;
+    metrics_inc(c->taken);
+    LOG_I("dispatcher: took shard %u (%s)", sh->id, sh->subject);
+    return 0;
+}
+
+/* Let the worker finish the batch in hand (acked), then join it. */
+static void shard_stop(shard_t *sh)
+{
+    if (!sh->running)
+        return;
+    atomic_store(&sh->run, 0);
+    pthread_join(sh->thread, NULL);
+    sh->running = 0;
+}
+
+static int consume_owned(const consume_t *c)
+{
+    int n = 0;
+    for (unsigned i = 0; i < JSX_SHARDS; i++)
+        n += c->shards[i].running;
+    return n;
+}
+
+/* One pass of the manager: heartbeat, renew, give back what is over our
+ * share, take free shards up to it. */
+static void consume_tick(consume_t *c)
+{
+    if (!atomic_load(&c->stream_ok) && natsx_connected(c->nc))
+        atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, c->prefix) == NATS_OK);
+    long long t0 = consume_mono_ms();
+    int live = lease_heartbeat(c->lease);
+    atomic_store(&c->redis_up, live > 0);
+    if (live <= 0)
+        return; /* workers pause by themselves once their leases may have passed */
+    for (unsigned i = 0; i < JSX_SHARDS; i++) {
+        shard_t *sh = &c->shards[i];
+        if (!sh->running)
+            continue;
+        int r = lease_renew(c->lease, i);
+        if (r < 0)
+            return;
+        if (r == 1) {
+            atomic_store(&sh->valid_until_ms, t0 + LEASE_MS);
+        } else {
+            LOG_W("dispatcher: lost the lease of shard %u; stopping it", i);
+            shard_stop(sh);
+        }
+    }
+    int share = (JSX_SHARDS + live - 1) / live;
+    int owned = consume_owned(c);
+    /* Give back the highest shards over our share: tell them all to stop
+     * first, so their last batches finish side by side, not one by one. */
+    int give[JSX_SHARDS], n_give = 0;
+    for (int i = JSX_SHARDS - 1; i >= 0 && owned - n_give > share; i--)
+        if (c->shards[i].running) {
+            atomic_store(&c->shards[i].run, 0);
+            give[n_give++] = i;
+        }
+    for (int k = 0; k < n_give; k++) {
+        shard_stop(&c->shards[give[k]]);
+        lease_release(c->lease, (unsigned)give[k]);
+        LOG_I("dispatcher: gave back shard %d (%d dispatchers share %d shards)", give[k], live,
+              JSX_SHARDS);
+    }
+    owned -= n_give;
+    if (!atomic_load(&c->stream_ok))
+        return;
+    for (unsigned i = 0; i < JSX_SHARDS && owned < share; i++) {
+        shard_t *sh = &c->shards[i];
+        if (sh->running)
+            continue;
+        t0 = consume_mono_ms();
+        int r = lease_take(c->lease, i);
+        if (r < 0)
+            return;
+        if (r == 1 && shard_start(c, sh, t0 + LEASE_MS) == 0)
+            owned++;
+    }
+    metrics_set(c->owned, owned);
+}
+
+static void *consume_manager(void *arg)
+{
+    consume_t *c = arg;
+    while (!atomic_load(&c->stop)) {
+        consume_tick(c);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += CONSUME_TICK_MS / 1000;
+        pthread_mutex_lock(&c->wake_lock);
+        if (!atomic_load(&c->stop))
+            pthread_cond_timedwait(&c->wake, &c->wake_lock, &until);
+        pthread_mutex_unlock(&c->wake_lock);
+    }
+    /* Finish the batches in hand, then hand the shards on at once rather
+     * than after the leases run out. */
+    for (unsigned i = 0; i < JSX_SHARDS; i++)
+        atomic_store(&c->shards[i].run, 0); /* all at once: each may wait on NATS */
+    for (unsigned i = 0; i < JSX_SHARDS; i++) {
+        if (!c->shards[i].running)
+            continue;
+        shard_stop(&c->shards[i]);
+        lease_release(c->lease, i);
+    }
+    lease_leave(c->lease);
     return NULL;
 }
 
@@ -228,7 +444,20 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
     if (!c)
         return NULL;
     c->nc = nc;
+    c->redis = *redis;
     snprintf(c->prefix, sizeof c->prefix, "%s", prefix);
+    jsx_stream_name(c->stream, sizeof c->stream, prefix);
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    unsigned char rnd[4] = {0};
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        if (fread(rnd, 1, sizeof rnd, f) != sizeof rnd)
+            memset(rnd, 0, sizeof rnd);
+        fclose(f);
+    }
+    snprintf(c->owner, sizeof c->owner, "%s-%d-%02x%02x%02x%02x", host, (int)getpid(), rnd[0],
+             rnd[1], rnd[2], rnd[3]);
     c->messages =
         metrics_counter("push_dispatch_messages_total", NULL, "Messages taken from the stream");
     c->deliveries = metrics_counter("push_dispatch_deliveries_total", NULL,
@@ -238,33 +467,68 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
                                  "Recipients with no live node (they get it on reconnect)");
     c->malformed =
         metrics_counter("push_dispatch_malformed_total", NULL, "Malformed stream messages dropped");
+    c->owned = metrics_gauge("push_dispatch_shards_owned", NULL,
+                             "Shards of the dispatch stream this dispatcher owns now");
+    c->taken = metrics_counter("push_dispatch_shards_taken_total", NULL,
+                               "Shard leases taken (at start, rebalancing, failover)");
+    c->rebinds = metrics_counter("push_dispatch_consumer_resets_total", NULL,
+                                 "Shard consumers (re)created from their ack floor");
+    pthread_mutex_init(&c->wake_lock, NULL);
+    pthread_cond_init(&c->wake, NULL);
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
-    c->routes = routes_lookup_new(redis, prefix);
-    if (!c->routes || natsConnection_JetStream(&c->js, nc, &jo) != NATS_OK) {
-        routes_lookup_free(c->routes);
-        free(c);
-        return NULL;
+    if (natsConnection_JetStream(&c->js, nc, &jo) != NATS_OK)
+        goto fail;
+    for (unsigned i = 0; i < JSX_SHARDS; i++) {
+        shard_t *sh = &c->shards[i];
+        sh->c = c;
+        sh->id = i;
+        jsx_shard_subject(sh->subject, sizeof sh->subject, prefix, i);
+        snprintf(sh->durable, sizeof sh->durable, "dispatch-%u", i);
+        if (!(sh->routes = routes_lookup_new(redis, prefix)))
+            goto fail;
     }
-    pthread_create(&c->thread, NULL, consume_loop, c);
+    if (!(c->lease = lease_new(redis, prefix, c->owner)))
+        goto fail;
+    if (natsx_connected(nc))
+        atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, prefix) == NATS_OK);
+    if (pthread_create(&c->thread, NULL, consume_manager, c) != 0)
+        goto fail;
+    LOG_I("dispatcher: %s sharing %d shards of %s with the other dispatchers", c->owner,
+          JSX_SHARDS, c->stream);
     return c;
+fail:
+    LOG_E("dispatcher: cannot start consuming (out of memory or no JetStream context)");
+    for (unsigned i = 0; i < JSX_SHARDS; i++)
+        routes_lookup_free(c->shards[i].routes);
+    lease_free(c->lease);
+    jsCtx_Destroy(c->js);
+    pthread_mutex_destroy(&c->wake_lock);
+    pthread_cond_destroy(&c->wake);
+    free(c);
+    return NULL;
 }
 
 void consume_stop(consume_t *c)
 {
     if (!c)
         return;
+    pthread_mutex_lock(&c->wake_lock);
     atomic_store(&c->stop, 1);
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->wake_lock);
     pthread_join(c->thread, NULL);
-    /* Unsubscribing a durable pull consumer would delete it: just let go. */
-    natsSubscription_Destroy(c->sub);
+    for (unsigned i = 0; i < JSX_SHARDS; i++)
+        routes_lookup_free(c->shards[i].routes);
+    lease_free(c->lease);
     jsCtx_Destroy(c->js);
-    routes_lookup_free(c->routes);
+    pthread_mutex_destroy(&c->wake_lock);
+    pthread_cond_destroy(&c->wake);
     free(c);
 }
 
 int consume_ready(consume_t *c)
 {
-    return atomic_load(&c->subscribed) && routes_lookup_up(c->routes);
+    return atomic_load(&c->stream_ok) && atomic_load(&c->redis_up);
 }

@@ -1,12 +1,23 @@
 /*
- * consume: the dispatcher's loop, on a thread of its own. Pulls batches
- * from the durable JetStream consumer "dispatcher" on the dispatch stream,
- * resolves every recipient's live nodes in one pipelined Redis round trip
- * per batch, publishes one NodeDelivery per (message, node) to
- * <prefix>.node.<node> (a broadcast to <prefix>.broadcast), flushes, and
- * only then acks the batch: a dispatcher killed midway leaves its batch to
- * be redelivered. While Redis is unreachable it holds the batch (telling
- * JetStream it is still in progress) rather than skip or reorder it.
+ * consume: the dispatcher's work on the dispatch stream.
+ *
+ * The stream has JSX_SHARDS shards by recipient (lib/jsx.h). A manager
+ * thread keeps this dispatcher's leases in Redis (lease.h): it takes up to
+ * its share of the shards, renews them every second, gives back what is
+ * over its share when another dispatcher joins, and takes over the shards
+ * of one that died once their leases ran out. Each owned shard has a worker
+ * thread that pulls batches from the shard's durable consumer
+ * "dispatch-<i>", resolves every recipient's live nodes in one pipelined
+ * Redis round trip per batch, publishes one NodeDelivery per (message,
+ * node) to <prefix>.node.<node> (a broadcast to <prefix>.broadcast),
+ * flushes, and only then acks the batch.
+ *
+ * Order: one shard has one owner at a time and its worker handles batches
+ * one after the other, so a user's messages leave in stream order. When a
+ * shard changes hands, or a batch could not be completed, the consumer is
+ * re-created to start right after its ack floor, so what was taken but not
+ * acked comes again first instead of after the ack wait behind newer
+ * messages (at-least-once: such messages may arrive twice).
  */
 #ifndef DISPATCHER_CONSUME_H
 #define DISPATCHER_CONSUME_H
@@ -25,7 +36,7 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
 /* Finish the batch in hand, then stop and free. */
 void consume_stop(consume_t *c);
 
-/* 1 while Redis answered the last lookup and the consumer is subscribed. */
+/* 1 while the stream exists and Redis answered the last heartbeat. */
 int consume_ready(consume_t *c);
 
 #endif

@@ -39,9 +39,7 @@ routes_lookup_t *routes_lookup_new(const redisx_url_t *url, const char *prefix)
     snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
     r->errors = metrics_counter("push_dispatch_redis_errors_total", NULL,
                                 "Route lookups that failed on Redis");
-    r->c = redisx_connect(&r->url, 2000);
-    atomic_store(&r->up, r->c != NULL);
-    return r;
+    return r; /* connects on the first lookup */
 }
 
 void routes_lookup_free(routes_lookup_t *r)

@@ -1,19 +1,42 @@
-"""Order and no loss across dispatchers: several side by side, and one
-killed with SIGKILL in the middle of a stream."""
+"""Order and no loss across dispatchers: two side by side, one joining in
+the middle of a stream, one killed with SIGKILL in the middle of a stream
+(restarted, or with a second one taking over)."""
 
 import asyncio
 import json
+import time
 import unittest
 
-from harness import ClusterTest, ws_welcome
+from harness import ClusterTest, metric, ws_welcome
 
 N = 1000
+SHARDS = 16  # lib/jsx.h JSX_SHARDS
 
 
-async def receive_data(ws, want, timeout=40.0):
+def shard_of(user):
+    """lib/jsx.c jsx_shard_of: FNV-1a 32 of the bytes, mod the shard count."""
+    h = 2166136261
+    for b in user.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h % SHARDS
+
+
+def users_on_both_halves(stem, per_half=2):
+    """User ids with shards in 0..7 and in 8..15: with two dispatchers each
+    owning one half (the first keeps the low shards, gives the high ones
+    back), both dispatchers have work."""
+    low, high, i = [], [], 0
+    while len(low) < per_half or len(high) < per_half:
+        u = f"{stem}{i}"
+        (low if shard_of(u) < SHARDS // 2 else high).append(u)
+        i += 1
+    return low[:per_half] + high[:per_half]
+
+
+async def receive_data(ws, want, timeout=60.0):
     """Read message frames until every data value in want was seen; returns
-    (values in arrival order, frames counted). Duplicates (at-least-once) stay
-    in the arrival list."""
+    (values in arrival order, set seen). Duplicates (at-least-once) stay in
+    the arrival list."""
     seen, order = set(), []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -31,43 +54,100 @@ async def receive_data(ws, want, timeout=40.0):
     return order, seen
 
 
-class TwoDispatchers(ClusterTest):
-    # Known gap (issue 3): two dispatchers pulling from the one durable
-    # consumer each hold a batch at a time, so a user's messages can
-    # interleave. With one dispatcher they arrive in order (the test below and
-    # test_publishing's order test). The fix planned: shard the dispatch
-    # stream by user, one dispatcher owning each shard at a time.
-    @unittest.skip("known gap (issue 3): two dispatchers can interleave a user's messages; "
-                   "kept to be turned on with the fix (an expectedFailure would flake when timing hides it)")
+def first_arrivals(order):
+    """The arrival order with repeats dropped: a message that comes again
+    (at-least-once) may repeat, but a new one must never overtake an older one."""
+    seen, out = set(), []
+    for v in order:
+        if v not in seen:
+            seen.add(v)
+            out.append(v)
+    return out
+
+
+class OrderTest(ClusterTest):
+    async def connect(self, users):
+        wss = {}
+        for u in users:
+            wss[u], _ = await ws_welcome(self.c.ws_url(token=self.c.token(u)))
+        return wss
+
+    def wait_shards(self, owned, timeout=20.0):
+        """Wait until each named dispatcher owns the given number of shards."""
+        deadline = time.monotonic() + timeout
+        got = {}
+        while time.monotonic() < deadline:
+            got = {n: metric(self.c.scrape(n), "push_dispatch_shards_owned") for n in owned}
+            if all(got[n] == owned[n] for n in owned):
+                return
+            time.sleep(0.2)
+        self.fail(f"shards owned {got}, wanted {owned}")
+
+    async def check_all_in_order(self, wss, n, timeout=60.0):
+        results = await asyncio.gather(*(receive_data(ws, set(range(n)), timeout) for ws in wss.values()))
+        for u, (order, seen) in zip(wss, results):
+            self.assertEqual(seen, set(range(n)), f"{u}: missing {sorted(set(range(n)) - seen)[:10]}...")
+            self.assertEqual(first_arrivals(order), list(range(n)), f"{u}: out of order")
+        for ws in wss.values():
+            await ws.close()
+        return results
+
+
+class TwoDispatchers(OrderTest):
     async def test_1000_messages_to_one_user_arrive_in_order_with_two_dispatchers(self):
         self.c.start("dispatcher-2", "dispatcher")
-        ws, _ = await ws_welcome(self.c.ws_url(token=self.c.token("ordered")))
+        self.wait_shards({"dispatcher": SHARDS // 2, "dispatcher-2": SHARDS // 2})
+        users = users_on_both_halves("ordered")
+        wss = await self.connect(users)
         # One publishing connection: the collector accepts them in this order.
         for n in range(N):
-            self.nats.pub("push.collect", json.dumps({"to": ["ordered"], "data": n}))
+            for u in users:
+                self.nats.pub("push.collect", json.dumps({"to": [u], "data": n}))
         await self.nats.flush()
-        order, seen = await receive_data(ws, set(range(N)))
-        self.assertEqual(seen, set(range(N)))
-        self.assertEqual(order, list(range(N)))  # in order, and each once
+        results = await self.check_all_in_order(wss, N)
+        # Both dispatchers did part of the work, and nothing came twice.
         for name in ("dispatcher", "dispatcher-2"):
-            self.assertIn("push_dispatch_messages_total", self.c.scrape(name))
-        await ws.close()
+            self.assertGreater(metric(self.c.scrape(name), "push_dispatch_messages_total"), 0, name)
+        for u, (order, _) in zip(users, results):
+            self.assertEqual(len(order), N, f"{u}: repeats with two healthy dispatchers")
+
+    async def test_a_dispatcher_joining_mid_stream_keeps_order(self):
+        users = users_on_both_halves("joiner")
+        wss = await self.connect(users)
+        for n in range(N):
+            for u in users:
+                self.nats.pub("push.collect", json.dumps({"to": [u], "data": n}))
+            if n == N // 4:
+                await self.nats.flush()
+                self.c.start("dispatcher-2", "dispatcher", ready=False)  # shards move while it runs
+        await self.nats.flush()
+        await self.check_all_in_order(wss, N)
+        self.wait_shards({"dispatcher": SHARDS // 2, "dispatcher-2": SHARDS // 2})
+
+    async def test_a_multi_recipient_message_reaches_users_of_every_shard_once(self):
+        self.c.start("dispatcher-2", "dispatcher")
+        users = users_on_both_halves("multi", per_half=4)
+        wss = await self.connect(users)
+        for n in range(50):
+            self.nats.pub("push.collect", json.dumps({"to": users, "data": n}))
+        await self.nats.flush()
+        results = await self.check_all_in_order(wss, 50)
+        for u, (order, _) in zip(users, results):
+            self.assertEqual(len(order), 50, u)
 
 
-class OneDispatcher(ClusterTest):
+class OneDispatcher(OrderTest):
     async def test_1000_messages_to_one_user_arrive_in_order_with_one_dispatcher(self):
-        ws, _ = await ws_welcome(self.c.ws_url(token=self.c.token("ordered1")))
+        wss = await self.connect(["ordered1"])
         for n in range(N):
             self.nats.pub("push.collect", json.dumps({"to": ["ordered1"], "data": n}))
         await self.nats.flush()
-        order, seen = await receive_data(ws, set(range(N)))
-        self.assertEqual(order, list(range(N)))
-        await ws.close()
+        await self.check_all_in_order(wss, N)
 
 
-class KilledDispatcher(ClusterTest):
-    async def test_dispatcher_killed_mid_stream_loses_nothing(self):
-        ws, _ = await ws_welcome(self.c.ws_url(token=self.c.token("survivor")))
+class KilledDispatcher(OrderTest):
+    async def test_dispatcher_killed_mid_stream_and_restarted_loses_nothing_and_keeps_order(self):
+        wss = await self.connect(["survivor"])
         for n in range(N):
             self.nats.pub("push.collect", json.dumps({"to": ["survivor"], "data": n}))
             if n == N // 4:
@@ -75,15 +155,54 @@ class KilledDispatcher(ClusterTest):
                 self.c.procs["dispatcher"].kill9()
         await self.nats.flush()
         await asyncio.sleep(0.5)
-        self.c.start("dispatcher")  # the durable consumer resumes; unacked batches come again
-        order, seen = await receive_data(ws, set(range(N)), timeout=60)
-        # Every message arrives (at-least-once: a redelivered batch may repeat).
-        # Order is NOT kept across the kill: the batch the dead dispatcher held
-        # comes back after the consumer's AckWait (10 s), behind later ones
-        # (known gap, issue 3, docs/ARCHITECTURE.md).
-        self.assertEqual(seen, set(range(N)))
-        self.assertGreaterEqual(len(order), N)
-        await ws.close()
+        # The new one waits for the dead one's leases to run out (5 s), then
+        # starts each shard right after what was acked: what the dead one held
+        # comes first, so order holds (a message may come twice).
+        self.c.start("dispatcher")
+        await self.check_all_in_order(wss, N)
+
+    async def test_one_of_two_dispatchers_killed_the_other_takes_over_in_order(self):
+        self.c.start("dispatcher-2", "dispatcher")
+        self.wait_shards({"dispatcher": SHARDS // 2, "dispatcher-2": SHARDS // 2})
+        users = users_on_both_halves("takeover")
+        wss = await self.connect(users)
+        for n in range(N):
+            for u in users:
+                self.nats.pub("push.collect", json.dumps({"to": [u], "data": n}))
+            if n == N // 4:
+                await self.nats.flush()
+                self.c.procs["dispatcher-2"].kill9()
+        await self.nats.flush()
+        await self.check_all_in_order(wss, N)
+        self.wait_shards({"dispatcher": SHARDS})
+
+
+class KilledCollector(OrderTest):
+    async def test_collector_killed_between_its_reply_and_the_hand_over_loses_nothing(self):
+        ws = await self.connect(["patient"])
+        # Make the hand-over fail for real: no dispatcher to re-create the
+        # stream, and the stream deleted under the collector.
+        self.c.procs["dispatcher"].stop()
+        reply = json.loads(await self.nats.request("$JS.API.STREAM.DELETE.PUSH_DISPATCH", b""))
+        self.assertTrue(reply.get("success"), reply)
+        ids = []
+        for n in range(20):
+            r = json.loads(await self.nats.request("push.collect",
+                                                   json.dumps({"to": ["patient"], "data": n})))
+            self.assertIn("id", r, r)  # stored: the collector answered
+            ids.append(r["id"])
+        m = self.c.scrape("collector")
+        self.assertGreater(metric(m, "push_collect_handover_errors_total"), 0)
+        self.assertEqual(metric(m, "push_collect_handed_over_total"), 0)
+        self.c.procs["collector"].kill9()  # replied, never handed over
+        self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db")
+        self.c.start("dispatcher")
+        order, seen = await receive_data(ws["patient"], set(range(20)), timeout=30)
+        self.assertEqual(seen, set(range(20)))
+        self.assertEqual(first_arrivals(order), list(range(20)))
+        m = self.c.scrape("collector")
+        self.assertGreaterEqual(metric(m, "push_collect_handed_over_total"), 20)
+        await ws["patient"].close()
 
 
 if __name__ == "__main__":

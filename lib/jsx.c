@@ -3,6 +3,7 @@
 #include "jsx.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -15,11 +16,25 @@ void jsx_stream_name(char *out, size_t size, const char *prefix)
     snprintf(out + i, size - i, "_DISPATCH");
 }
 
+unsigned jsx_shard_of(const char *user)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)user; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % JSX_SHARDS;
+}
+
+const char *jsx_shard_subject(char *out, size_t size, const char *prefix, unsigned shard)
+{
+    snprintf(out, size, "%s.dispatch.%u", prefix, shard);
+    return out;
+}
+
 natsStatus jsx_ensure_dispatch_stream(jsCtx *js, const char *prefix)
 {
     char name[128], subject[256];
     jsx_stream_name(name, sizeof name, prefix);
-    snprintf(subject, sizeof subject, "%s.dispatch", prefix);
+    snprintf(subject, sizeof subject, "%s.dispatch.*", prefix);
     const char *subjects[] = {subject};
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);

@@ -21,7 +21,7 @@ typedef struct tail_kind {
 
 static const tail_kind_t tail_kinds[] = {
     {"collect", "push.v1.PushRequest", NULL},
-    {"dispatch", "push.v1.Dispatch", &push__v1__dispatch__descriptor},
+    {"dispatch.*", "push.v1.Dispatch", &push__v1__dispatch__descriptor},
     {"broadcast", "push.v1.NodeDelivery", &push__v1__node_delivery__descriptor},
     {"node.*", "push.v1.NodeDelivery", &push__v1__node_delivery__descriptor},
     {"node.*.presence", "push.v1.NodePresenceRequest", &push__v1__node_presence_request__descriptor},
