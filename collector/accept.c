@@ -71,6 +71,16 @@ int accept_decode(accept_t *a, const void *buf, size_t len, const char *content_
     return 0;
 }
 
+void accept_reject(accept_t *a, const char *reason, const char *error, accept_result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    res->json = 1;
+    res->status = ACCEPT_REJECTED;
+    res->reason = reason;
+    snprintf(res->error, sizeof res->error, "%s", error);
+    accept_count_rejection(a, reason);
+}
+
 void accept_stored(accept_t *a, int store_rc, const char *id, const char *existing,
                    accept_result_t *res)
 {
@@ -88,30 +98,6 @@ void accept_stored(accept_t *a, int store_rc, const char *id, const char *existi
         snprintf(res->error, sizeof res->error,
                  "the store is unavailable; nothing was kept, try again");
     }
-}
-
-void accept_publish(accept_t *a, const void *buf, size_t len, const char *content_type,
-                    accept_result_t *res)
-{
-    ingest_request_t req;
-    if (accept_decode(a, buf, len, content_type, &req, res) != 0)
-        return;
-    store_msg_t m = {
-        .topic = req.topic,
-        .data = req.data,
-        .data_len = req.data_len,
-        .content_type = req.content_type,
-        .accepted_ms = ids_now_ms(),
-        .ttl = req.ttl,
-        .broadcast = req.broadcast,
-    };
-    ids_new_at(m.id, m.accepted_ms);
-    char existing[IDS_LEN + 1] = "";
-    int rc = store_put(a->store, &m, req.to, req.n_to, req.idem, existing);
-    accept_stored(a, rc, m.id, existing, res);
-    if (rc == STORE_OK)
-        handover_send(a->handover, &m, req.to, req.n_to);
-    ingest_free(&req);
 }
 
 void *accept_reply(const accept_result_t *res, size_t *len)

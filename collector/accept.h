@@ -1,7 +1,8 @@
 /*
- * accept: the one path every publish takes, whichever door it came in by
- * (NATS or HTTP): decode and validate (ingest.h), store, hand over
- * (handover.h), and say what to answer. Counts accepted, duplicate and
+ * accept: what every publish goes through, whichever door it came in by
+ * (NATS or HTTP): decode and validate (ingest.h), count the store's
+ * outcome, and say what to answer. Storing and handing over is the
+ * writer's (writer.h). Counts accepted, duplicate and
  * rejected publishes (by reason). Any thread; blocks on the store.
  */
 #ifndef COLLECTOR_ACCEPT_H
@@ -39,16 +40,14 @@ void accept_free(accept_t *a);
 int accept_decode(accept_t *a, const void *buf, size_t len, const char *content_type,
                   ingest_request_t *req, accept_result_t *res);
 
+/* A publish refused before it could be decoded (an HTTP body over the
+ * limit): count it under reason and fill res (ACCEPT_REJECTED, JSON). */
+void accept_reject(accept_t *a, const char *reason, const char *error, accept_result_t *res);
+
 /* Count the store's outcome for one publish and fill res from it:
  * store_rc is STORE_OK, STORE_DUPLICATE (existing = the first id) or STORE_ERR. */
 void accept_stored(accept_t *a, int store_rc, const char *id, const char *existing,
                    accept_result_t *res);
-
-/* Take one publish, synchronously (one transaction; used by HTTP ingest). The reply to send
- * (accept_reply) can go out as soon as this returns: the hand-over was already attempted, and a
- * failed one is retried from the store. */
-void accept_publish(accept_t *a, const void *buf, size_t len, const char *content_type,
-                    accept_result_t *res);
 
 /* The answer for res: JSON {"id":..}/{"error":..} or a packed PushReply.
  * Returns a malloc'd buffer (caller frees) and its length in *len. */

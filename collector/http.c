@@ -6,9 +6,14 @@
 
 #include "ingest.h"
 
+typedef struct http_ingest {
+    accept_t *accept;
+    writer_t *writer;
+} http_ingest_t;
+
 static void http_ingest_handle(void *arg, const httpd_request_t *req, httpd_response_t *res)
 {
-    accept_t *a = arg;
+    http_ingest_t *h = arg;
     if (strcmp(req->path, "/v1/messages") != 0) {
         httpd_reply(res, 404, "application/json", "{\"error\":\"not found; POST /v1/messages\"}");
         return;
@@ -18,16 +23,30 @@ static void http_ingest_handle(void *arg, const httpd_request_t *req, httpd_resp
         return;
     }
     accept_result_t r;
-    /* The HTTP door takes JSON only, whatever the body starts with. */
-    accept_publish(a, req->body, req->body_len, "application/json", &r);
+    if (req->too_large) {
+        accept_reject(h->accept, "payload_too_large", "body over the 1 MiB limit", &r);
+    } else {
+        /* The HTTP door takes JSON only, whatever the body starts with. It
+         * goes through the writer like a NATS publish (one order, group
+         * commit) and is answered once stored. */
+        ingest_request_t in;
+        if (accept_decode(h->accept, req->body, req->body_len, "application/json", &in, &r) == 0)
+            writer_submit_wait(h->writer, &in, &r);
+    }
     size_t len = 0;
     res->body = accept_reply(&r, &len);
     res->body_len = len;
     res->content_type = "application/json";
-    res->status = r.status == ACCEPT_STORED ? 202 : r.status == ACCEPT_REJECTED ? 400 : 503;
+    res->status = r.status == ACCEPT_STORED     ? 202
+                  : req->too_large              ? 413
+                  : r.status == ACCEPT_REJECTED ? 400
+                                                : 503;
 }
 
-httpd_t *http_ingest_start(const char *hostport, accept_t *accept)
+httpd_t *http_ingest_start(const char *hostport, accept_t *accept, writer_t *writer)
 {
-    return httpd_start(hostport, INGEST_MAX_BYTES + 1, http_ingest_handle, accept);
+    static http_ingest_t ctx; /* one HTTP door per process */
+    ctx.accept = accept;
+    ctx.writer = writer;
+    return httpd_start(hostport, INGEST_MAX_BYTES + 1, http_ingest_handle, &ctx);
 }

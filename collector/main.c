@@ -1,6 +1,7 @@
 /* collector: takes publishes, stores them, hands them to the dispatcher. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "accept.h"
 #include "collect.h"
@@ -68,11 +69,17 @@ int main(int argc, char **argv)
     accept_t *accept = handover ? accept_new(store, handover) : NULL;
     writer_t *writer = accept ? writer_start(nc, store, handover, accept) : NULL;
     collect_t *collect = writer ? collect_start(nc, common.prefix, accept, writer, store) : NULL;
-    httpd_t *http = http_at && collect ? http_ingest_start(http_at, accept) : NULL;
+    httpd_t *http = http_at && collect ? http_ingest_start(http_at, accept, writer) : NULL;
     expiry_t *expiry = expiry_start(store);
     int ok = collect && expiry && (!common.metrics || metrics) && (!http_at || http);
     if (ok) {
-        LOG_I("collector: running with store %s", store_uri);
+        /* A mongodb:// URI may carry a password: log what follows the '@'. */
+        const char *at = strchr(store_uri, '@');
+        int scheme_len = (int)strcspn(store_uri, ":");
+        if (at)
+            LOG_I("collector: running with store %.*s://***@%s", scheme_len, store_uri, at + 1);
+        else
+            LOG_I("collector: running with store %s", store_uri);
         int sig = signals_wait();
         LOG_I("collector: signal %d, stopping", sig);
     }

@@ -2,16 +2,26 @@
 #include "writer.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+
+/* A caller of writer_submit_wait waiting for its item's outcome. */
+typedef struct writer_waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    int done;
+    accept_result_t *res;
+} writer_waiter_t;
 
 typedef struct writer_item {
     struct writer_item *next;
     ingest_request_t req;
     store_msg_t m;
     char *reply;
+    writer_waiter_t *waiter;
 } writer_item_t;
 
 struct writer {
@@ -26,16 +36,18 @@ struct writer {
     int stop;
 };
 
-void writer_submit(writer_t *w, ingest_request_t *req, const char *reply)
+static int writer_enqueue(writer_t *w, ingest_request_t *req, const char *reply,
+                          writer_waiter_t *waiter)
 {
     writer_item_t *it = calloc(1, sizeof *it);
-    if (!it) {
+    if (!it || (reply && !(it->reply = strdup(reply)))) {
+        free(it);
         ingest_free(req);
-        return;
+        return -1;
     }
     it->req = *req;
     memset(req, 0, sizeof *req);
-    it->reply = reply ? strdup(reply) : NULL;
+    it->waiter = waiter;
     it->m.topic = it->req.topic;
     it->m.data = it->req.data;
     it->m.data_len = it->req.data_len;
@@ -53,6 +65,43 @@ void writer_submit(writer_t *w, ingest_request_t *req, const char *reply)
     w->tail = it;
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+void writer_submit(writer_t *w, ingest_request_t *req, const char *reply)
+{
+    if (writer_enqueue(w, req, reply, NULL) != 0)
+        LOG_E("collector: out of memory; a publish was dropped unanswered");
+}
+
+void writer_submit_wait(writer_t *w, ingest_request_t *req, accept_result_t *res)
+{
+    writer_waiter_t wt = {.res = res};
+    pthread_mutex_init(&wt.lock, NULL);
+    pthread_cond_init(&wt.done_cond, NULL);
+    int json = req->json;
+    if (writer_enqueue(w, req, NULL, &wt) != 0) {
+        memset(res, 0, sizeof *res);
+        res->json = json;
+        res->status = ACCEPT_STORE_DOWN;
+        snprintf(res->error, sizeof res->error, "out of memory; nothing was kept, try again");
+    } else {
+        pthread_mutex_lock(&wt.lock);
+        while (!wt.done)
+            pthread_cond_wait(&wt.done_cond, &wt.lock);
+        pthread_mutex_unlock(&wt.lock);
+    }
+    pthread_mutex_destroy(&wt.lock);
+    pthread_cond_destroy(&wt.done_cond);
+}
+
+static void writer_wake_waiter(writer_waiter_t *wt, const accept_result_t *res)
+{
+    pthread_mutex_lock(&wt->lock);
+    *wt->res = *res;
+    wt->done = 1;
+    pthread_cond_signal(&wt->done_cond);
+    pthread_mutex_unlock(&wt->lock);
 }
 
 static void writer_batch(writer_t *w, writer_item_t **items, size_t n)
@@ -77,6 +126,10 @@ static void writer_batch(writer_t *w, writer_item_t **items, size_t n)
         res.json = items[i]->req.json;
         int item_rc = rc == STORE_OK ? puts[i].result : STORE_ERR;
         accept_stored(w->accept, item_rc, items[i]->m.id, puts[i].existing_id, &res);
+        if (items[i]->waiter) {
+            writer_wake_waiter(items[i]->waiter, &res);
+            items[i]->waiter = NULL;
+        }
         if (items[i]->reply) {
             size_t len = 0;
             void *reply = accept_reply(&res, &len);
@@ -122,6 +175,11 @@ static void *writer_loop(void *arg)
         if (batch)
             writer_batch(w, batch, n);
         for (size_t i = 0; i < n; i++) {
+            if (batch[i]->waiter) { /* the batch failed before its outcome was known */
+                accept_result_t res = {.status = ACCEPT_STORE_DOWN, .json = batch[i]->req.json};
+                snprintf(res.error, sizeof res.error, "out of memory; nothing was kept, try again");
+                writer_wake_waiter(batch[i]->waiter, &res);
+            }
             ingest_free(&batch[i]->req);
             free(batch[i]->reply);
             free(batch[i]);

@@ -30,4 +30,9 @@ void writer_stop(writer_t *w);
  * Mints the message id now, so ids follow submission order. Any thread. */
 void writer_submit(writer_t *w, ingest_request_t *req, const char *reply);
 
+/* Like writer_submit, then wait until the request is stored (or failed)
+ * and fill *res with the outcome. Takes ownership of *req. Never call it
+ * from the writer's own thread. */
+void writer_submit_wait(writer_t *w, ingest_request_t *req, accept_result_t *res);
+
 #endif

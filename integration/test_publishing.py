@@ -79,6 +79,25 @@ class Publish(ClusterTest):
         status, body = await asyncio.to_thread(http_post, f"http://127.0.0.1:{port}/v1/messages", "{nope")
         self.assertEqual(status, 400)
         self.assertIn("error", json.loads(body))
+        # A body over the 1 MiB limit: 413 with a reason, counted like any rejection.
+        big = json.dumps({"to": ["h1"], "data": "x" * (1024 * 1024 + 10)})
+        status, body = await asyncio.to_thread(http_post, f"http://127.0.0.1:{port}/v1/messages", big)
+        self.assertEqual(status, 413, body)
+        self.assertIn("limit", json.loads(body)["error"])
+        text = self.c.scrape("collector")
+        self.assertEqual(metric(text, 'push_collect_rejected_total{reason="payload_too_large"}'), 1)
+        self.assertEqual(metric(text, 'push_collect_rejected_total{reason="invalid_json"}'), 1)
+        # HTTP and NATS publishes share one acceptance order (one writer).
+        for n in range(20):
+            if n % 2:
+                status, _ = await asyncio.to_thread(http_post, f"http://127.0.0.1:{port}/v1/messages",
+                                                    json.dumps({"to": ["h1"], "data": n}))
+                self.assertEqual(status, 202)
+            else:
+                r = json.loads(await self.nats.request("push.collect", json.dumps({"to": ["h1"], "data": n})))
+                self.assertIn("id", r)
+        got = [(await ws_recv_json(ws))["data"] for _ in range(20)]
+        self.assertEqual(got, list(range(20)))
         await ws.close()
 
 

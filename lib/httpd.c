@@ -83,18 +83,15 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *c, const c
         return MHD_YES;
     }
     httpd_response_t res = {500, NULL, NULL, 0};
-    if (st->too_big) {
-        httpd_reply(&res, 413, "application/json", "{\"error\":\"body over the size limit\"}\n");
-    } else {
-        httpd_request_t req = {
-            .method = method,
-            .path = url,
-            .body = st->body ? st->body : "",
-            .body_len = st->len,
-            .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
-        };
-        h->handler(h->arg, &req, &res);
-    }
+    httpd_request_t req = {
+        .method = method,
+        .path = url,
+        .body = st->body && !st->too_big ? st->body : "",
+        .body_len = st->too_big ? 0 : st->len,
+        .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
+        .too_large = st->too_big,
+    };
+    h->handler(h->arg, &req, &res);
     return httpd_send(c, &res);
 }
 
@@ -168,7 +165,9 @@ static httpd_metrics_ctx_t httpd_metrics_ctx;
 static void httpd_metrics_handler(void *arg, const httpd_request_t *req, httpd_response_t *res)
 {
     httpd_metrics_ctx_t *m = arg;
-    if (strcmp(req->path, "/metrics") == 0) {
+    if (req->too_large) {
+        httpd_reply(res, 413, "text/plain", "body over the size limit\n");
+    } else if (strcmp(req->path, "/metrics") == 0) {
         res->status = 200;
         res->content_type = "text/plain; version=0.0.4";
         res->body = metrics_render();

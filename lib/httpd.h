@@ -16,6 +16,7 @@ typedef struct httpd_request {
     const char *body;     /* NUL-terminated copy of the body (may contain NULs); "" if none */
     size_t body_len;
     const char *content_type; /* header value or NULL */
+    int too_large;            /* the body was over max_body_bytes: not kept (body is "") */
 } httpd_request_t;
 
 typedef struct httpd_response {
@@ -28,8 +29,9 @@ typedef struct httpd_response {
 /* Fill *res. Called on the server thread, possibly concurrently. */
 typedef void (*httpd_handler_fn)(void *arg, const httpd_request_t *req, httpd_response_t *res);
 
-/* Start listening on HOST:PORT. Bodies larger than max_body_bytes get 413
- * without reaching the handler. Returns NULL (and logs why) on failure. */
+/* Start listening on HOST:PORT. A body larger than max_body_bytes is not
+ * kept: the handler sees too_large set and an empty body, and should answer
+ * 413. Returns NULL (and logs why) on failure. */
 httpd_t *httpd_start(const char *hostport, size_t max_body_bytes, httpd_handler_fn handler, void *arg);
 void httpd_stop(httpd_t *h);
 
