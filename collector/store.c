@@ -28,8 +28,8 @@ store_t *store_open(const char *uri, char *err, size_t err_size)
         ops = &store_sqlite_ops;
         h = store_sqlite_open(uri + 7, err, err_size);
     } else if (strncmp(uri, "mongodb://", 10) == 0 || strncmp(uri, "mongodb+srv://", 14) == 0) {
-        snprintf(err, err_size, "the MongoDB store is not built yet; use sqlite:PATH");
-        return NULL;
+        ops = &store_mongo_ops;
+        h = store_mongo_open(uri, err, err_size);
     } else {
         snprintf(err, err_size, "store '%s' is neither sqlite:PATH nor mongodb://...", uri);
         return NULL;

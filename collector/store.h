@@ -1,7 +1,7 @@
 /*
  * store: where accepted messages live until every recipient acked them or
- * they expired. One small interface, several backends (store_sqlite.c; a
- * MongoDB backend is planned behind the same calls).
+ * they expired. One small interface, several backends behind the same
+ * calls (store_sqlite.c, store_mongo.c).
  *
  * What is kept: per message its id (sorts by acceptance time), topic, data,
  * content type, acceptance time, ttl, expiry, idempotency key, whether it was
@@ -39,8 +39,11 @@ enum { STORE_OK = 0, STORE_DUPLICATE = 1, STORE_ERR = -1 };
  * a bad flag value (exit 2); one that is but does not open, a failure. */
 int store_uri_known(const char *uri);
 
-/* Open by URI ("sqlite:PATH"). Returns NULL with err filled when the URI is
- * unknown or the store cannot be opened. */
+/* Open by URI ("sqlite:PATH", "mongodb://HOST[:PORT][,...]/[DB][?OPTIONS]"
+ * or "mongodb+srv://..."; DB defaults to "push"). Returns NULL with err
+ * filled when the URI is unknown or the store cannot be opened. A MongoDB
+ * store opens without its server: it is not healthy, and every call fails
+ * at once with STORE_ERR, until the server answers (checked every second). */
 store_t *store_open(const char *uri, char *err, size_t err_size);
 void store_close(store_t *s);
 
@@ -62,7 +65,10 @@ typedef struct store_put_item {
 } store_put_item_t;
 
 /* Keep every item in ONE transaction (group commit): all or nothing.
- * Returns STORE_OK (each item's result set) or STORE_ERR (nothing kept). */
+ * Returns STORE_OK (each item's result set) or STORE_ERR (nothing kept).
+ * MongoDB (no multi-document transactions, see store_mongo.c): on STORE_ERR
+ * some items may have been kept; they are then handed over by the retry
+ * loop like any stored message (at-least-once). */
 int store_put_batch(store_t *s, store_put_item_t *items, size_t n);
 
 /* Mark many messages handed over, in one transaction. */
@@ -90,7 +96,8 @@ int store_mark_dispatched(store_t *s, const char *id);
  * Returns how many messages were dropped, or STORE_ERR. */
 int store_expire(store_t *s, uint64_t now_ms);
 
-/* 1 while the store answers. */
+/* 1 while the store answers (MongoDB: the last ping, at most ~1 s old, got
+ * an answer and the indexes are in place). Does not block. */
 int store_healthy(store_t *s);
 
 #endif

@@ -28,4 +28,10 @@ typedef struct store_sqlite store_sqlite_t;
 store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size);
 extern const store_ops_t store_sqlite_ops;
 
+/* uri: the whole mongodb:// or mongodb+srv:// URI. Does not connect: opens
+ * without a server (healthy() is 0 until one answers). */
+typedef struct store_mongo store_mongo_t;
+store_mongo_t *store_mongo_open(const char *uri, char *err, size_t err_size);
+extern const store_ops_t store_mongo_ops;
+
 #endif

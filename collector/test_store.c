@@ -1,0 +1,464 @@
+/*
+ * The store interface's tests, run against every backend: always SQLite (a
+ * temp file); MongoDB too when PUSH_TEST_MONGO_URI names a server (e.g.
+ * mongodb://127.0.0.1:27017), in a database of its own (push_test_<pid>),
+ * emptied before each case and dropped at the end. Times are an hour in the
+ * future (T0) so that MongoDB's TTL monitor, which reads the wall clock,
+ * never races a case. One case needs no server: a MongoDB store whose server
+ * is down opens, is not healthy, and fails every call at once.
+ */
+#include <mongoc/mongoc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "store.h"
+
+static char path[64];
+static uint64_t T0;
+static const char *backend = "sqlite";
+static char mongo_uri[1024], mongo_db[64];
+static mongoc_client_t *mongo_admin; /* the test's own client: drops the test database */
+
+static void mongo_drop_test_db(void)
+{
+    mongoc_database_t *db = mongoc_client_get_database(mongo_admin, mongo_db);
+    bson_error_t e;
+    if (!mongoc_database_drop_with_opts(db, NULL, &e))
+        fprintf(stderr, "cannot drop test database %s: %s\n", mongo_db, e.message);
+    mongoc_database_destroy(db);
+}
+
+static store_t *fresh_sqlite(void)
+{
+    snprintf(path, sizeof path, "/tmp/push-store-test-%d.db", (int)getpid());
+    unlink(path);
+    char wal[80], shm[80], uri[80], err[256];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    snprintf(shm, sizeof shm, "%s-shm", path);
+    unlink(wal), unlink(shm);
+    snprintf(uri, sizeof uri, "sqlite:%s", path);
+    store_t *s = store_open(uri, err, sizeof err);
+    CHECK(s != NULL);
+    return s;
+}
+
+/* An empty database, and a store on it that is ready (indexes in place). */
+static store_t *fresh_mongo(void)
+{
+    mongo_drop_test_db();
+    char err[256];
+    store_t *s = store_open(mongo_uri, err, sizeof err);
+    CHECK(s != NULL);
+    if (!s) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    for (int i = 0; i < 200 && !store_healthy(s); i++)
+        usleep(50 * 1000);
+    CHECK_INT(store_healthy(s), 1);
+    return s;
+}
+
+static store_t *fresh(void)
+{
+    return strcmp(backend, "mongodb") == 0 ? fresh_mongo() : fresh_sqlite();
+}
+
+static void put(store_t *s, const char *id, uint64_t at, uint32_t ttl, char **to, size_t n,
+                const char *idem, int want)
+{
+    store_msg_t m = {.topic = "t",
+                     .data = (const unsigned char *)"1",
+                     .data_len = 1,
+                     .content_type = "application/json",
+                     .accepted_ms = at,
+                     .ttl = ttl};
+    snprintf(m.id, sizeof m.id, "%s", id);
+    char existing[IDS_LEN + 1] = "";
+    CHECK_INT(store_put(s, &m, to, n, idem, existing), want);
+}
+
+typedef struct seen {
+    char ids[16][IDS_LEN + 1];
+    size_t n, to_counts[16];
+} seen_t;
+
+static void collect(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
+{
+    (void)to;
+    seen_t *s = arg;
+    if (s->n < 16) {
+        snprintf(s->ids[s->n], IDS_LEN + 1, "%s", m->id);
+        s->to_counts[s->n++] = n_to;
+    }
+}
+
+typedef struct got {
+    char id[IDS_LEN + 1], topic[64], content_type[64];
+    unsigned char data[16];
+    size_t data_len;
+    uint64_t accepted_ms;
+    uint32_t ttl;
+} got_t;
+
+static void keep(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
+{
+    (void)to, (void)n_to;
+    got_t *g = arg;
+    snprintf(g->id, sizeof g->id, "%s", m->id);
+    snprintf(g->topic, sizeof g->topic, "%s", m->topic);
+    snprintf(g->content_type, sizeof g->content_type, "%s", m->content_type);
+    g->data_len = m->data_len < sizeof g->data ? m->data_len : sizeof g->data;
+    memcpy(g->data, m->data, g->data_len);
+    g->accepted_ms = m->accepted_ms;
+    g->ttl = m->ttl;
+}
+
+static void pending_is_oldest_first_unacked_unexpired_with_ttl(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"}, *both[] = {"u1", "u2"};
+    put(s, "b", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    put(s, "a", T0 + 1000, 60, both, 2, NULL, STORE_OK);
+    put(s, "c", T0 + 1000, 0, u1, 1, NULL, STORE_OK); /* live only */
+    put(s, "d", T0 + 1000, 1, u1, 1, NULL, STORE_OK); /* expires at T0 + 2000 */
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", T0 + 1500, 100, collect, &seen), 3);
+    CHECK_STR(seen.ids[0], "a");
+    CHECK_STR(seen.ids[1], "b");
+    CHECK_STR(seen.ids[2], "d");
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", T0 + 2500, 100, collect, &seen), 2); /* d expired */
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", T0 + 1500, 1, collect, &seen), 1); /* limit */
+    CHECK_STR(seen.ids[0], "a");
+    store_close(s);
+}
+
+static void ack_hides_a_message_for_that_user_only(void)
+{
+    store_t *s = fresh();
+    char *both[] = {"u1", "u2"};
+    put(s, "a", T0 + 1000, 60, both, 2, NULL, STORE_OK);
+    char *ids[] = {"a", "unknown"};
+    CHECK_INT(store_ack(s, "u1", ids, 2), STORE_OK);
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, collect, &seen), 0);
+    CHECK_INT(store_pending(s, "u2", T0 + 1500, 10, collect, &seen), 1);
+    store_close(s);
+}
+
+static void same_idempotency_key_returns_first_id_and_stores_once(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    put(s, "first", T0 + 1000, 60, u1, 1, "k", STORE_OK);
+    store_msg_t m = {.topic = "t",
+                     .data = (const unsigned char *)"2",
+                     .data_len = 1,
+                     .content_type = "application/json",
+                     .accepted_ms = T0 + 1001,
+                     .ttl = 60};
+    snprintf(m.id, sizeof m.id, "second");
+    char existing[IDS_LEN + 1] = "";
+    CHECK_INT(store_put(s, &m, u1, 1, "k", existing), STORE_DUPLICATE);
+    CHECK_STR(existing, "first");
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, collect, &seen), 1);
+    store_close(s);
+}
+
+static void undispatched_lists_until_marked_with_recipients(void)
+{
+    store_t *s = fresh();
+    char *both[] = {"u1", "u2"}, *u1[] = {"u1"};
+    put(s, "a", T0 + 1000, 60, both, 2, NULL, STORE_OK);
+    put(s, "b", T0 + 3000, 60, u1, 1, NULL, STORE_OK);
+    seen_t seen = {0};
+    CHECK_INT(store_undispatched(s, T0 + 2000, 10, collect, &seen), 1); /* b is too recent */
+    CHECK_STR(seen.ids[0], "a");
+    CHECK_INT(seen.to_counts[0], 2);
+    CHECK_INT(store_mark_dispatched(s, "a"), STORE_OK);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &seen), 1);
+    CHECK_STR(seen.ids[0], "b");
+    store_close(s);
+}
+
+static void expire_drops_only_expired_dispatched_messages(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    put(s, "old", T0 + 1000, 1, u1, 1, NULL, STORE_OK);
+    put(s, "live0", T0 + 1000, 0, u1, 1, NULL, STORE_OK);
+    put(s, "young", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    CHECK_INT(store_expire(s, T0 + 5000), 0); /* none handed over yet: kept */
+    store_mark_dispatched(s, "old");
+    store_mark_dispatched(s, "live0");
+    store_mark_dispatched(s, "young");
+    CHECK_INT(store_expire(s, T0 + 5000), 2);
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", T0 + 5000, 10, collect, &seen), 1);
+    CHECK_STR(seen.ids[0], "young");
+    CHECK_INT(store_healthy(s), 1);
+    store_close(s);
+}
+
+static void batch_is_one_transaction_with_duplicates_inside_it(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    store_msg_t m[3];
+    const char *ids[] = {"x1", "x2", "x3"};
+    const char *idem[] = {"k", "k", NULL}; /* the second repeats the first's key */
+    store_put_item_t items[3];
+    memset(items, 0, sizeof items);
+    for (int i = 0; i < 3; i++) {
+        m[i] = (store_msg_t){.topic = "t",
+                             .data = (const unsigned char *)"1",
+                             .data_len = 1,
+                             .content_type = "application/json",
+                             .accepted_ms = T0 + 1000,
+                             .ttl = 60};
+        snprintf(m[i].id, sizeof m[i].id, "%s", ids[i]);
+        items[i] = (store_put_item_t){.m = &m[i], .to = u1, .n_to = 1, .idem = idem[i]};
+    }
+    CHECK_INT(store_put_batch(s, items, 3), STORE_OK);
+    CHECK_INT(items[0].result, STORE_OK);
+    CHECK_INT(items[1].result, STORE_DUPLICATE);
+    CHECK_STR(items[1].existing_id, "x1");
+    CHECK_INT(items[2].result, STORE_OK);
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, collect, &seen), 2);
+    char *mark[] = {"x1", "x3"};
+    CHECK_INT(store_mark_dispatched_many(s, mark, 2), STORE_OK);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &seen), 0);
+    store_close(s);
+}
+
+static void mark_each(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
+{
+    (void)to, (void)n_to;
+    CHECK_INT(store_mark_dispatched(arg, m->id), STORE_OK);
+}
+
+/* The hand-over's retry marks each message from inside the callback: the
+ * store must not hold its lock while calling back (it deadlocked once). */
+static void undispatched_callback_may_call_the_store_again(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    put(s, "a", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    put(s, "b", T0 + 1000, 0, u1, 1, NULL, STORE_OK);
+    alarm(10); /* a deadlock fails the test instead of hanging it */
+    CHECK_INT(store_undispatched(s, T0 + 5000, 10, mark_each, s), 2);
+    alarm(0);
+    seen_t seen = {0};
+    CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &seen), 0);
+    store_close(s);
+}
+
+static void pending_copies_data_and_fields_of_each_message(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    store_msg_t m = {.topic = "order.paid",
+                     .data = (const unsigned char *)"\0\1\2",
+                     .data_len = 3,
+                     .content_type = "application/octet-stream",
+                     .accepted_ms = T0 + 1234,
+                     .ttl = 60};
+    snprintf(m.id, sizeof m.id, "m1");
+    char existing[IDS_LEN + 1] = "";
+    CHECK_INT(store_put(s, &m, u1, 1, NULL, existing), STORE_OK);
+    got_t got = {0};
+    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, keep, &got), 1);
+    CHECK_STR(got.id, "m1");
+    CHECK_STR(got.topic, "order.paid");
+    CHECK_STR(got.content_type, "application/octet-stream");
+    CHECK_INT(got.data_len, 3);
+    CHECK_INT(memcmp(got.data, "\0\1\2", 3), 0);
+    CHECK_INT(got.accepted_ms, T0 + 1234);
+    CHECK_INT(got.ttl, 60);
+    store_close(s);
+}
+
+static void a_user_named_twice_is_one_recipient(void)
+{
+    store_t *s = fresh();
+    char *twice[] = {"u1", "u1", "u2"};
+    put(s, "a", T0 + 1000, 60, twice, 3, NULL, STORE_OK);
+    seen_t seen = {0};
+    CHECK_INT(store_undispatched(s, T0 + 2000, 10, collect, &seen), 1);
+    CHECK_INT(seen.to_counts[0], 2);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, collect, &seen), 1);
+    store_close(s);
+}
+
+static void pending_respects_limit_across_many_messages(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    char id[8];
+    for (int i = 0; i < 12; i++) {
+        snprintf(id, sizeof id, "m%02d", 11 - i); /* stored newest first */
+        put(s, id, T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    }
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", T0 + 1500, 5, collect, &seen), 5);
+    CHECK_STR(seen.ids[0], "m00");
+    CHECK_STR(seen.ids[4], "m04");
+    char *acked[] = {"m00", "m01", "m02"};
+    CHECK_INT(store_ack(s, "u1", acked, 3), STORE_OK);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", T0 + 1500, 16, collect, &seen), 9);
+    CHECK_STR(seen.ids[0], "m03");
+    CHECK_STR(seen.ids[8], "m11");
+    store_close(s);
+}
+
+static void unknown_or_empty_store_uris_are_refused(void)
+{
+    char err[256];
+    CHECK(store_open("sqlite:", err, sizeof err) == NULL);
+    CHECK(store_open("postgres://x", err, sizeof err) == NULL);
+    CHECK(store_open("sqlite:/nonexistent-dir/x.db", err, sizeof err) == NULL);
+    CHECK(strstr(err, "/nonexistent-dir/x.db") != NULL);
+    CHECK_INT(store_uri_known("sqlite:push.db"), 1);
+    CHECK_INT(store_uri_known("mongodb://127.0.0.1/push"), 1);
+    CHECK_INT(store_uri_known("sqlite:"), 0);
+    CHECK_INT(store_uri_known("push.db"), 0);
+    CHECK_INT(store_uri_known("postgres://x"), 0);
+}
+
+/* The MongoDB backend opens without its server and fails fast while it
+ * is down: nothing may hang the collector's writer. */
+static void mongo_store_without_a_server_is_unhealthy_and_fails_fast(void)
+{
+    char err[256] = "";
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    store_t *s = store_open("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", err, sizeof err);
+    CHECK(s != NULL);
+    if (!s) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_INT(store_healthy(s), 0);
+    store_msg_t m = {.topic = "t",
+                     .data = (const unsigned char *)"1",
+                     .data_len = 1,
+                     .content_type = "application/json",
+                     .accepted_ms = T0,
+                     .ttl = 60};
+    snprintf(m.id, sizeof m.id, "m1");
+    char *u1[] = {"u1"}, *ids[] = {"m1"};
+    char existing[IDS_LEN + 1] = "";
+    seen_t seen = {0};
+    for (int round = 0; round < 2; round++) {
+        CHECK_INT(store_put(s, &m, u1, 1, "k", existing), STORE_ERR);
+        store_put_item_t item = {.m = &m, .to = u1, .n_to = 1};
+        CHECK_INT(store_put_batch(s, &item, 1), STORE_ERR);
+        CHECK_INT(store_pending(s, "u1", T0, 10, collect, &seen), STORE_ERR);
+        CHECK_INT(store_ack(s, "u1", ids, 1), STORE_ERR);
+        CHECK_INT(store_undispatched(s, T0, 10, collect, &seen), STORE_ERR);
+        CHECK_INT(store_mark_dispatched(s, "m1"), STORE_ERR);
+        CHECK_INT(store_mark_dispatched_many(s, ids, 1), STORE_ERR);
+        CHECK_INT(store_expire(s, T0), STORE_ERR);
+        CHECK_INT(seen.n, 0);
+        if (round == 0)
+            usleep(1500 * 1000); /* a few failed pings later: still down, still fast */
+        CHECK_INT(store_healthy(s), 0);
+    }
+    store_close(s);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    /* 1.5 s of the sleep above; the rest (calls, close) must be quick */
+    CHECK(took < 3.0);
+    CHECK(store_open("mongodb://", err, sizeof err) == NULL);
+    CHECK(strstr(err, "URI") != NULL);
+}
+
+static const check_case_t store_cases[] = {
+    CHECK_CASE(pending_is_oldest_first_unacked_unexpired_with_ttl),
+    CHECK_CASE(ack_hides_a_message_for_that_user_only),
+    CHECK_CASE(same_idempotency_key_returns_first_id_and_stores_once),
+    CHECK_CASE(undispatched_lists_until_marked_with_recipients),
+    CHECK_CASE(expire_drops_only_expired_dispatched_messages),
+    CHECK_CASE(batch_is_one_transaction_with_duplicates_inside_it),
+    CHECK_CASE(undispatched_callback_may_call_the_store_again),
+    CHECK_CASE(pending_copies_data_and_fields_of_each_message),
+    CHECK_CASE(a_user_named_twice_is_one_recipient),
+    CHECK_CASE(pending_respects_limit_across_many_messages),
+};
+
+static const check_case_t once_cases[] = {
+    CHECK_CASE(unknown_or_empty_store_uris_are_refused),
+    CHECK_CASE(mongo_store_without_a_server_is_unhealthy_and_fails_fast),
+};
+
+static size_t run_cases(const char *label, const check_case_t *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int before = check_failures;
+        check_current = cases[i].name;
+        cases[i].fn();
+        printf("%s %s: %s\n", check_failures == before ? "ok  " : "FAIL", label, cases[i].name);
+    }
+    return n;
+}
+
+/* The MongoDB run's URI: PUSH_TEST_MONGO_URI with the test database in its path. */
+static int mongo_setup(const char *env)
+{
+    bson_error_t e;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(env, &e);
+    if (!uri) {
+        fprintf(stderr, "PUSH_TEST_MONGO_URI: %s\n", e.message);
+        return -1;
+    }
+    snprintf(mongo_db, sizeof mongo_db, "push_test_%d", (int)getpid());
+    /* The same URI with the test database as its path (mongoc_uri_get_string
+     * would give back the original text). */
+    const char *hosts = strstr(env, "://") + 3;
+    size_t hosts_len = strcspn(hosts, "/?");
+    const char *options = strchr(hosts + hosts_len, '?');
+    snprintf(mongo_uri, sizeof mongo_uri, "%.*s/%s%s", (int)(hosts - env + hosts_len), env,
+             mongo_db, options ? options : "");
+    mongo_admin = mongoc_client_new_from_uri(uri);
+    mongoc_uri_destroy(uri);
+    if (!mongo_admin)
+        return -1;
+    mongoc_client_set_error_api(mongo_admin, MONGOC_ERROR_API_VERSION_2);
+    return 0;
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    mongoc_init();
+    T0 = ids_now_ms() + 3600 * 1000;
+    size_t n_store = sizeof store_cases / sizeof store_cases[0], total = 0;
+    total += run_cases("sqlite", store_cases, n_store);
+    unlink(path);
+    const char *env = getenv("PUSH_TEST_MONGO_URI");
+    if (!env || !*env) {
+        printf("skip mongodb: PUSH_TEST_MONGO_URI is not set (e.g. mongodb://127.0.0.1:27017)\n");
+    } else if (mongo_setup(env) != 0) {
+        check_failures++;
+        printf("FAIL mongodb: PUSH_TEST_MONGO_URI='%s' is not a usable URI\n", env);
+    } else {
+        backend = "mongodb";
+        total += run_cases("mongodb", store_cases, n_store);
+        mongo_drop_test_db();
+        mongoc_client_destroy(mongo_admin);
+    }
+    total += run_cases("any", once_cases, sizeof once_cases / sizeof once_cases[0]);
+    printf("%zu cases, %d failed assertions\n", total, check_failures);
+    return check_failures ? 1 : 0;
+}
