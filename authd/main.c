@@ -48,10 +48,10 @@ int main(int argc, char **argv)
     if (!(verifier = verifier_start(nc, common.prefix, secret)))
         goto fail;
 
-    LOG_I("authd: running (nats %s, prefix %s, metrics %s)", common.nats_url, common.prefix,
+    LOG_I("running (nats %s, prefix %s, metrics %s)", common.nats_url, common.prefix,
           common.metrics ? common.metrics : "off");
     int sig = signals_wait();
-    LOG_I("authd: signal %d, stopping", sig);
+    LOG_I("signal %d, stopping", sig);
     verifier_stop(verifier); /* drains: requests already received are answered */
     httpd_stop(http);
     natsx_close(nc);
@@ -59,7 +59,7 @@ int main(int argc, char **argv)
     return 0;
 
 fail:
-    LOG_E("authd: cannot start (see above); exiting");
+    LOG_E("cannot start (see above); exiting");
     verifier_stop(verifier);
     httpd_stop(http);
     natsx_close(nc);

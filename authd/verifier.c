@@ -37,21 +37,21 @@ static void verifier_reply(natsConnection *nc, natsMsg *msg, const Push__V1__Aut
 {
     const char *reply_to = natsMsg_GetReply(msg);
     if (!reply_to || !*reply_to) {
-        LOG_D("authd: auth request on %s without a reply subject; nothing sent",
+        LOG_D("auth request on %s without a reply subject; nothing sent",
               natsMsg_GetSubject(msg));
         return;
     }
     uint8_t buf[VERIFIER_REPLY_MAX];
     size_t n = push__v1__auth_reply__get_packed_size(r);
     if (n > sizeof buf) {
-        LOG_E("authd: reply of %zu bytes does not fit %d; the pusher will time out", n,
+        LOG_E("reply of %zu bytes does not fit %d; the pusher will time out", n,
               VERIFIER_REPLY_MAX);
         return;
     }
     push__v1__auth_reply__pack(r, buf);
     natsStatus s = natsConnection_Publish(nc, reply_to, buf, (int)n);
     if (s != NATS_OK)
-        LOG_W("authd: cannot send a reply to %s: %s; the pusher will time out", reply_to,
+        LOG_W("cannot send a reply to %s: %s; the pusher will time out", reply_to,
               natsStatus_GetText(s));
 }
 
@@ -71,7 +71,7 @@ static void verifier_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
                        VERIFIER_LEEWAY_S, user);
     } else {
         metrics_inc(v->undecodable);
-        LOG_D("authd: %d bytes on %s are not an AuthRequest; answered malformed",
+        LOG_D("%d bytes on %s are not an AuthRequest; answered malformed",
               natsMsg_GetDataLength(msg), natsMsg_GetSubject(msg));
     }
 
@@ -79,13 +79,13 @@ static void verifier_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
         reply.ok = 1;
         reply.user = user;
         metrics_inc(v->accepted);
-        LOG_D("authd: accepted user %s (node %s, conn %s)", user, req->node ? req->node : "?",
+        LOG_D("accepted user %s (node %s, conn %s)", user, req->node ? req->node : "?",
               req->conn ? req->conn : "?");
     } else {
         reply.ok = 0;
         reply.reason = (char *)jwt_reason_name(r);
         metrics_inc(v->refused[r]);
-        LOG_D("authd: refused a token: %s (node %s, conn %s)", reply.reason,
+        LOG_D("refused a token: %s (node %s, conn %s)", reply.reason,
               req && req->node ? req->node : "?", req && req->conn ? req->conn : "?");
     }
     verifier_reply(nc, msg, &reply);
@@ -101,7 +101,7 @@ verifier_t *verifier_start(natsConnection *nc, const char *prefix, const char *s
     natsStatus s;
     verifier_t *v = calloc(1, sizeof *v);
     if (!v) {
-        LOG_E("authd: out of memory starting the verifier");
+        LOG_E("out of memory starting the verifier");
         return NULL;
     }
     v->nc = nc;
@@ -126,11 +126,11 @@ verifier_t *verifier_start(natsConnection *nc, const char *prefix, const char *s
         s = natsSubscription_SetPendingLimits(v->sub, 1000000, 256 * 1024 * 1024);
     if (s != NATS_OK)
         goto fail;
-    LOG_I("authd: answering %s (queue group %s)", subject, VERIFIER_QUEUE);
+    LOG_I("answering %s (queue group %s)", subject, VERIFIER_QUEUE);
     return v;
 
 fail:
-    LOG_E("authd: cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
+    LOG_E("cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
     natsSubscription_Destroy(v->sub);
     free(v);
     return NULL;

@@ -64,7 +64,7 @@ int accept_decode(accept_t *a, const void *buf, size_t len, const char *content_
         res->status = ACCEPT_REJECTED;
         res->reason = reason;
         accept_count_rejection(a, reason);
-        LOG_D("collector: rejected a publish (%s): %s", reason, res->error);
+        LOG_D("rejected a publish (%s): %s", reason, res->error);
         return -1;
     }
     res->json = req->json;

@@ -58,13 +58,13 @@ static void collect_on_pending(natsConnection *nc, natsSubscription *sub, natsMs
                        ids_now_ms(), max_bytes, &len, &status, &n);
     if (status == PENDING_MALFORMED) {
         metrics_inc(c->malformed);
-        LOG_D("collector: answered a malformed pending request with an error");
+        LOG_D("answered a malformed pending request with an error");
     }
     const char *reply_to = natsMsg_GetReply(msg);
     if (reply && reply_to) {
         natsStatus st = natsConnection_Publish(nc, reply_to, reply, (int)len);
         if (st != NATS_OK)
-            LOG_W("collector: pending reply (%zu message(s), %zu bytes) not sent: %s; they stay "
+            LOG_W("pending reply (%zu message(s), %zu bytes) not sent: %s; they stay "
                   "stored",
                   n, len, natsStatus_GetText(st));
     }
@@ -80,11 +80,11 @@ static void collect_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m
                                                (const uint8_t *)natsMsg_GetData(msg));
     if (!ack) {
         metrics_inc(c->malformed);
-        LOG_D("collector: ignored a malformed ack");
+        LOG_D("ignored a malformed ack");
     } else {
         metrics_add(c->acks, (int64_t)ack->n_ids);
         if (store_ack(c->store, ack->user, ack->ids, ack->n_ids) != STORE_OK)
-            LOG_W("collector: could not record %zu ack(s) of %s; they will be delivered again",
+            LOG_W("could not record %zu ack(s) of %s; they will be delivered again",
                   ack->n_ids, ack->user);
         push__v1__ack__free_unpacked(ack, NULL);
     }
@@ -100,9 +100,9 @@ static natsStatus collect_sub(collect_t *c, natsSubscription **sub, const char *
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(*sub, 1000000, 1024 * 1024 * 1024);
     if (s != NATS_OK)
-        LOG_E("collector: cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
+        LOG_E("cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
     else
-        LOG_I("collector: listening on %s (queue group collector)", subject);
+        LOG_I("listening on %s (queue group collector)", subject);
     return s;
 }
 

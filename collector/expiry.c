@@ -29,7 +29,7 @@ static void *expiry_loop(void *arg)
         pthread_mutex_unlock(&e->lock);
         int n = store_expire(e->store, ids_now_ms());
         if (n > 0)
-            LOG_I("collector: dropped %d expired message(s)", n);
+            LOG_I("dropped %d expired message(s)", n);
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);

@@ -54,7 +54,7 @@ int main(int argc, char **argv)
     char err[512];
     store_t *store = store_open(store_uri, err, sizeof err);
     if (!store) {
-        LOG_E("collector: %s; not starting", err);
+        LOG_E("%s; not starting", err);
         return 1;
     }
     natsConnection *nc = NULL;
@@ -77,11 +77,11 @@ int main(int argc, char **argv)
         const char *at = strchr(store_uri, '@');
         int scheme_len = (int)strcspn(store_uri, ":");
         if (at)
-            LOG_I("collector: running with store %.*s://***@%s", scheme_len, store_uri, at + 1);
+            LOG_I("running with store %.*s://***@%s", scheme_len, store_uri, at + 1);
         else
-            LOG_I("collector: running with store %s", store_uri);
+            LOG_I("running with store %s", store_uri);
         int sig = signals_wait();
-        LOG_I("collector: signal %d, stopping", sig);
+        LOG_I("signal %d, stopping", sig);
     }
     httpd_stop(http);
     collect_stop(collect); /* no more submissions */

@@ -71,7 +71,7 @@ static int writer_enqueue(writer_t *w, ingest_request_t *req, const char *reply,
 void writer_submit(writer_t *w, ingest_request_t *req, const char *reply)
 {
     if (writer_enqueue(w, req, reply, NULL) != 0)
-        LOG_E("collector: out of memory; a publish was dropped unanswered");
+        LOG_E("out of memory; a publish was dropped unanswered");
 }
 
 void writer_submit_wait(writer_t *w, ingest_request_t *req, accept_result_t *res)

@@ -95,7 +95,7 @@ static int shard_bind(shard_t *sh)
         jerr = 0;
         s = js_DeleteConsumer(c->js, c->stream, sh->durable, NULL, &jerr);
         if (s != NATS_OK && jerr != JSConsumerNotFoundErr) {
-            LOG_W("dispatcher: shard %u: cannot reset consumer %s: %s (error %d); retrying",
+            LOG_W("shard %u: cannot reset consumer %s: %s (error %d); retrying",
                   sh->id, sh->durable, natsStatus_GetText(s), (int)jerr);
             return -1;
         }
@@ -103,7 +103,7 @@ static int shard_bind(shard_t *sh)
         atomic_store(&c->stream_ok, 0); /* the manager creates it again */
         return -1;
     } else if (jerr != JSConsumerNotFoundErr) {
-        LOG_W("dispatcher: shard %u: cannot read consumer %s: %s (error %d); retrying", sh->id,
+        LOG_W("shard %u: cannot read consumer %s: %s (error %d); retrying", sh->id,
               sh->durable, natsStatus_GetText(s), (int)jerr);
         return -1;
     }
@@ -117,13 +117,13 @@ static int shard_bind(shard_t *sh)
     jerr = 0;
     s = js_PullSubscribe(&sh->sub, c->js, sh->subject, sh->durable, NULL, &so, &jerr);
     if (s != NATS_OK) {
-        LOG_W("dispatcher: shard %u: cannot create consumer %s on %s: %s (error %d); retrying",
+        LOG_W("shard %u: cannot create consumer %s on %s: %s (error %d); retrying",
               sh->id, sh->durable, sh->subject, natsStatus_GetText(s), (int)jerr);
         sh->sub = NULL;
         return -1;
     }
     metrics_inc(c->rebinds);
-    LOG_D("dispatcher: shard %u: consuming %s from stream sequence %llu", sh->id, sh->subject,
+    LOG_D("shard %u: consuming %s from stream sequence %llu", sh->id, sh->subject,
           (unsigned long long)start);
     return 0;
 }
@@ -166,7 +166,7 @@ static void consume_publish(consume_t *c, const char *subject, Push__V1__NodeDel
     push__v1__node_delivery__pack(nd, buf);
     natsStatus s = natsConnection_Publish(c->nc, subject, buf, (int)len);
     if (s != NATS_OK)
-        LOG_W("dispatcher: publish to %s failed: %s", subject, natsStatus_GetText(s));
+        LOG_W("publish to %s failed: %s", subject, natsStatus_GetText(s));
     free(buf);
 }
 
@@ -206,7 +206,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
                                             (const uint8_t *)natsMsg_GetData(m));
         if (!b.d[i] || !b.d[i]->message) {
             metrics_inc(c->malformed);
-            LOG_W("dispatcher: dropped a malformed Dispatch on the stream");
+            LOG_W("dropped a malformed Dispatch on the stream");
             continue;
         }
         cap += b.d[i]->n_to;
@@ -257,7 +257,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
     }
     if (natsConnection_FlushTimeout(c->nc, 5000) != NATS_OK) {
         LOG_W(
-            "dispatcher: could not flush %zu deliveries; leaving the batch unacked for redelivery",
+            "could not flush %zu deliveries; leaving the batch unacked for redelivery",
             b.n);
         goto out;
     }
@@ -266,7 +266,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
     rc = 0;
     goto out;
 oom:
-    LOG_E("dispatcher: out of memory for a batch of %zu; leaving it unacked for redelivery", b.n);
+    LOG_E("out of memory for a batch of %zu; leaving it unacked for redelivery", b.n);
 out:
     for (size_t i = 0; i < b.n; i++) {
         if (b.d && b.d[i])
@@ -305,7 +305,7 @@ static void *shard_loop(void *arg)
             /* Disconnected, or the consumer was reset by a new owner or
              * deleted: bind again (from the ack floor) once things are back. */
             if (!logged)
-                LOG_W("dispatcher: shard %u: fetch failed (%s, error %d); binding again", sh->id,
+                LOG_W("shard %u: fetch failed (%s, error %d); binding again", sh->id,
                       natsStatus_GetText(s), (int)jerr);
             logged = 1;
             shard_unbind(sh);
@@ -326,12 +326,12 @@ static int shard_start(consume_t *c, shard_t *sh, long long valid_until_ms)
     atomic_store(&sh->valid_until_ms, valid_until_ms);
     atomic_store(&sh->run, 1);
     if (pthread_create(&sh->thread, NULL, shard_loop, sh) != 0) {
-        LOG_E("dispatcher: cannot start a thread for shard %u", sh->id);
+        LOG_E("cannot start a thread for shard %u", sh->id);
         return -1;
     }
     sh->running = 1;
     metrics_inc(c->taken);
-    LOG_I("dispatcher: took shard %u (%s)", sh->id, sh->subject);
+    LOG_I("took shard %u (%s)", sh->id, sh->subject);
     return 0;
 }
 
@@ -374,7 +374,7 @@ static void consume_tick(consume_t *c)
         if (r == 1) {
             atomic_store(&sh->valid_until_ms, t0 + LEASE_MS);
         } else {
-            LOG_W("dispatcher: lost the lease of shard %u; stopping it", i);
+            LOG_W("lost the lease of shard %u; stopping it", i);
             shard_stop(sh);
         }
     }
@@ -391,7 +391,7 @@ static void consume_tick(consume_t *c)
     for (int k = 0; k < n_give; k++) {
         shard_stop(&c->shards[give[k]]);
         lease_release(c->lease, (unsigned)give[k]);
-        LOG_I("dispatcher: gave back shard %d (%d dispatchers share %d shards)", give[k], live,
+        LOG_I("gave back shard %d (%d dispatchers share %d shards)", give[k], live,
               JSX_SHARDS);
     }
     owned -= n_give;
@@ -495,11 +495,11 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, prefix) == NATS_OK);
     if (pthread_create(&c->thread, NULL, consume_manager, c) != 0)
         goto fail;
-    LOG_I("dispatcher: %s sharing %d shards of %s with the other dispatchers", c->owner,
+    LOG_I("%s sharing %d shards of %s with the other dispatchers", c->owner,
           JSX_SHARDS, c->stream);
     return c;
 fail:
-    LOG_E("dispatcher: cannot start consuming (out of memory or no JetStream context)");
+    LOG_E("cannot start consuming (out of memory or no JetStream context)");
     for (unsigned i = 0; i < JSX_SHARDS; i++)
         routes_lookup_free(c->shards[i].routes);
     lease_free(c->lease);

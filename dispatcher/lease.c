@@ -59,7 +59,7 @@ static redisReply *lease_cmd(lease_t *l, int argc, const char **argv)
 {
     if (!l->c && !(l->c = redisx_connect(&l->url, 1000))) {
         if (!l->logged_down)
-            LOG_W("dispatcher: Redis at %s:%d unreachable; shard leases cannot be renewed, "
+            LOG_W("Redis at %s:%d unreachable; shard leases cannot be renewed, "
                   "dispatching pauses until it is back",
                   l->url.host, l->url.port);
         l->logged_down = 1;
@@ -68,7 +68,7 @@ static redisReply *lease_cmd(lease_t *l, int argc, const char **argv)
     redisReply *r = redisCommandArgv(l->c, argc, argv, NULL);
     if (!r) {
         if (!l->logged_down)
-            LOG_W("dispatcher: Redis at %s:%d: %s; shard leases cannot be renewed, dispatching "
+            LOG_W("Redis at %s:%d: %s; shard leases cannot be renewed, dispatching "
                   "pauses until it is back",
                   l->url.host, l->url.port, l->c->errstr);
         l->logged_down = 1;
@@ -77,7 +77,7 @@ static redisReply *lease_cmd(lease_t *l, int argc, const char **argv)
         return NULL;
     }
     if (l->logged_down)
-        LOG_I("dispatcher: Redis at %s:%d is back", l->url.host, l->url.port);
+        LOG_I("Redis at %s:%d is back", l->url.host, l->url.port);
     l->logged_down = 0;
     return r;
 }
@@ -96,7 +96,7 @@ static long long lease_int(redisReply *r, const char *what)
     if (r->type == REDIS_REPLY_INTEGER)
         v = r->integer;
     else
-        LOG_W("dispatcher: Redis answered %s with %s", what,
+        LOG_W("Redis answered %s with %s", what,
               r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected type");
     freeReplyObject(r);
     return v;
@@ -122,7 +122,7 @@ int lease_take(lease_t *l, unsigned shard)
         return -1;
     int rc = r->type == REDIS_REPLY_STATUS ? 1 : r->type == REDIS_REPLY_NIL ? 0 : -1;
     if (rc < 0)
-        LOG_W("dispatcher: Redis answered SET NX for shard %u with %s", shard,
+        LOG_W("Redis answered SET NX for shard %u with %s", shard,
               r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected type");
     freeReplyObject(r);
     return rc;

@@ -55,9 +55,9 @@ int main(int argc, char **argv)
     presence_t *presence = presence_start(nc, common.prefix, &redis);
     int ok = consume && presence && (!common.metrics || metrics);
     if (ok) {
-        LOG_I("dispatcher: running");
+        LOG_I("running");
         int sig = signals_wait();
-        LOG_I("dispatcher: signal %d, stopping", sig);
+        LOG_I("signal %d, stopping", sig);
     }
     presence_stop(presence);
     ready.consume = NULL;

@@ -174,12 +174,12 @@ presence_t *presence_start(natsConnection *nc, const char *prefix, const redisx_
     natsx_subject(subject, sizeof subject, prefix, NATSX_PRESENCE);
     if (!p->routes || natsConnection_QueueSubscribe(&p->sub, nc, subject, "dispatcher",
                                                     presence_on_msg, p) != NATS_OK) {
-        LOG_E("dispatcher: cannot subscribe to %s", subject);
+        LOG_E("cannot subscribe to %s", subject);
         routes_lookup_free(p->routes);
         free(p);
         return NULL;
     }
-    LOG_I("dispatcher: answering %s", subject);
+    LOG_I("answering %s", subject);
     return p;
 }
 

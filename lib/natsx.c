@@ -1,6 +1,7 @@
 /* natsx: see natsx.h. */
 #include "natsx.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +11,15 @@
 
 static metrics_series_t *natsx_disconnects;
 static metrics_series_t *natsx_async_errors;
+/* Set by natsx_close: the disconnect that follows is ours, not a loss. */
+static atomic_int natsx_closing;
 
 static void natsx_on_disconnected(natsConnection *nc, void *closure)
 {
-    (void)nc;
+    if (atomic_load(&natsx_closing) || natsConnection_IsClosed(nc)) {
+        LOG_D("nats: connection closed (%s)", (const char *)closure);
+        return;
+    }
     metrics_inc(natsx_disconnects);
     LOG_W("nats: connection lost (%s); reconnecting forever, publishes are buffered meanwhile",
           (const char *)closure);
@@ -117,6 +123,7 @@ void natsx_close(natsConnection *nc)
         return;
     if (natsx_connected(nc))
         natsConnection_FlushTimeout(nc, 1000);
+    atomic_store(&natsx_closing, 1);
     natsConnection_Close(nc);
     natsConnection_Destroy(nc);
 }

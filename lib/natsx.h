@@ -26,7 +26,7 @@ int natsx_connected(natsConnection *nc);
 void natsx_sub_close(natsSubscription *sub, natsConnection *nc, int timeout_ms);
 
 /* Flush and close, then destroy. Safe with NULL. */
-void natsx_close(natsConnection *nc);
+void natsx_close(natsConnection *nc); /* at shutdown: later disconnects of this process are not logged as losses */
 
 /* Write "<prefix>.<suffix>" into buf. Returns buf. */
 const char *natsx_subject(char *buf, size_t size, const char *prefix, const char *suffix);

@@ -31,7 +31,7 @@ static void bus_on_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *
     frame_t *f = ev ? frame_message(d->message) : NULL;
     if (!f) {
         metrics_inc(b->bad);
-        LOG_W("pusher: dropped an undecodable delivery on %s", natsSubscription_GetSubject(sub));
+        LOG_W("dropped an undecodable delivery on %s", natsSubscription_GetSubject(sub));
         handoff_ev_free(ev);
         goto out;
     }
@@ -55,7 +55,7 @@ static void bus_on_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *
     handoff_push(b->to_service, ev);
     goto out;
 oom:
-    LOG_E("pusher: out of memory; a delivery on %s is lost", natsSubscription_GetSubject(sub));
+    LOG_E("out of memory; a delivery on %s is lost", natsSubscription_GetSubject(sub));
     handoff_ev_free(ev);
 out:
     if (d)
@@ -112,7 +112,7 @@ static void bus_on_pending_reply(bus_t *b, const char *conn, natsMsg *msg)
         return;
     }
     if (r->error)
-        LOG_W("pusher: the collector could not list stored messages for connection %s: %s", conn, r->error);
+        LOG_W("the collector could not list stored messages for connection %s: %s", conn, r->error);
     /* Always hand over, even with no messages: it ends the connection's replay. */
     {
         handoff_ev_t *ev = handoff_ev_new(HANDOFF_PENDING);
@@ -162,7 +162,7 @@ static natsStatus bus_sub(bus_t *b, natsSubscription **sub, const char *subject,
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(*sub, -1, -1);
     if (s != NATS_OK)
-        LOG_E("pusher: cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
+        LOG_E("cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
     return s;
 }
 
@@ -196,7 +196,7 @@ bus_t *bus_start(natsConnection *nc, const char *prefix, const char *node, hando
         bus_stop(b);
         return NULL;
     }
-    LOG_I("pusher: node %s listening on %s, %s and %s", node, node_subj, bc_subj, pres_subj);
+    LOG_I("node %s listening on %s, %s and %s", node, node_subj, bc_subj, pres_subj);
     return b;
 }
 

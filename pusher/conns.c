@@ -198,9 +198,9 @@ int conn_enqueue(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes
     return 0;
 }
 
-int conn_hold(conn_t *conn, frame_t *f, uint32_t max_frames)
+int conn_hold(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes)
 {
-    if (conn->n_held >= max_frames)
+    if (conn->n_held >= max_frames || (size_t)conn->held_bytes + f->len > max_bytes)
         return -1;
     if (conn->n_held == conn->cap_held) {
         uint32_t cap = conn->cap_held ? conn->cap_held * 2 : 8;
@@ -211,6 +211,7 @@ int conn_hold(conn_t *conn, frame_t *f, uint32_t max_frames)
         conn->cap_held = cap;
     }
     conn->held[conn->n_held++] = frame_ref(f);
+    conn->held_bytes += (uint32_t)f->len;
     return 0;
 }
 
@@ -220,7 +221,7 @@ void conn_drop_held(conn_t *conn)
         frame_unref(conn->held[i]);
     free(conn->held);
     conn->held = NULL;
-    conn->n_held = conn->cap_held = 0;
+    conn->n_held = conn->cap_held = conn->held_bytes = 0;
 }
 
 frame_t *conn_peek(conn_t *conn) { return conn->q_len ? conn->q[conn->q_head] : NULL; }

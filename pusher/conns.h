@@ -27,6 +27,10 @@ typedef struct conn {
     int replaying;                   /* until they arrive, live frames wait in held */
     frame_t **held;
     uint32_t n_held, cap_held;
+    uint32_t held_bytes;
+    uint32_t last_rx_s;              /* monotonic seconds of the last frame or pong */
+    uint32_t last_ping_s;            /* when the idle sweep last pinged it */
+    uint8_t ping_due;                /* write a ping at the next writeable callback */
     /* after a replay: the ids it delivered, until a newer live one arrives */
     struct strmap *replayed;
     char replay_max[32];
@@ -85,8 +89,9 @@ size_t conns_users(const conns_t *c);
  * its bound (max_frames or max_bytes): the caller closes the connection. */
 int conn_enqueue(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes);
 /* Keep a reference to f aside while the connection is replaying stored
- * messages. Returns 0, or -1 over max_frames (the caller closes). */
-int conn_hold(conn_t *conn, frame_t *f, uint32_t max_frames);
+ * messages. Returns 0, or -1 when it would pass max_frames or max_bytes
+ * (the caller closes: the same bound as the outgoing queue). */
+int conn_hold(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes);
 /* Drop every held frame. */
 void conn_drop_held(conn_t *conn);
 

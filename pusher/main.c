@@ -30,7 +30,7 @@ static int pusher_ready(void *arg)
 static void *pusher_signal_thread(void *arg)
 {
     int sig = signals_wait();
-    LOG_I("pusher: signal %d, stopping", sig);
+    LOG_I("signal %d, stopping", sig);
     ws_stop(arg);
     return NULL;
 }
@@ -59,7 +59,7 @@ static unsigned pusher_raise_nofile(void)
     unsigned long long cap = rl.rlim_cur > WS_FD_RESERVE * 2 ? rl.rlim_cur - WS_FD_RESERVE : rl.rlim_cur / 2;
     if (cap > 4000000)
         cap = 4000000;
-    LOG_I("pusher: open-file limit %llu: at most about %llu connections in this process; past that, "
+    LOG_I("open-file limit %llu: at most about %llu connections in this process; past that, "
           "new connections wait in the listen backlog", (unsigned long long)rl.rlim_cur, cap);
     return (unsigned)cap;
 }
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
         ws_attach(ws, bus, routes);
         pthread_t sig_thread;
         pthread_create(&sig_thread, NULL, pusher_signal_thread, ws);
-        LOG_I("pusher: node %s serving ws://%s:%d/ws", node, host, port);
+        LOG_I("node %s serving ws://%s:%d/ws", node, host, port);
         ws_run(ws);
         pthread_join(sig_thread, NULL);
     }

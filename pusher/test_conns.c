@@ -53,8 +53,14 @@ static void queue_is_fifo_and_bounded(void)
         CHECK_INT(conn_enqueue(a, i % 2 ? f1 : f2, 1000, 100000), 0);
     conn_pop(a);
     CHECK(conn_peek(a) == f2);
-    CHECK_INT(conn_hold(a, f1, 1), 0);
-    CHECK_INT(conn_hold(a, f1, 1), -1);
+    CHECK_INT(conn_hold(a, f1, 1, 1000), 0);
+    CHECK_INT(conn_hold(a, f1, 1, 1000), -1); /* over the frame bound */
+    conn_drop_held(a);
+    CHECK_INT(a->held_bytes, 0);
+    CHECK_INT(conn_hold(a, f1, 10, f1->len * 2), 0);
+    CHECK_INT(conn_hold(a, f1, 10, f1->len * 2), 0);
+    CHECK_INT(a->held_bytes, f1->len * 2);
+    CHECK_INT(conn_hold(a, f1, 10, f1->len * 2), -1); /* over the byte bound */
     frame_unref(f1);
     frame_unref(f2);
     conns_free(c); /* frees queued and held references: ASan checks the counts */

@@ -60,9 +60,10 @@ struct ws {
 #endif
     lws_retry_bo_t retry;
     lws_sorted_usec_list_t tick; /* wakes the loop while shutting down */
+    lws_sorted_usec_list_t idle_sweep; /* closes silent connections */
     metrics_series_t *m_refused[7]; /* by reason, as ws_refusal_reasons; the last is "other" */
     metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames,
-        *m_acks, *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped;
+        *m_acks, *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped, *m_idle;
 };
 
 /* authd's refusal reasons (jwt_reason_name), then a catch-all. */
@@ -132,7 +133,7 @@ static void ws_send(ws_t *w, conn_t *conn, frame_t *f)
     if (conn->replaying && f->id[0]) {
         /* Stored messages are on their way: live ones wait so that the
          * client sees them in order and each once (see ws_end_replay). */
-        if (conn_hold(conn, f, WS_QUEUE_MAX_FRAMES) == 0)
+        if (conn_hold(conn, f, WS_QUEUE_MAX_FRAMES, WS_QUEUE_MAX_BYTES) == 0)
             return;
         conn_drop_held(conn);
         metrics_inc(w->m_slow);
@@ -141,7 +142,7 @@ static void ws_send(ws_t *w, conn_t *conn, frame_t *f)
     }
     if (conn_enqueue(conn, f, WS_QUEUE_MAX_FRAMES, WS_QUEUE_MAX_BYTES) != 0) {
         metrics_inc(w->m_slow);
-        LOG_W("pusher: connection %s of %s is not reading (%u frames, %zu bytes queued); closing it",
+        LOG_W("connection %s of %s is not reading (%u frames, %zu bytes queued); closing it",
               conn->id, conn->user ? conn->user->id : "?", conn->q_len, conn->q_bytes);
         ws_close_later(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
         return;
@@ -183,7 +184,7 @@ static void ws_request_pending(ws_t *w, conn_t *conn)
 {
     conn->pending_asked = 1;
     if (bus_request_pending(w->bus, conn->id, conn->user->id) != 0)
-        LOG_W("pusher: cannot ask for the stored messages of %s (NATS down?)", conn->user->id);
+        LOG_W("cannot ask for the stored messages of %s (NATS down?)", conn->user->id);
 }
 
 static void ws_on_auth(ws_t *w, handoff_ev_t *ev)
@@ -264,7 +265,7 @@ static void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
     frame_t **held = conn->held;
     uint32_t n_held = conn->n_held;
     conn->held = NULL;
-    conn->n_held = conn->cap_held = 0;
+    conn->n_held = conn->cap_held = conn->held_bytes = 0;
     for (uint32_t i = 0; i < n_held; i++) {
         if (!seen || !strmap_get(seen, held[i]->id))
             ws_send(w, conn, held[i]);
@@ -295,7 +296,7 @@ static void ws_on_pending(ws_t *w, handoff_ev_t *ev)
      * connection: delivery is at least once and ids let the client drop a
      * copy it already has. */
     if (ev->n_frames)
-        LOG_I("pusher: %zu stored message(s) for connection %s arrived after the live ones", ev->n_frames,
+        LOG_I("%zu stored message(s) for connection %s arrived after the live ones", ev->n_frames,
               conn->id);
     for (size_t i = 0; i < ev->n_frames; i++)
         ws_send(w, conn, ev->frames[i]);
@@ -328,7 +329,7 @@ static void ws_drain_handoff(ws_t *w)
     }
     if (atomic_load(&w->stop_requested) && !w->closing_all) {
         w->closing_all = 1;
-        LOG_I("pusher: closing %zu connection(s) with 1001", conns_count(w->conns));
+        LOG_I("closing %zu connection(s) with 1001", conns_count(w->conns));
         conns_each(w->conns, ws_close_one, NULL);
         ws_break_if_done(w);
     }
@@ -411,6 +412,18 @@ static int ws_on_receive(ws_t *w, struct lws *wsi, conn_t *conn, const char *in,
 
 static int ws_on_writeable(ws_t *w, struct lws *wsi, conn_t *conn)
 {
+    if (conn->ping_due && !conn->close_code) {
+        /* With a payload: lws does not report an empty pong (RECEIVE_PONG). */
+        unsigned char ping[LWS_PRE + 4];
+        memcpy(ping + LWS_PRE, "push", 4);
+        conn->ping_due = 0;
+        if (lws_write(wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 4)
+            return -1;
+        if (lws_send_pipe_choked(wsi)) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    }
     for (int i = 0; i < WS_WRITES_PER_WAKE; i++) {
         frame_t *f = conn_peek(conn);
         if (!f)
@@ -438,6 +451,41 @@ static int ws_on_writeable(ws_t *w, struct lws *wsi, conn_t *conn)
     if (conn->q_len)
         lws_callback_on_writable(wsi);
     return 0;
+}
+
+static uint32_t ws_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)ts.tv_sec;
+}
+
+/* Every WS_IDLE_SWEEP_S, over the authenticated connections (about a
+ * millisecond for 100k): ping each one that sent nothing for WS_PING_S
+ * (again every WS_PING_S), and close, with a close frame, each one that
+ * sent nothing, not even a pong, for WS_IDLE_S. The pings are ours rather
+ * than lws's because lws counts a client's own pings as life without
+ * telling us, and then never pings: a client that pings but does not
+ * answer would look silent to us. */
+static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
+{
+    ws_t *w = lws_container_of(sul, ws_t, idle_sweep);
+    uint32_t now = ws_now_s();
+    for (conn_t *c = conns_all(w->conns); c; c = c->all_next) {
+        if (c->state != CONN_AUTHED || !c->wsi)
+            continue;
+        uint32_t quiet = now - c->last_rx_s;
+        if (quiet >= WS_IDLE_S) {
+            metrics_inc(w->m_idle);
+            ws_close_later(c, LWS_CLOSE_STATUS_NORMAL, "idle: no frame or pong for 60 s");
+        } else if (quiet >= WS_PING_S && now - c->last_ping_s >= WS_PING_S) {
+            c->last_ping_s = now;
+            c->ping_due = 1;
+            lws_callback_on_writable(c->wsi);
+        }
+    }
+    lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
+                     (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
 }
 
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -475,12 +523,13 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (!conn)
             return -1;
         pss->conn = conn;
+        conn->last_rx_s = ws_now_s();
         if (w->closing_all) {
             ws_close_later(conn, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
             return 0;
         }
         if (!pss->token || bus_request_auth(w->bus, conn->id, pss->token) != 0)
-            LOG_W("pusher: cannot send the auth request of connection %s (NATS down?)", conn->id);
+            LOG_W("cannot send the auth request of connection %s (NATS down?)", conn->id);
         free(pss->token);
         pss->token = NULL;
         lws_set_timer_usecs(wsi, (lws_usec_t)WS_AUTH_TIMEOUT_S * LWS_USEC_PER_SEC);
@@ -489,7 +538,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     }
     case LWS_CALLBACK_TIMER:
         if (pss && pss->conn && pss->conn->state == CONN_AUTHED && pss->conn->replaying) {
-            LOG_W("pusher: no stored messages for %s within %d s; sending live ones",
+            LOG_W("no stored messages for %s within %d s; sending live ones",
                   pss->conn->user->id, WS_REPLAY_TIMEOUT_S);
             ws_end_replay(w, pss->conn, NULL);
             return 0;
@@ -507,7 +556,12 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_RECEIVE:
         if (!pss || !pss->conn)
             return 0;
+        pss->conn->last_rx_s = ws_now_s();
         return ws_on_receive(w, wsi, pss->conn, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss && pss->conn)
+            pss->conn->last_rx_s = ws_now_s();
+        return 0;
     case LWS_CALLBACK_CLOSED:
         if (pss && pss->conn) {
             char *last_user = NULL;
@@ -571,12 +625,17 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     w->m_slow = metrics_counter("push_pusher_slow_clients_closed_total", NULL, "Connections closed for not reading");
     w->m_dup_dropped = metrics_counter("push_pusher_duplicates_dropped_total", NULL,
                                       "Live copies of messages a connection already got from its replay");
+    w->m_idle = metrics_counter("push_pusher_idle_closed_total", NULL,
+                                "Connections closed after WS_IDLE_S s without a frame or pong");
     w->m_welcomed = metrics_counter("push_pusher_welcomed_total", NULL, "Connections authenticated and welcomed");
     if (!w->conns || !w->handoff)
         goto fail;
     lws_set_log_level(LLL_ERR, NULL);
-    w->retry.secs_since_valid_ping = WS_PING_S;
-    w->retry.secs_since_valid_hangup = WS_IDLE_S;
+    w->retry.secs_since_valid_ping = WS_IDLE_S + WS_IDLE_SWEEP_S; /* ours come first */
+    /* The idle sweep closes a silent connection with a close frame at
+     * WS_IDLE_S; lws's own hang-up (no close frame) is only the backstop
+     * for a client that does not read that frame either. */
+    w->retry.secs_since_valid_hangup = WS_IDLE_S + 3 * WS_IDLE_SWEEP_S;
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.port = port;
@@ -601,7 +660,7 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
         info.options |= LWS_SERVER_OPTION_LIBEV;
         w->ctx = lws_create_context(&info);
         if (!w->ctx) {
-            LOG_W("pusher: lws's libev event loop is not available (package libwebsockets-evlib-ev?); "
+            LOG_W("lws's libev event loop is not available (package libwebsockets-evlib-ev?); "
                   "using poll(), which costs more per connection");
             ev_loop_destroy(w->loop);
             w->loop = NULL;
@@ -615,9 +674,11 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     w->ctx = lws_create_context(&info);
 #endif
     if (!w->ctx) {
-        LOG_E("pusher: cannot listen on %s:%d (in use, or not an address of this host)", host, port);
+        LOG_E("cannot listen on %s:%d (in use, or not an address of this host)", host, port);
         goto fail;
     }
+    lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
+                     (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
     return w;
 fail:
     ws_free(w);
@@ -628,8 +689,10 @@ void ws_free(ws_t *w)
 {
     if (!w)
         return;
-    if (w->ctx)
+    if (w->ctx) {
+        lws_sul_cancel(&w->idle_sweep);
         lws_context_destroy(w->ctx);
+    }
 #ifdef PUSHER_WITH_LIBEV
     if (w->loop)
         ev_loop_destroy(w->loop);
@@ -709,7 +772,7 @@ void ws_run(ws_t *w)
     ws_serve(w, ws_draining_done);
     lws_sul_cancel(&w->tick);
     if (conns_count(w->conns))
-        LOG_W("pusher: %zu connection(s) did not close in time", conns_count(w->conns));
+        LOG_W("%zu connection(s) did not close in time", conns_count(w->conns));
 }
 
 void ws_stop(ws_t *w)

@@ -24,6 +24,7 @@
 #define WS_RX_BUFFER 256 /* lws allocates this per connection: client frames are small */
 #define WS_PING_S 25
 #define WS_IDLE_S 60
+#define WS_IDLE_SWEEP_S 5 /* a silent connection is closed between WS_IDLE_S and WS_IDLE_S + this */
 
 typedef struct ws ws_t;
 
