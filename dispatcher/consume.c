@@ -46,6 +46,7 @@ struct consume {
     atomic_int stop;
     atomic_int stream_ok;
     atomic_int redis_up;
+    atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
     metrics_series_t *messages, *deliveries, *offline, *malformed, *broadcasts;
     metrics_series_t *owned, *taken, *rebinds;
 };
@@ -114,8 +115,10 @@ static int shard_bind(shard_t *sh)
     so.Config.AckWait = (int64_t)CONSUME_ACK_WAIT_S * 1000000000LL;
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = start;
+    so.Config.Durable = sh->durable;
+    so.Config.MaxAckPending = 4 * CONSUME_BATCH; /* the server stops pushing past this */
     jerr = 0;
-    s = js_PullSubscribe(&sh->sub, c->js, sh->subject, sh->durable, NULL, &so, &jerr);
+    s = js_SubscribeSync(&sh->sub, c->js, sh->subject, NULL, &so, &jerr);
     if (s != NATS_OK) {
         LOG_W("shard %u: cannot create consumer %s on %s: %s (error %d); retrying",
               sh->id, sh->durable, sh->subject, natsStatus_GetText(s), (int)jerr);
@@ -161,12 +164,16 @@ static void consume_publish(consume_t *c, const char *subject, Push__V1__NodeDel
 {
     size_t len = push__v1__node_delivery__get_packed_size(nd);
     uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
+    if (!buf) {
+        atomic_fetch_add(&c->publish_failed_total, 1);
         return;
+    }
     push__v1__node_delivery__pack(nd, buf);
     natsStatus s = natsConnection_Publish(c->nc, subject, buf, (int)len);
-    if (s != NATS_OK)
+    if (s != NATS_OK) {
+        atomic_fetch_add(&c->publish_failed_total, 1);
         LOG_W("publish to %s failed: %s", subject, natsStatus_GetText(s));
+    }
     free(buf);
 }
 
@@ -194,6 +201,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
 {
     consume_t *c = sh->c;
     int rc = -1;
+    unsigned long long failed_before = atomic_load(&c->publish_failed_total);
     batch_t b = {.c = c, .n = (size_t)list->Count};
     b.d = calloc(b.n, sizeof *b.d);
     b.groups = calloc(b.n, sizeof *b.groups);
@@ -255,10 +263,12 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
         group_pub_t gp = {c, b.d[i]->message};
         group_each(b.groups[i], consume_publish_group, &gp);
     }
-    if (natsConnection_FlushTimeout(c->nc, 5000) != NATS_OK) {
-        LOG_W(
-            "could not flush %zu deliveries; leaving the batch unacked for redelivery",
-            b.n);
+    /* No flush before the acks: they follow the deliveries on the same
+     * connection, and the server handles a connection's messages in order,
+     * so an ack is never seen before the deliveries it covers; if the
+     * connection drops, both are lost and the batch comes again. */
+    if (atomic_load(&c->publish_failed_total) != failed_before) {
+        LOG_W("%zu deliveries could not be published; leaving the batch unacked", b.n);
         goto out;
     }
     for (size_t i = 0; i < b.n; i++)
@@ -281,10 +291,46 @@ out:
     return rc;
 }
 
+/* The shard's consumer pushes messages as they are stored; take the first
+ * (waiting up to 500 ms), then whatever else is already here, up to a
+ * batch. A pull Fetch of a batch would wait for the batch to fill: with the
+ * stream cut into shards, a shard's batch fills slowly and latency with it. */
+static natsStatus shard_fetch(shard_t *sh, natsMsgList *list)
+{
+    natsMsg *m = NULL;
+    natsStatus s = natsSubscription_NextMsg(&m, sh->sub, 500);
+    if (s != NATS_OK)
+        return s;
+    natsMsg **msgs = malloc(CONSUME_BATCH * sizeof *msgs);
+    if (!msgs) {
+        natsMsg_Destroy(m); /* not acked: it comes again after the ack wait */
+        return NATS_NO_MEMORY;
+    }
+    int n = 0;
+    msgs[n++] = m;
+    while (n < CONSUME_BATCH && natsSubscription_NextMsg(&m, sh->sub, 0) == NATS_OK)
+        msgs[n++] = m;
+    list->Msgs = msgs;
+    *(int *)&list->Count = n; /* natsMsgList's Count is const for its users */
+    return NATS_OK;
+}
+
+/* A push consumer that was deleted under us (the stream was deleted and
+ * created again, say) just goes quiet: while idle, check now and then. */
+static int shard_consumer_gone(shard_t *sh)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, sh->c->js, sh->c->stream, sh->durable, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    return s != NATS_OK && (jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr);
+}
+
 static void *shard_loop(void *arg)
 {
     shard_t *sh = arg;
     int logged = 0;
+    unsigned idle = 0; /* receive timeouts in a row */
     while (atomic_load(&sh->run)) {
         if (!shard_lease_ok(sh)) {
             usleep(100 * 1000); /* the manager renews it or stops us */
@@ -295,18 +341,23 @@ static void *shard_loop(void *arg)
             continue;
         }
         natsMsgList list = {0};
-        jsErrCode jerr = 0;
-        natsStatus s = natsSubscription_Fetch(&list, sh->sub, CONSUME_BATCH, 500, &jerr);
+        natsStatus s = shard_fetch(sh, &list);
         if (s == NATS_OK && list.Count > 0) {
             logged = 0;
+            idle = 0;
             if (consume_batch(sh, &list) != 0)
                 shard_unbind(sh);
-        } else if (s != NATS_TIMEOUT && s != NATS_OK) {
-            /* Disconnected, or the consumer was reset by a new owner or
-             * deleted: bind again (from the ack floor) once things are back. */
+        } else if (s == NATS_TIMEOUT) {
+            if (++idle % 10 == 0 && natsx_connected(sh->c->nc) && shard_consumer_gone(sh)) {
+                LOG_W("shard %u: consumer %s is gone; creating it again", sh->id, sh->durable);
+                shard_unbind(sh);
+            }
+        } else {
+            /* Out of memory, or the subscription failed: bind again (from
+             * the ack floor) once things are back. */
             if (!logged)
-                LOG_W("shard %u: fetch failed (%s, error %d); binding again", sh->id,
-                      natsStatus_GetText(s), (int)jerr);
+                LOG_W("shard %u: receive failed (%s); binding again", sh->id,
+                      natsStatus_GetText(s));
             logged = 1;
             shard_unbind(sh);
             usleep(200 * 1000);

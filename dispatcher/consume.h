@@ -6,11 +6,13 @@
  * its share of the shards, renews them every second, gives back what is
  * over its share when another dispatcher joins, and takes over the shards
  * of one that died once their leases ran out. Each owned shard has a worker
- * thread that pulls batches from the shard's durable consumer
- * "dispatch-<i>", resolves every recipient's live nodes in one pipelined
+ * thread that takes batches from the shard's durable push consumer
+ * "dispatch-<i>" (the first message as soon as it is stored, then whatever
+ * else is waiting, up to CONSUME_BATCH), resolves every recipient's live nodes in one pipelined
  * Redis round trip per batch, publishes one NodeDelivery per (message,
- * node) to <prefix>.node.<node> (a broadcast to <prefix>.broadcast),
- * flushes, and only then acks the batch.
+ * node) to <prefix>.node.<node> (a broadcast to <prefix>.broadcast), and
+ * only then acks the batch, on the same connection (so the server sees the
+ * deliveries before the acks).
  *
  * Order: one shard has one owner at a time and its worker handles batches
  * one after the other, so a user's messages leave in stream order. When a

@@ -205,5 +205,22 @@ class KilledCollector(OrderTest):
         await ws["patient"].close()
 
 
+class LostStream(OrderTest):
+    async def test_stream_deleted_under_running_services_comes_back_and_delivery_resumes(self):
+        ws = await self.connect(["phoenix"])
+        reply = json.loads(await self.nats.request("$JS.API.STREAM.DELETE.PUSH_DISPATCH", b""))
+        self.assertTrue(reply.get("success"), reply)
+        for n in range(20):
+            r = json.loads(await self.nats.request("push.collect",
+                                                   json.dumps({"to": ["phoenix"], "data": n})))
+            self.assertIn("id", r, r)
+        # The collector creates the stream again and re-sends what it stored;
+        # the dispatcher sees its consumers gone and creates them again.
+        order, seen = await receive_data(ws["phoenix"], set(range(20)), timeout=40)
+        self.assertEqual(seen, set(range(20)))
+        self.assertEqual(first_arrivals(order), list(range(20)))
+        await ws["phoenix"].close()
+
+
 if __name__ == "__main__":
     unittest.main()
