@@ -46,7 +46,7 @@ bench_clients() {
   port=$(free_port)
   bench_start pusher pusher --listen "127.0.0.1:$port" --node-id "$node"
   "$BIN/wsload" --url "ws://127.0.0.1:$port/ws" --conns "$users" --rate 5000 --sources 10 \
-    --hold "$hold" --expect "$count" >"$DIR/wsload.json" &
+    --hold "$hold" --expect "$count" ${TIMELINE:+--timeline "$TIMELINE"} >"$DIR/wsload.json" &
   WS=$!
   local c
   for _ in $(seq 1 200); do

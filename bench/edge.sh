@@ -31,11 +31,13 @@ echo "{\"figure\":\"baseline\",\"pushers\":$PUSHERS,\"rss_kib\":$base}"
 WS=()
 for i in $(seq 1 "$PUSHERS"); do
   "$BIN/wsload" --url "ws://127.0.0.1:${PORTS[$((i-1))]}/ws" --conns "$PER" --rate $(( RATE / PUSHERS )) \
-    --sources "$SOURCES" --first-user $(( (i-1) * PER )) --hold 600 --expect "$PER" \
+    --sources "$SOURCES" --first-user $(( (i-1) * PER )) --hold 600 --expect "$PER" --linger 3 \
     >"$DIR/wsload$i.json" 2>"$DIR/wsload$i.err" &
   WS+=($!)
 done
 now_ms() { date +%s%3N; }
+# (STORM_PERF_OUT=FILE: a system-wide perf profile of 2 s of the storm)
+if [ -n "${STORM_PERF_OUT:-}" ]; then perf record -a -g -o "$STORM_PERF_OUT" -- sleep 2 >/dev/null 2>&1 & fi
 start=$(now_ms)
 target=$(( PER * PUSHERS ))
 while :; do
@@ -57,6 +59,8 @@ for i in $(seq 1 "$PUSHERS"); do pid_var="PID_pusher$i"; rss=$(( rss + $(rss_kib
 echo "{\"figure\":\"memory\",\"connections\":$total,\"rss_kib\":$rss,\"bytes_per_conn\":$(( (rss - base) * 1024 / (total > 0 ? total : 1) ))}"
 
 # broadcast fan-out: one message to everyone; each wsload stops at its first message
+# (PERF_OUT=FILE: a system-wide perf profile of the second around it)
+if [ -n "${PERF_OUT:-}" ]; then perf record -a -g -o "$PERF_OUT" -- sleep "${PERF_S:-1}" >/dev/null 2>&1 & sleep 0.2; fi
 "$BIN/pubload" --mode broadcast --count 1 --rate 0 >/dev/null
 for pid in "${WS[@]}"; do wait "$pid" || true; done
 cat "$DIR"/wsload*.json | python3 -c '

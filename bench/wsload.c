@@ -67,6 +67,26 @@ static uint64_t mono_us(void)
 static uint32_t *hist;
 static uint64_t hist_count, hist_over, hist_max;
 
+/* Optional timeline (--timeline): per 10 ms of arrival time, the number of
+ * samples and the worst latency, to tell a steady tail from stalls. */
+#define TL_SLOTS 12000
+static uint32_t *tl_count, *tl_max_us;
+static uint64_t tl_start_us;
+
+static void timeline_add(uint64_t arrival_mono_us, int64_t us)
+{
+    if (!tl_count)
+        return;
+    if (!tl_start_us)
+        tl_start_us = arrival_mono_us;
+    uint64_t slot = (arrival_mono_us - tl_start_us) / 10000u;
+    if (slot >= TL_SLOTS)
+        return;
+    tl_count[slot]++;
+    if (us > 0 && (uint64_t)us > tl_max_us[slot])
+        tl_max_us[slot] = (uint32_t)(us > UINT32_MAX ? UINT32_MAX : us);
+}
+
 static void hist_add(int64_t us)
 {
     if (us < 0)
@@ -161,8 +181,11 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
             st.first_msg_us = mono_us();
         st.last_msg_us = mono_us();
         const char *ts = memmem(p, n, "\"ts\":", 5);
-        if (ts)
-            hist_add((int64_t)t - strtoll(ts + 5, NULL, 10));
+        if (ts) {
+            int64_t us = (int64_t)t - strtoll(ts + 5, NULL, 10);
+            hist_add(us);
+            timeline_add(st.last_msg_us, us);
+        }
     }
 }
 
@@ -249,8 +272,8 @@ static int on_readable(wsconn_t *c)
 
 int main(int argc, char **argv)
 {
-    const char *url = NULL, *secret = NULL, *tokens_path = NULL, *user_prefix = NULL;
-    long conns = 1000, rate = 1000, hold_s = 10, expect = 0, sources = 1, first_user = 0;
+    const char *url = NULL, *secret = NULL, *tokens_path = NULL, *user_prefix = NULL, *timeline = NULL;
+    long conns = 1000, rate = 1000, hold_s = 10, expect = 0, sources = 1, first_user = 0, linger_s = 0;
     config_opt_t opts[] = {
         {"url", NULL, "ws://127.0.0.1:8080/ws", "pusher WebSocket URL (ws://IP:PORT/PATH)", CONFIG_STR, &url, 0, 0, 1},
         {"secret", "PUSH_JWT_SECRET", NULL, "mint tokens with this HS256 secret", CONFIG_STR, &secret, 0, 0, 0},
@@ -262,6 +285,9 @@ int main(int argc, char **argv)
         {"sources", NULL, "1", "source addresses 127.0.0.1 .. 127.0.0.N", CONFIG_INT, &sources, 1, 250, 1},
         {"hold", NULL, "10", "seconds to run after the last connect", CONFIG_INT, &hold_s, 0, 86400, 1},
         {"expect", NULL, "0", "stop once this many message frames arrived (0: no)", CONFIG_INT, &expect, 0, 1000000000, 1},
+        {"linger", NULL, "0", "after printing, keep the connections open this many seconds (so that several "
+         "wsloads' closes do not overlap their measurements)", CONFIG_INT, &linger_s, 0, 3600, 1},
+        {"timeline", NULL, NULL, "write per 10 ms of arrival: ms, samples, worst latency ms", CONFIG_STR, &timeline, 0, 0, 0},
     };
     int rc = config_parse("wsload", "wsload [flags]", opts, sizeof opts / sizeof opts[0], argc, argv, NULL);
     if (rc)
@@ -299,6 +325,10 @@ int main(int argc, char **argv)
     signal(SIGTERM, wsload_on_signal);
     signal(SIGPIPE, SIG_IGN);
     hist = calloc(HIST_MAX, sizeof *hist);
+    if (timeline) {
+        tl_count = calloc(TL_SLOTS, sizeof *tl_count);
+        tl_max_us = calloc(TL_SLOTS, sizeof *tl_max_us);
+    }
     wsconn_t *cs = calloc((size_t)conns, sizeof *cs);
     int ep = epoll_create1(0);
     if (!hist || !cs || ep < 0)
@@ -408,6 +438,20 @@ int main(int argc, char **argv)
            (unsigned long long)hist_count, hist_pct(50), hist_pct(90), hist_pct(99),
            hist_max / 1000.0, (unsigned long long)st.pings);
     fflush(stdout);
+    if (timeline && tl_count) {
+        FILE *f = fopen(timeline, "w");
+        if (!f)
+            fprintf(stderr, "wsload: cannot write %s: %s\n", timeline, strerror(errno));
+        for (size_t i = 0; f && i < TL_SLOTS; i++)
+            if (tl_count[i])
+                fprintf(f, "%zu %u %.3f\n", i * 10, tl_count[i], tl_max_us[i] / 1000.0);
+        if (f)
+            fclose(f);
+    }
+    free(tl_count);
+    free(tl_max_us);
+    for (long left = linger_s; left > 0 && !wsload_stop; left--)
+        sleep(1);
     for (long i = 0; i < opened; i++)
         conn_close(ep, &cs[i]);
     free(cs);
