@@ -1,13 +1,14 @@
-"""The pusher at its open-file limit (lowered with prlimit): it stops
-accepting instead of spinning on accept, keeps serving the clients it has,
-takes new ones again when some leave, and stops cleanly."""
+"""The pusher at its open-file limit (lowered with prlimit): it closes new
+connections past its cap at once and counts them instead of spinning on
+accept, keeps serving the clients it has, takes new ones again when some
+leave, and stops cleanly."""
 
 import asyncio
 import json
 import os
 import unittest
 
-from harness import BIN, ClusterTest, Proc, free_port, ws_connect, ws_recv_json, ws_welcome
+from harness import BIN, ClusterTest, Proc, free_port, metric, ws_connect, ws_recv_json, ws_welcome
 
 NOFILE = 100  # the pusher keeps 64 back for NATS, Redis, metrics: at most 36 for lws
 
@@ -49,6 +50,8 @@ class FdLimit(ClusterTest):
                 refused += 1
         self.assertGreater(refused, 0, "the lowered limit was never reached")
         self.assertGreater(len(opened), 20)
+        counted = metric(self.c.scrape("pusher"), "push_pusher_fd_limit_refused_total")
+        self.assertGreater(counted, 0, "refusals at the cap are not counted")
 
         pid = self.c.procs["pusher"].pid
         before = cpu_ticks(pid)

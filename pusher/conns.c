@@ -12,6 +12,7 @@ struct conns {
     strmap_t *by_id;
     strmap_t *by_user;
     conn_t *all;
+    conn_t *wait_head[CONN_WAIT_KINDS], *wait_tail[CONN_WAIT_KINDS];
     size_t authed;
     uint64_t next_id;
 };
@@ -78,6 +79,7 @@ conn_t *conns_open(conns_t *c, struct lws *wsi)
         return NULL;
     conn->wsi = wsi;
     conn->state = CONN_AUTH_PENDING;
+    conn->wait_kind = CONN_WAIT_NONE;
     snprintf(conn->id, sizeof conn->id, "c%llx", (unsigned long long)++c->next_id);
     if (strmap_put(c->by_id, conn->id, conn) != 0) {
         free(conn);
@@ -119,9 +121,50 @@ int conns_authenticate(conns_t *c, conn_t *conn, const char *user)
     return first;
 }
 
+void conns_unwait(conns_t *c, conn_t *conn)
+{
+    if (conn->wait_kind == CONN_WAIT_NONE)
+        return;
+    int k = conn->wait_kind;
+    if (conn->wait_prev)
+        conn->wait_prev->wait_next = conn->wait_next;
+    else
+        c->wait_head[k] = conn->wait_next;
+    if (conn->wait_next)
+        conn->wait_next->wait_prev = conn->wait_prev;
+    else
+        c->wait_tail[k] = conn->wait_prev;
+    conn->wait_prev = conn->wait_next = NULL;
+    conn->wait_kind = CONN_WAIT_NONE;
+}
+
+void conns_wait(conns_t *c, conn_t *conn, conn_wait_t kind, uint64_t deadline_ms)
+{
+    conns_unwait(c, conn);
+    conn->wait_kind = (int8_t)kind;
+    conn->wait_deadline_ms = deadline_ms;
+    conn->wait_next = NULL;
+    conn->wait_prev = c->wait_tail[kind];
+    if (c->wait_tail[kind])
+        c->wait_tail[kind]->wait_next = conn;
+    else
+        c->wait_head[kind] = conn;
+    c->wait_tail[kind] = conn;
+}
+
+conn_t *conns_wait_expired(conns_t *c, conn_wait_t kind, uint64_t now_ms)
+{
+    conn_t *conn = c->wait_head[kind];
+    if (!conn || conn->wait_deadline_ms > now_ms)
+        return NULL;
+    conns_unwait(c, conn);
+    return conn;
+}
+
 int conns_close(conns_t *c, conn_t *conn, char **user_out)
 {
     int last = 0;
+    conns_unwait(c, conn);
     strmap_remove(c->by_id, conn->id);
     conn_user_t *u = conn->user;
     if (u) {

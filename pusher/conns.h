@@ -5,6 +5,12 @@
  * user is authenticated it also hangs on that user's list and on the list of
  * all authenticated connections (broadcast). Add, remove and lookup are O(1)
  * (hash maps plus intrusive doubly linked lists).
+ *
+ * Deadlines (auth answer, stored messages) are kept here too, not as lws
+ * timers: lws 4.1 keeps its timers in one sorted list and inserts by walking
+ * it, which with a timer per connection cost a third of the pusher's CPU in
+ * a connect storm. Each wait has a fixed length, so a FIFO per kind is
+ * already in deadline order: O(1) to add, remove and expire.
  */
 #ifndef PUSHER_CONNS_H
 #define PUSHER_CONNS_H
@@ -18,6 +24,10 @@
 #define CONN_USER_MAX 128
 
 typedef enum { CONN_AUTH_PENDING, CONN_AUTHED, CONN_CLOSING } conn_state_t;
+
+/* What a connection waits for, with a deadline (conns_wait). */
+typedef enum { CONN_WAIT_NONE = -1, CONN_WAIT_AUTH = 0, CONN_WAIT_REPLAY = 1 } conn_wait_t;
+#define CONN_WAIT_KINDS 2
 
 typedef struct conn {
     struct lws *wsi;                 /* NULL once lws closed it */
@@ -42,7 +52,12 @@ typedef struct conn {
     frame_t **q;
     uint32_t q_head, q_len, q_cap;
     size_t q_bytes;
+    /* on the FIFO of one kind of wait, in deadline order */
+    struct conn *wait_prev, *wait_next;
+    uint64_t wait_deadline_ms;
+    int8_t wait_kind;                /* conn_wait_t */
     /* a close to perform at the next writeable callback */
+    uint32_t close_since_s;          /* monotonic seconds when it was decided */
     int close_code;
     char close_reason[64];
     /* inbound message being reassembled from fragments */
@@ -76,6 +91,16 @@ int conns_authenticate(conns_t *c, conn_t *conn, const char *user);
  * last connection here (then *user_out gets a malloc'd copy of the user id,
  * which the caller frees), else 0. */
 int conns_close(conns_t *c, conn_t *conn, char **user_out);
+
+/* Put conn on the FIFO of kind with deadline_ms (monotonic), leaving any
+ * other. Every wait of one kind must have the same length, so that
+ * deadlines on a FIFO never decrease. */
+void conns_wait(conns_t *c, conn_t *conn, conn_wait_t kind, uint64_t deadline_ms);
+/* Take conn off its FIFO, if any (conns_close does this too). */
+void conns_unwait(conns_t *c, conn_t *conn);
+/* The oldest connection of kind whose deadline is at or before now_ms, taken
+ * off its FIFO; NULL when none is due. */
+conn_t *conns_wait_expired(conns_t *c, conn_wait_t kind, uint64_t now_ms);
 
 conn_user_t *conns_user(conns_t *c, const char *user);
 /* Call fn for every registered connection (any state); fn must not close it. */

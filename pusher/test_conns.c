@@ -66,5 +66,31 @@ static void queue_is_fifo_and_bounded(void)
     conns_free(c); /* frees queued and held references: ASan checks the counts */
 }
 
+static void deadlines_expire_in_order_and_leave_with_the_connection(void)
+{
+    conns_t *c = conns_new();
+    conn_t *a = conns_open(c, NULL), *b = conns_open(c, NULL), *d = conns_open(c, NULL);
+    conns_wait(c, a, CONN_WAIT_AUTH, 100);
+    conns_wait(c, b, CONN_WAIT_AUTH, 200);
+    conns_wait(c, d, CONN_WAIT_AUTH, 300);
+    CHECK(conns_wait_expired(c, CONN_WAIT_AUTH, 99) == NULL);
+    CHECK(conns_wait_expired(c, CONN_WAIT_AUTH, 100) == a);
+    CHECK(conns_wait_expired(c, CONN_WAIT_AUTH, 100) == NULL);
+    CHECK_INT(a->wait_kind, CONN_WAIT_NONE);
+    conns_wait(c, b, CONN_WAIT_REPLAY, 1000); /* moves: off the auth FIFO */
+    CHECK(conns_wait_expired(c, CONN_WAIT_AUTH, 250) == NULL);
+    conns_unwait(c, d);                       /* answered: never expires */
+    conns_unwait(c, d);                       /* twice is harmless */
+    CHECK(conns_wait_expired(c, CONN_WAIT_AUTH, 10000) == NULL);
+    conns_wait(c, a, CONN_WAIT_REPLAY, 1100);
+    CHECK(conns_wait_expired(c, CONN_WAIT_REPLAY, 999) == NULL);
+    CHECK_INT(conns_close(c, b, NULL), 0);    /* closing takes it off its FIFO */
+    CHECK(conns_wait_expired(c, CONN_WAIT_REPLAY, 1050) == NULL);
+    CHECK(conns_wait_expired(c, CONN_WAIT_REPLAY, 1100) == a);
+    CHECK(conns_wait_expired(c, CONN_WAIT_REPLAY, 5000) == NULL);
+    conns_free(c);
+}
+
 CHECK_MAIN(CHECK_CASE(users_hold_many_connections_and_the_last_close_is_reported),
-           CHECK_CASE(queue_is_fifo_and_bounded))
+           CHECK_CASE(queue_is_fifo_and_bounded),
+           CHECK_CASE(deadlines_expire_in_order_and_leave_with_the_connection))

@@ -5,11 +5,13 @@
  *   HTTP_CONFIRM_UPGRADE  a token is there and shaped like a JWT, else 401
  *   FILTER_PROTOCOL_...   the token is copied to the session
  *   ESTABLISHED           registered (AUTH_PENDING), AuthRequest published,
- *                         a 2 s timer armed
+ *                         on the auth FIFO (2 s)
  *   HANDOFF_AUTH          ok: AUTHED, welcome queued, route written (first
- *                         connection of the user here); refused: 4401
+ *                         connection of the user here), on the replay FIFO
+ *                         (5 s); refused: 4401
  *   HANDOFF_ROUTED        the route is in Redis: stored messages requested
- *   TIMER                 still AUTH_PENDING: 1013
+ *   ws_deadlines          still AUTH_PENDING after 2 s: 1013; still waiting
+ *                         for stored messages after 5 s: live ones go out
  *   CLOSED                unregistered; the user's last connection here
  *                         removes the route
  * A close decided outside the connection's own callback (refusal, slow
@@ -23,9 +25,12 @@
 #include "ws.h"
 
 #include <libwebsockets.h>
+#include <limits.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #ifdef PUSHER_WITH_LIBEV
 #include <ev.h>
@@ -52,6 +57,7 @@ struct ws {
     routes_t *routes;
     atomic_int stop_requested;
     int closing_all;
+    int fd_cap; /* lws keeps descriptors below this; see ws_create_context */
     int (*serve_until)(ws_t *w); /* the current ws_serve stops when this says 1 */
     struct timespec drain_start;
 #ifdef PUSHER_WITH_LIBEV
@@ -61,9 +67,11 @@ struct ws {
     lws_retry_bo_t retry;
     lws_sorted_usec_list_t tick; /* wakes the loop while shutting down */
     lws_sorted_usec_list_t idle_sweep; /* closes silent connections */
+    lws_sorted_usec_list_t deadlines;  /* expires the auth and replay waits */
     metrics_series_t *m_refused[7]; /* by reason, as ws_refusal_reasons; the last is "other" */
     metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames,
-        *m_acks, *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped, *m_idle;
+        *m_acks, *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped, *m_idle,
+        *m_fd_refused;
 };
 
 /* authd's refusal reasons (jwt_reason_name), then a catch-all. */
@@ -76,6 +84,8 @@ typedef struct ws_pss {
 } ws_pss_t;
 
 static void ws_break_if_done(ws_t *w);
+static uint32_t ws_now_s(void);
+static uint64_t ws_now_ms(void);
 
 #ifdef PUSHER_WITH_LIBEV
 /* lws 4.1's libev glue arms a single ev_timer for its timer list and never
@@ -107,6 +117,7 @@ static void ws_close_later(conn_t *conn, int code, const char *reason)
     if (conn->close_code)
         return;
     conn->close_code = code;
+    conn->close_since_s = ws_now_s();
     snprintf(conn->close_reason, sizeof conn->close_reason, "%s", reason);
     conn->state = CONN_CLOSING;
     if (conn->wsi)
@@ -192,10 +203,7 @@ static void ws_on_auth(ws_t *w, handoff_ev_t *ev)
     conn_t *conn = conns_get(w->conns, ev->conn);
     if (!conn || conn->state != CONN_AUTH_PENDING || !conn->wsi)
         return; /* closed or timed out meanwhile */
-    /* Re-arming replaces the auth timer. (lws 4.1's LWS_SET_TIMER_USEC_CANCEL
-     * fires the timer at once instead of cancelling it, so we never cancel:
-     * the TIMER callback looks at the state.) */
-    lws_set_timer_usecs(conn->wsi, (lws_usec_t)WS_REPLAY_TIMEOUT_S * LWS_USEC_PER_SEC);
+    conns_unwait(w->conns, conn);
     if (!ev->ok) {
         size_t r = 0;
         while (r < 6 && (!ev->reason || strcmp(ev->reason, ws_refusal_reasons[r]) != 0))
@@ -205,11 +213,12 @@ static void ws_on_auth(ws_t *w, handoff_ev_t *ev)
         return;
     }
     int first = conns_authenticate(w->conns, conn, ev->user);
-    conn->replaying = 1; /* until its stored messages arrive */
     if (first < 0) {
         ws_close_later(conn, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
         return;
     }
+    conn->replaying = 1; /* until its stored messages arrive */
+    conns_wait(w->conns, conn, CONN_WAIT_REPLAY, ws_now_ms() + WS_REPLAY_TIMEOUT_S * 1000u);
     metrics_inc(w->m_welcomed);
     frame_t *welcome = frame_welcome(ev->user, w->node, conn->id);
     if (welcome) {
@@ -255,7 +264,8 @@ static void ws_on_delivery(ws_t *w, handoff_ev_t *ev)
  * are not among them. pending may be NULL (the collector did not answer). */
 static void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
 {
-    conn->replaying = 0; /* its timer may still fire: TIMER checks the state */
+    conn->replaying = 0;
+    conns_unwait(w->conns, conn);
     strmap_t *seen = pending && pending->n_frames ? strmap_new() : NULL;
     for (size_t i = 0; pending && i < pending->n_frames; i++) {
         ws_send(w, conn, pending->frames[i]);
@@ -432,7 +442,9 @@ static int ws_on_writeable(ws_t *w, struct lws *wsi, conn_t *conn)
             return -1;
         conn_pop(conn);
         metrics_inc(w->m_frames);
-        if (lws_send_pipe_choked(wsi))
+        /* lws_send_pipe_choked is a poll() of its own: only ask when
+         * there is more to write. */
+        if (conn->q_len && lws_send_pipe_choked(wsi))
             break;
     }
     if (conn->close_code && !conn->q_len) {
@@ -460,30 +472,71 @@ static uint32_t ws_now_s(void)
     return (uint32_t)ts.tv_sec;
 }
 
-/* Every WS_IDLE_SWEEP_S, over the authenticated connections (about a
- * millisecond for 100k): ping each one that sent nothing for WS_PING_S
- * (again every WS_PING_S), and close, with a close frame, each one that
- * sent nothing, not even a pong, for WS_IDLE_S. The pings are ours rather
- * than lws's because lws counts a client's own pings as life without
- * telling us, and then never pings: a client that pings but does not
- * answer would look silent to us. */
+static uint64_t ws_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Every WS_DEADLINE_TICK_MS: connections whose auth answer or stored
+ * messages are late (conns.h has why these are not lws timers). */
+static void ws_deadlines(lws_sorted_usec_list_t *sul)
+{
+    ws_t *w = lws_container_of(sul, ws_t, deadlines);
+    uint64_t now = ws_now_ms();
+    for (conn_t *c; (c = conns_wait_expired(w->conns, CONN_WAIT_AUTH, now));) {
+        if (c->state != CONN_AUTH_PENDING)
+            continue;
+        metrics_inc(w->m_timeouts);
+        ws_close_later(c, 1013, "authd did not answer; try again later");
+    }
+    for (conn_t *c; (c = conns_wait_expired(w->conns, CONN_WAIT_REPLAY, now));) {
+        if (c->state != CONN_AUTHED || !c->replaying)
+            continue;
+        LOG_W("no stored messages for %s within %d s; sending live ones", c->user->id, WS_REPLAY_TIMEOUT_S);
+        ws_end_replay(w, c, NULL);
+    }
+    lws_sul_schedule(w->ctx, 0, &w->deadlines, ws_deadlines, WS_DEADLINE_TICK_MS * LWS_US_PER_MS);
+}
+
+/* Every WS_IDLE_SWEEP_S, over every connection (a few milliseconds for
+ * 100k): ping each authenticated one that sent nothing for WS_PING_S (again
+ * every WS_PING_S), close, with a close frame, each one that sent nothing,
+ * not even a pong, for WS_IDLE_S, and drop one whose close has waited
+ * WS_CLOSE_GRACE_S for a writeable callback. The pings are ours rather than
+ * lws's because lws counts a client's own pings as life without telling us,
+ * and then never pings: a client that pings but does not answer would look
+ * silent to us. lws's own validity timers are off (ws_new). */
+static void ws_sweep_one(void *arg, conn_t *c)
+{
+    ws_t *w = arg;
+    uint32_t now = ws_now_s();
+    if (!c->wsi)
+        return;
+    if (c->close_code && now - c->close_since_s >= WS_CLOSE_GRACE_S) {
+        /* Its close frame never went out (the client reads nothing, so lws
+         * never called it writeable): drop the connection without it. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (c->state != CONN_AUTHED)
+        return;
+    uint32_t quiet = now - c->last_rx_s;
+    if (quiet >= WS_IDLE_S) {
+        metrics_inc(w->m_idle);
+        ws_close_later(c, LWS_CLOSE_STATUS_NORMAL, "idle: no frame or pong for 60 s");
+    } else if (quiet >= WS_PING_S && now - c->last_ping_s >= WS_PING_S) {
+        c->last_ping_s = now;
+        c->ping_due = 1;
+        lws_callback_on_writable(c->wsi);
+    }
+}
+
 static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
 {
     ws_t *w = lws_container_of(sul, ws_t, idle_sweep);
-    uint32_t now = ws_now_s();
-    for (conn_t *c = conns_all(w->conns); c; c = c->all_next) {
-        if (c->state != CONN_AUTHED || !c->wsi)
-            continue;
-        uint32_t quiet = now - c->last_rx_s;
-        if (quiet >= WS_IDLE_S) {
-            metrics_inc(w->m_idle);
-            ws_close_later(c, LWS_CLOSE_STATUS_NORMAL, "idle: no frame or pong for 60 s");
-        } else if (quiet >= WS_PING_S && now - c->last_ping_s >= WS_PING_S) {
-            c->last_ping_s = now;
-            c->ping_due = 1;
-            lws_callback_on_writable(c->wsi);
-        }
-    }
+    conns_each(w->conns, ws_sweep_one, w);
     lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
                      (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
 }
@@ -494,6 +547,15 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     ws_t *w = ctx ? lws_context_user(ctx) : NULL;
     ws_pss_t *pss = user;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        /* in: the accepted descriptor. At or above the cap it is closed at
+         * once, which keeps the descriptors above the cap free for NATS,
+         * Redis and /metrics (and lws's table is only that large). */
+        if (w && (int)(intptr_t)in >= w->fd_cap) {
+            metrics_inc(w->m_fd_refused);
+            return 1;
+        }
+        return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         char *token = ws_token(wsi);
         int ok = token && jwt_well_formed(token, strlen(token));
@@ -532,25 +594,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             LOG_W("cannot send the auth request of connection %s (NATS down?)", conn->id);
         free(pss->token);
         pss->token = NULL;
-        lws_set_timer_usecs(wsi, (lws_usec_t)WS_AUTH_TIMEOUT_S * LWS_USEC_PER_SEC);
+        conns_wait(w->conns, conn, CONN_WAIT_AUTH, ws_now_ms() + WS_AUTH_TIMEOUT_S * 1000u);
         ws_gauges(w);
         return 0;
     }
-    case LWS_CALLBACK_TIMER:
-        if (pss && pss->conn && pss->conn->state == CONN_AUTHED && pss->conn->replaying) {
-            LOG_W("no stored messages for %s within %d s; sending live ones",
-                  pss->conn->user->id, WS_REPLAY_TIMEOUT_S);
-            ws_end_replay(w, pss->conn, NULL);
-            return 0;
-        }
-        if (pss && pss->conn && pss->conn->state == CONN_AUTH_PENDING) {
-            /* lws 4.1 does not close on a non-zero return from TIMER: close
-             * through the writeable path like every other close; the state
-             * becomes CLOSING, so a late auth reply is ignored. */
-            metrics_inc(w->m_timeouts);
-            ws_close_later(pss->conn, 1013, "authd did not answer; try again later");
-        }
-        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss && pss->conn ? ws_on_writeable(w, wsi, pss->conn) : 0;
     case LWS_CALLBACK_RECEIVE:
@@ -594,6 +641,30 @@ static const struct lws_protocols ws_protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* lws sizes its descriptor table from the soft open-file limit when the
+ * context is created and indexes it by descriptor. An explicit, smaller
+ * fd_limit_per_thread switches it to a linear search of that table on every
+ * event (wsi_from_fd was 21% of the pusher's CPU with poll() and 44% with
+ * libev, 10k clients). So the context is created while the soft limit is
+ * lowered to the cap, and the limit is raised again right after: lws then
+ * holds only descriptors below the cap (FILTER_NETWORK_CONNECTION closes an
+ * accepted one above it) and the reserve above stays free for the rest. */
+static struct lws_context *ws_create_context(ws_t *w, struct lws_context_creation_info *info)
+{
+    struct rlimit rl, lowered;
+    int lowered_ok = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)w->fd_cap < rl.rlim_cur) {
+        lowered = rl;
+        lowered.rlim_cur = (rlim_t)w->fd_cap;
+        lowered_ok = setrlimit(RLIMIT_NOFILE, &lowered) == 0;
+    }
+    struct lws_context *ctx = lws_create_context(info);
+    if (lowered_ok && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        LOG_W("cannot raise the open-file limit back to %llu", (unsigned long long)rl.rlim_cur);
+    return ctx;
+}
+
 static void ws_wake(void *arg)
 {
     ws_t *w = arg;
@@ -627,15 +698,17 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
                                       "Live copies of messages a connection already got from its replay");
     w->m_idle = metrics_counter("push_pusher_idle_closed_total", NULL,
                                 "Connections closed after WS_IDLE_S s without a frame or pong");
+    w->m_fd_refused = metrics_counter("push_pusher_fd_limit_refused_total", NULL,
+                                      "Connections closed on accept: the open-file cap was reached");
     w->m_welcomed = metrics_counter("push_pusher_welcomed_total", NULL, "Connections authenticated and welcomed");
     if (!w->conns || !w->handoff)
         goto fail;
     lws_set_log_level(LLL_ERR, NULL);
-    w->retry.secs_since_valid_ping = WS_IDLE_S + WS_IDLE_SWEEP_S; /* ours come first */
-    /* The idle sweep closes a silent connection with a close frame at
-     * WS_IDLE_S; lws's own hang-up (no close frame) is only the backstop
-     * for a client that does not read that frame either. */
-    w->retry.secs_since_valid_hangup = WS_IDLE_S + 3 * WS_IDLE_SWEEP_S;
+    /* No validity (ping/hang-up) timers from lws: it keeps every timer in one
+     * sorted list and inserts by walking it, a cost per connection that grows
+     * with the number of connections. The idle sweep pings and closes. */
+    w->retry.secs_since_valid_ping = 0;
+    w->retry.secs_since_valid_hangup = 0;
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.port = port;
@@ -645,7 +718,11 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     info.retry_and_idle_policy = &w->retry;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = 10;
-    info.fd_limit_per_thread = fd_limit;
+    /* Handshakes in progress at once (each holds lws's ~4 KiB header
+     * buffer); more wait in the listen backlog. Unbounded (lws's default),
+     * a connect storm left its peak of header buffers in the heap. */
+    info.max_http_header_pool = WS_HANDSHAKES_MAX;
+    w->fd_cap = fd_limit ? (int)fd_limit : INT_MAX;
 #ifdef PUSHER_WITH_LIBEV
     /* An epoll loop of our own (libev) rather than lws's poll() loop, which
      * scans every connection's descriptor on each wake: two thirds of the
@@ -658,7 +735,7 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
         loops[0] = w->loop;
         info.foreign_loops = loops;
         info.options |= LWS_SERVER_OPTION_LIBEV;
-        w->ctx = lws_create_context(&info);
+        w->ctx = ws_create_context(w, &info);
         if (!w->ctx) {
             LOG_W("lws's libev event loop is not available (package libwebsockets-evlib-ev?); "
                   "using poll(), which costs more per connection");
@@ -669,9 +746,9 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
         }
     }
     if (!w->ctx)
-        w->ctx = lws_create_context(&info);
+        w->ctx = ws_create_context(w, &info);
 #else
-    w->ctx = lws_create_context(&info);
+    w->ctx = ws_create_context(w, &info);
 #endif
     if (!w->ctx) {
         LOG_E("cannot listen on %s:%d (in use, or not an address of this host)", host, port);
@@ -679,6 +756,7 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     }
     lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
                      (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
+    lws_sul_schedule(w->ctx, 0, &w->deadlines, ws_deadlines, WS_DEADLINE_TICK_MS * LWS_US_PER_MS);
     return w;
 fail:
     ws_free(w);
@@ -691,6 +769,7 @@ void ws_free(ws_t *w)
         return;
     if (w->ctx) {
         lws_sul_cancel(&w->idle_sweep);
+        lws_sul_cancel(&w->deadlines);
         lws_context_destroy(w->ctx);
     }
 #ifdef PUSHER_WITH_LIBEV

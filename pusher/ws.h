@@ -21,20 +21,24 @@
 #define WS_MAX_DISCARD_BYTES (1024 * 1024)
 #define WS_QUEUE_MAX_FRAMES 4096
 #define WS_QUEUE_MAX_BYTES (8 * 1024 * 1024)
+#define WS_HANDSHAKES_MAX 1024 /* HTTP upgrades lws parses at once */
 #define WS_RX_BUFFER 256 /* lws allocates this per connection: client frames are small */
 #define WS_PING_S 25
 #define WS_IDLE_S 60
 #define WS_IDLE_SWEEP_S 5 /* a silent connection is closed between WS_IDLE_S and WS_IDLE_S + this */
+#define WS_CLOSE_GRACE_S 10 /* a decided close not carried out by then is forced (no close frame) */
+#define WS_DEADLINE_TICK_MS 100 /* how often the auth and replay deadlines are checked */
 
 typedef struct ws ws_t;
 
 /* Descriptors kept back from lws for the rest of the process (NATS, Redis,
- * the metrics server, logs): lws stops accepting when its own count reaches
- * the open-file limit minus this, instead of spinning on accept (EMFILE). */
+ * the metrics server, logs): a connection accepted on a descriptor at or
+ * above the open-file limit minus this is closed at once and counted, so
+ * accept never fails with EMFILE (which lws would retry in a busy loop). */
 #define WS_FD_RESERVE 64
 
-/* Create the lws context listening on host:port (not yet serving), allowed
- * at most fd_limit descriptors (0: lws's default). Returns NULL after logging
+/* Create the lws context listening on host:port (not yet serving), which
+ * keeps its connections on descriptors below fd_limit (0: no cap). Returns NULL after logging
  * why (port in use, ...). */
 ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit);
 void ws_free(ws_t *w);

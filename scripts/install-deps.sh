@@ -9,6 +9,7 @@ PACKAGES=(
   # libraries
   libnats-dev libwebsockets-dev libhiredis-dev libmongoc-dev libbson-dev
   libprotobuf-c-dev libjansson-dev libsqlite3-dev libssl-dev libmicrohttpd-dev
+  libev-dev libwebsockets-evlib-ev
   # servers the system runs against
   nats-server redis-server redis-tools
   # tests and demo
