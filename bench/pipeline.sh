@@ -35,5 +35,7 @@ bench_start authd authd
 bench_start dispatcher dispatcher
 bench_clients bench-e2e $USERS "$COUNT" 120
 sleep 1
+# PERF_OUT=FILE: a system-wide perf profile of 4 s of the publishing
+[ -n "${PERF_OUT:-}" ] && { (sleep 2; perf record -a -g -o "$PERF_OUT" -- sleep 4 >/dev/null 2>&1) & }
 "$BIN/pubload" --mode collect --count "$COUNT" --rate "$RATE" --users $USERS --ttl 0
 bench_latency_report e2e_unicast "$RATE" "$COUNT"

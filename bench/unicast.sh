@@ -11,6 +11,7 @@ bench_servers
 bench_start authd authd
 bench_clients bench-u $USERS "$COUNT" 60
 sleep 6   # past the replay window of the last connections (no collector here)
-[ -n "${PERF_OUT:-}" ] && { perf record -g -o "$PERF_OUT" -p "$PID_pusher" -- sleep 4 >/dev/null 2>&1 & }
+# PERF_OUT=FILE: a system-wide perf profile of the first 4 s of the publishing
+[ -n "${PERF_OUT:-}" ] && { perf record -a -g -o "$PERF_OUT" -- sleep 4 >/dev/null 2>&1 & }
 "$BIN/pubload" --mode node --node bench-u --count "$COUNT" --rate "$RATE" --users $USERS >/dev/null
 bench_latency_report unicast_node "$RATE" "$COUNT"
