@@ -18,6 +18,8 @@ if [ "$what" = ingest ]; then
   COUNT=${2:-20000}
   "$BIN/pubload" --mode request --count "$COUNT" --rate 0 --inflight 256 --ttl 3600
   before=$(accepted); start=$(now_ms)
+  # PERF_OUT=FILE: a system-wide perf profile of the first second of fire-and-forget
+  [ -n "${PERF_OUT:-}" ] && { perf record -a -g -o "$PERF_OUT" -- sleep 1 >/dev/null 2>&1 & }
   "$BIN/pubload" --mode collect --count "$COUNT" --rate 0 --ttl 3600 >/dev/null
   while [ "$(accepted)" -lt $(( before + COUNT )) ]; do
     [ $(( $(now_ms) - start )) -gt 300000 ] && { echo "bench: ingest stalled at $(accepted)" >&2; break; }
