@@ -491,12 +491,17 @@ static void ws_deadlines(lws_sorted_usec_list_t *sul)
         metrics_inc(w->m_timeouts);
         ws_close_later(c, 1013, "authd did not answer; try again later");
     }
+    size_t late = 0;
     for (conn_t *c; (c = conns_wait_expired(w->conns, CONN_WAIT_REPLAY, now));) {
         if (c->state != CONN_AUTHED || !c->replaying)
             continue;
-        LOG_W("no stored messages for %s within %d s; sending live ones", c->user->id, WS_REPLAY_TIMEOUT_S);
+        if (!late++)
+            LOG_W("no stored messages for %s within %d s (collector down?); sending live ones",
+                  c->user->id, WS_REPLAY_TIMEOUT_S);
         ws_end_replay(w, c, NULL);
     }
+    if (late > 1)
+        LOG_W("... and for %zu more connection(s)", late - 1);
     lws_sul_schedule(w->ctx, 0, &w->deadlines, ws_deadlines, WS_DEADLINE_TICK_MS * LWS_US_PER_MS);
 }
 
@@ -508,10 +513,15 @@ static void ws_deadlines(lws_sorted_usec_list_t *sul)
  * lws's because lws counts a client's own pings as life without telling us,
  * and then never pings: a client that pings but does not answer would look
  * silent to us. lws's own validity timers are off (ws_new). */
+typedef struct ws_sweep {
+    ws_t *w;
+    uint32_t now;
+} ws_sweep_t;
+
 static void ws_sweep_one(void *arg, conn_t *c)
 {
-    ws_t *w = arg;
-    uint32_t now = ws_now_s();
+    ws_t *w = ((ws_sweep_t *)arg)->w;
+    uint32_t now = ((ws_sweep_t *)arg)->now;
     if (!c->wsi)
         return;
     if (c->close_code && now - c->close_since_s >= WS_CLOSE_GRACE_S) {
@@ -536,7 +546,8 @@ static void ws_sweep_one(void *arg, conn_t *c)
 static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
 {
     ws_t *w = lws_container_of(sul, ws_t, idle_sweep);
-    conns_each(w->conns, ws_sweep_one, w);
+    ws_sweep_t sweep = {w, ws_now_s()};
+    conns_each(w->conns, ws_sweep_one, &sweep);
     lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
                      (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
 }
@@ -725,8 +736,7 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     w->fd_cap = fd_limit ? (int)fd_limit : INT_MAX;
 #ifdef PUSHER_WITH_LIBEV
     /* An epoll loop of our own (libev) rather than lws's poll() loop, which
-     * scans every connection's descriptor on each wake: two thirds of the
-     * pusher's CPU with 10k clients (docs/BENCHMARKS.md). The loop is ours
+     * scans every connection's descriptor on each wake. The loop is ours
      * ("foreign" to lws) so that ws_run can leave it (ev_break); lws's own
      * libev loop never returns from lws_service. */
     void *loops[1] = {NULL};
