@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,6 +24,9 @@ import urllib.error
 import websockets
 
 BIN = os.environ.get("PUSH_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
+# A command every service started through Cluster.start runs under, e.g.
+# valgrind (scripts/valgrind.sh); empty by default.
+WRAP = shlex.split(os.environ.get("PUSH_TEST_WRAP", ""))
 SECRET = "integration-secret"
 
 
@@ -167,7 +171,7 @@ class Cluster:
         wait for /readyz when ready is true."""
         program = program or name
         mport = free_port()
-        argv = [os.path.join(BIN, program), "--metrics", f"127.0.0.1:{mport}", *args]
+        argv = [*WRAP, os.path.join(BIN, program), "--metrics", f"127.0.0.1:{mport}", *args]
         self.procs[name] = Proc(name, argv, self.env, self.dir)
         self.metrics[name] = f"http://127.0.0.1:{mport}"
         if ready:

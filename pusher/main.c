@@ -60,7 +60,8 @@ static unsigned pusher_raise_nofile(void)
     if (cap > 4000000)
         cap = 4000000;
     LOG_I("open-file limit %llu: at most about %llu connections in this process; past that, "
-          "new connections wait in the listen backlog", (unsigned long long)rl.rlim_cur, cap);
+          "new connections are closed as they are accepted (push_pusher_fd_limit_refused_total)",
+          (unsigned long long)rl.rlim_cur, cap);
     return (unsigned)cap;
 }
 
