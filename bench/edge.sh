@@ -51,6 +51,15 @@ while :; do
 done
 elapsed_ms=$(( $(now_ms) - start ))
 echo "{\"figure\":\"connect_storm\",\"connections\":$total,\"ms\":$elapsed_ms,\"per_second\":$(( total * 1000 / elapsed_ms ))}"
+# HOLD_S=N: hold the connections N seconds (pings, idle sweeps) and report
+# how many are still there and the pushers' CPU meanwhile.
+cpu_ticks() { local t=0 pid_var; for i in $(seq 1 "$PUSHERS"); do pid_var="PID_pusher$i"
+  t=$(( t + $(awk '{print $14 + $15}' "/proc/${!pid_var}/stat") )); done; echo "$t"; }
+if [ -n "${HOLD_S:-}" ]; then
+  t0=$(cpu_ticks); sleep "$HOLD_S"; t1=$(cpu_ticks)
+  held=$(curl -fs "${URLS[@]}" | awk '/^push_pusher_connections / {n += $2} END {print n + 0}')
+  echo "{\"figure\":\"held\",\"seconds\":$HOLD_S,\"connections\":$held,\"pusher_cpu_percent\":$(( (t1 - t0) * 100 / $(getconf CLK_TCK) / HOLD_S ))}"
+fi
 sleep 2
 rss=0
 for i in $(seq 1 "$PUSHERS"); do pid_var="PID_pusher$i"; rss=$(( rss + $(rss_kib "${!pid_var}") )); done
