@@ -24,6 +24,13 @@ typedef struct writer_item {
     writer_waiter_t *waiter;
 } writer_item_t;
 
+/* Stored items on their way to the dispatcher (the hand-over thread). */
+typedef struct writer_ho_batch {
+    struct writer_ho_batch *next;
+    writer_item_t **items;
+    size_t n;
+} writer_ho_batch_t;
+
 struct writer {
     natsConnection *nc;
     store_t *store;
@@ -34,7 +41,21 @@ struct writer {
     pthread_cond_t wake;
     writer_item_t *head, *tail;
     int stop;
+    /* the hand-over thread and its queue of stored batches, in store order */
+    pthread_t ho_thread;
+    pthread_mutex_t ho_lock;
+    pthread_cond_t ho_wake, ho_room;
+    writer_ho_batch_t *ho_head, *ho_tail;
+    size_t ho_depth;
+    int ho_stop;
 };
+
+static void writer_item_free(writer_item_t *it)
+{
+    ingest_free(&it->req);
+    free(it->reply);
+    free(it);
+}
 
 static int writer_enqueue(writer_t *w, ingest_request_t *req, const char *reply,
                           writer_waiter_t *waiter)
@@ -104,13 +125,117 @@ static void writer_wake_waiter(writer_waiter_t *wt, const accept_result_t *res)
     pthread_mutex_unlock(&wt->lock);
 }
 
+/* Queue stored items for the hand-over thread, which takes them over
+ * (items[i] becomes NULL). Waits while WRITER_HO_DEPTH batches are queued:
+ * a slow JetStream slows the writer rather than growing memory. */
+static void writer_queue_handover(writer_t *w, writer_item_t **items, const size_t *idx, size_t n)
+{
+    writer_ho_batch_t *b = calloc(1, sizeof *b);
+    if (!b || !(b->items = malloc(n * sizeof *b->items))) {
+        free(b);
+        return; /* stored but not handed over: the hand-over's retry loop sends them */
+    }
+    for (size_t i = 0; i < n; i++) {
+        b->items[i] = items[idx[i]];
+        items[idx[i]] = NULL;
+    }
+    b->n = n;
+    pthread_mutex_lock(&w->ho_lock);
+    while (w->ho_depth >= WRITER_HO_DEPTH)
+        pthread_cond_wait(&w->ho_room, &w->ho_lock);
+    if (w->ho_tail)
+        w->ho_tail->next = b;
+    else
+        w->ho_head = b;
+    w->ho_tail = b;
+    w->ho_depth++;
+    pthread_cond_signal(&w->ho_wake);
+    pthread_mutex_unlock(&w->ho_lock);
+}
+
+static void writer_handover_batch(writer_t *w, writer_ho_batch_t *b)
+{
+    const store_msg_t **ms = calloc(b->n, sizeof *ms);
+    char ***tos = calloc(b->n, sizeof *tos);
+    size_t *n_tos = calloc(b->n, sizeof *n_tos);
+    if (ms && tos && n_tos) {
+        for (size_t i = 0; i < b->n; i++) {
+            ms[i] = &b->items[i]->m;
+            tos[i] = b->items[i]->req.to;
+            n_tos[i] = b->items[i]->req.n_to;
+        }
+        handover_send_batch(w->handover, ms, tos, n_tos, b->n);
+    } /* else: out of memory; stored, so the retry loop sends them */
+    free(ms);
+    free(tos);
+    free(n_tos);
+    for (size_t i = 0; i < b->n; i++)
+        writer_item_free(b->items[i]);
+    free(b->items);
+    free(b);
+}
+
+/* Takes everything queued at once: under load, one round of JetStream acks
+ * and one "dispatched" transaction covers several stored batches. */
+static void *writer_ho_loop(void *arg)
+{
+    writer_t *w = arg;
+    pthread_mutex_lock(&w->ho_lock);
+    for (;;) {
+        while (!w->ho_head && !w->ho_stop)
+            pthread_cond_wait(&w->ho_wake, &w->ho_lock);
+        writer_ho_batch_t *all = w->ho_head;
+        if (!all)
+            break; /* stopping, and nothing left */
+        w->ho_head = w->ho_tail = NULL;
+        w->ho_depth = 0;
+        pthread_cond_broadcast(&w->ho_room);
+        pthread_mutex_unlock(&w->ho_lock);
+        /* one batch of every queued one, in queue order */
+        size_t n = 0;
+        for (writer_ho_batch_t *b = all; b; b = b->next)
+            n += b->n;
+        writer_ho_batch_t *merged = all;
+        if (all->next) {
+            writer_item_t **items = malloc(n * sizeof *items);
+            if (items) {
+                merged = calloc(1, sizeof *merged);
+                if (merged) {
+                    size_t k = 0;
+                    for (writer_ho_batch_t *b = all, *next; b; b = next) {
+                        next = b->next;
+                        memcpy(items + k, b->items, b->n * sizeof *items);
+                        k += b->n;
+                        free(b->items);
+                        free(b);
+                    }
+                    merged->items = items;
+                    merged->n = n;
+                    all = NULL;
+                } else {
+                    free(items);
+                    merged = all;
+                }
+            }
+        }
+        /* merged is one batch, or (out of memory) the list to go one by one */
+        for (writer_ho_batch_t *b = merged, *next; b; b = next) {
+            next = b->next;
+            writer_handover_batch(w, b);
+        }
+        pthread_mutex_lock(&w->ho_lock);
+    }
+    pthread_mutex_unlock(&w->ho_lock);
+    return NULL;
+}
+
+/* Store a batch in one transaction and answer every publisher; the stored
+ * items go on to the hand-over thread (their slots in items become NULL). */
 static void writer_batch(writer_t *w, writer_item_t **items, size_t n)
 {
     store_put_item_t *puts = calloc(n, sizeof *puts);
-    const store_msg_t **ms = calloc(n, sizeof *ms);
-    char ***tos = calloc(n, sizeof *tos);
-    size_t *n_tos = calloc(n, sizeof *n_tos);
-    if (!puts || !ms || !tos || !n_tos)
+    size_t *stored = calloc(n, sizeof *stored);
+    if (!puts || !stored)
         goto out;
     for (size_t i = 0; i < n; i++) {
         puts[i].m = &items[i]->m;
@@ -137,19 +262,14 @@ static void writer_batch(writer_t *w, writer_item_t **items, size_t n)
                 natsConnection_Publish(w->nc, items[i]->reply, reply, (int)len);
             free(reply);
         }
-        if (item_rc == STORE_OK) {
-            ms[n_new] = &items[i]->m;
-            tos[n_new] = items[i]->req.to;
-            n_tos[n_new++] = items[i]->req.n_to;
-        }
+        if (item_rc == STORE_OK)
+            stored[n_new++] = i;
     }
     if (n_new)
-        handover_send_batch(w->handover, ms, tos, n_tos, n_new);
+        writer_queue_handover(w, items, stored, n_new);
 out:
     free(puts);
-    free(ms);
-    free(tos);
-    free(n_tos);
+    free(stored);
 }
 
 static void *writer_loop(void *arg)
@@ -175,14 +295,14 @@ static void *writer_loop(void *arg)
         if (batch)
             writer_batch(w, batch, n);
         for (size_t i = 0; i < n; i++) {
+            if (!batch[i])
+                continue; /* stored: the hand-over thread has it */
             if (batch[i]->waiter) { /* the batch failed before its outcome was known */
                 accept_result_t res = {.status = ACCEPT_STORE_DOWN, .json = batch[i]->req.json};
                 snprintf(res.error, sizeof res.error, "out of memory; nothing was kept, try again");
                 writer_wake_waiter(batch[i]->waiter, &res);
             }
-            ingest_free(&batch[i]->req);
-            free(batch[i]->reply);
-            free(batch[i]);
+            writer_item_free(batch[i]);
         }
     }
     free(batch);
@@ -200,6 +320,10 @@ writer_t *writer_start(natsConnection *nc, store_t *store, handover_t *handover,
     w->accept = accept;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
+    pthread_mutex_init(&w->ho_lock, NULL);
+    pthread_cond_init(&w->ho_wake, NULL);
+    pthread_cond_init(&w->ho_room, NULL);
+    pthread_create(&w->ho_thread, NULL, writer_ho_loop, w);
     pthread_create(&w->thread, NULL, writer_loop, w);
     return w;
 }
@@ -213,7 +337,16 @@ void writer_stop(writer_t *w)
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
+    /* then the hand-over thread, once it has sent what the writer queued */
+    pthread_mutex_lock(&w->ho_lock);
+    w->ho_stop = 1;
+    pthread_cond_signal(&w->ho_wake);
+    pthread_mutex_unlock(&w->ho_lock);
+    pthread_join(w->ho_thread, NULL);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->ho_lock);
+    pthread_cond_destroy(&w->ho_wake);
+    pthread_cond_destroy(&w->ho_room);
     free(w);
 }

@@ -3,9 +3,12 @@
  * callback decodes and validates (accept_decode) and hands the request to
  * the writer; the writer's thread takes everything queued (up to
  * WRITER_BATCH), stores it in one transaction, answers every publisher
- * (only now: the reply still means "durably stored"), and hands the batch
- * to the dispatcher with asynchronous JetStream publishes. Acceptance order
- * is the order of writer_submit calls.
+ * (only now: the reply still means "durably stored"), and passes the
+ * stored batch to its hand-over thread, which hands it to the dispatcher
+ * with asynchronous JetStream publishes, waits for their acks and marks the
+ * messages dispatched while the writer stores the next batch. Batches are
+ * handed over in the order they were stored. Acceptance order is the order
+ * of writer_submit calls.
  */
 #ifndef COLLECTOR_WRITER_H
 #define COLLECTOR_WRITER_H
@@ -18,6 +21,7 @@
 #include "store.h"
 
 #define WRITER_BATCH 1024
+#define WRITER_HO_DEPTH 4 /* stored batches waiting for the hand-over, at most */
 
 typedef struct writer writer_t;
 
