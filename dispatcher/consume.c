@@ -111,7 +111,7 @@ static int shard_bind(shard_t *sh)
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = c->stream;
-    so.Config.AckPolicy = js_AckAll; /* one ack per batch (consume_batch) */
+    so.Config.AckPolicy = js_AckExplicit;
     so.Config.AckWait = (int64_t)CONSUME_ACK_WAIT_S * 1000000000LL;
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = start;
@@ -271,9 +271,8 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
         LOG_W("%zu deliveries could not be published; leaving the batch unacked", b.n);
         goto out;
     }
-    /* AckAll: acking the batch's last message acks every one before it. */
-    if (b.n)
-        natsMsg_Ack(list->Msgs[b.n - 1], NULL);
+    for (size_t i = 0; i < b.n; i++)
+        natsMsg_Ack(list->Msgs[i], NULL);
     rc = 0;
     goto out;
 oom:
