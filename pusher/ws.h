@@ -34,7 +34,8 @@ typedef struct ws ws_t;
 /* Descriptors kept back from lws for the rest of the process (NATS, Redis,
  * the metrics server, logs): a connection accepted on a descriptor at or
  * above the open-file limit minus this is closed at once and counted, so
- * accept never fails with EMFILE (which lws would retry in a busy loop). */
+ * accept does not fail with EMFILE (which lws would retry in a busy loop)
+ * as long as the rest of the process stays within these 64. */
 #define WS_FD_RESERVE 64
 
 /* Create the lws context listening on host:port (not yet serving), which
