@@ -26,6 +26,7 @@ struct handover {
     const char *prefix;
     atomic_int stream_ok;
     atomic_int stop;
+    _Atomic uint64_t hold_from_ms; /* see handover_hold_retries_from; 0: none */
     pthread_t thread;
     pthread_mutex_t wake_lock;
     pthread_cond_t wake;
@@ -243,6 +244,11 @@ static int handover_publish_part_async(void *arg, unsigned shard, char *const *t
     return ap->status == NATS_OK ? 0 : -1;
 }
 
+void handover_hold_retries_from(handover_t *h, uint64_t accepted_ms)
+{
+    atomic_store(&h->hold_from_ms, accepted_ms);
+}
+
 int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
                         const size_t *n_tos, size_t n)
 {
@@ -266,7 +272,7 @@ int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **cons
         if (ap.status != NATS_OK) {
             metrics_inc(h->errors);
             LOG_W("handover: %zu message(s) not handed to the dispatcher yet (%s); they are stored "
-                  "and will be retried within %d ms",
+                  "and the retry loop (every %d ms) will send them",
                   n - i, natsStatus_GetText(ap.status), HANDOVER_RETRY_MS);
             break;
         }
@@ -342,6 +348,9 @@ static void *handover_loop(void *arg)
             /* At start everything unmarked is ours to send; later, leave the
              * last few seconds to the callbacks that are handing them over now. */
             uint64_t before = first ? now_ms() + 1 : now_ms() - 5000;
+            uint64_t hold = atomic_load(&h->hold_from_ms);
+            if (hold && hold < before)
+                before = hold; /* newer ones are in the writer's hand-over */
             h->pass_failed = 0;
             int n = store_undispatched(h->store, before, 1000, handover_retry_one, h);
             if (n > 0 && !h->pass_failed)
@@ -387,7 +396,9 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     jsOptions ja;
     jsOptions_Init(&ja);
     ja.Wait = 5000;
-    ja.PublishAsync.MaxPending = 65536;
+    /* a hand-over round: up to WRITER_BATCH * WRITER_HO_DEPTH messages of
+     * up to 16 parts each, plus what a timed-out round left pending */
+    ja.PublishAsync.MaxPending = 131072;
     ja.PublishAsync.AckHandler = handover_on_async_ack;
     ja.PublishAsync.AckHandlerClosure = h;
     if (natsConnection_JetStream(&h->js, nc, &jo) != NATS_OK ||

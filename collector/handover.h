@@ -31,8 +31,14 @@ int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n
 /* Hand over n stored messages at once: asynchronous publishes, one wait for
  * all the stream's acks (at most a few seconds), then the acked ones are
  * marked dispatched in one transaction; the others stay for the retry
- * loop. Returns how many were acked. One caller at a time (the writer). */
+ * loop. Returns how many were acked. One caller at a time (the writer's
+ * hand-over thread). */
 int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
                         const size_t *n_tos, size_t n);
+
+/* The retry loop leaves alone messages accepted at or after accepted_ms
+ * (0: no such bound): the writer's hand-over thread has them queued or in
+ * flight, however long the stream takes to ack. Any thread. */
+void handover_hold_retries_from(handover_t *h, uint64_t accepted_ms);
 
 #endif

@@ -189,6 +189,9 @@ static void *writer_ho_loop(void *arg)
             break; /* stopping, and nothing left */
         w->ho_head = w->ho_tail = NULL;
         w->ho_depth = 0;
+        /* this round and whatever queues behind it are ours, not the
+         * retry loop's (batches are queued in acceptance order) */
+        handover_hold_retries_from(w->handover, all->items[0]->m.accepted_ms);
         pthread_cond_broadcast(&w->ho_room);
         pthread_mutex_unlock(&w->ho_lock);
         /* one batch of every queued one, in queue order */
@@ -224,6 +227,8 @@ static void *writer_ho_loop(void *arg)
             writer_handover_batch(w, b);
         }
         pthread_mutex_lock(&w->ho_lock);
+        if (!w->ho_head)
+            handover_hold_retries_from(w->handover, 0);
     }
     pthread_mutex_unlock(&w->ho_lock);
     return NULL;
@@ -323,9 +328,26 @@ writer_t *writer_start(natsConnection *nc, store_t *store, handover_t *handover,
     pthread_mutex_init(&w->ho_lock, NULL);
     pthread_cond_init(&w->ho_wake, NULL);
     pthread_cond_init(&w->ho_room, NULL);
-    pthread_create(&w->ho_thread, NULL, writer_ho_loop, w);
-    pthread_create(&w->thread, NULL, writer_loop, w);
+    if (pthread_create(&w->ho_thread, NULL, writer_ho_loop, w) != 0)
+        goto fail;
+    if (pthread_create(&w->thread, NULL, writer_loop, w) != 0) {
+        pthread_mutex_lock(&w->ho_lock);
+        w->ho_stop = 1;
+        pthread_cond_signal(&w->ho_wake);
+        pthread_mutex_unlock(&w->ho_lock);
+        pthread_join(w->ho_thread, NULL);
+        goto fail;
+    }
     return w;
+fail:
+    LOG_E("cannot start the writer's threads");
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->ho_lock);
+    pthread_cond_destroy(&w->ho_wake);
+    pthread_cond_destroy(&w->ho_room);
+    free(w);
+    return NULL;
 }
 
 void writer_stop(writer_t *w)

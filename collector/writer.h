@@ -1,7 +1,7 @@
 /*
- * writer: group commit for publishes that arrive over NATS. The NATS
- * callback decodes and validates (accept_decode) and hands the request to
- * the writer; the writer's thread takes everything queued (up to
+ * writer: group commit for publishes that arrive over NATS or HTTP. The
+ * NATS callback (or the HTTP handler) decodes and validates (accept_decode)
+ * and hands the request to the writer; the writer's thread takes everything queued (up to
  * WRITER_BATCH), stores it in one transaction, answers every publisher
  * (only now: the reply still means "durably stored"), and passes the
  * stored batch to its hand-over thread, which hands it to the dispatcher
