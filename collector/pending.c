@@ -63,7 +63,8 @@ uint8_t *pending_answer(store_t *store, const void *req_buf, size_t req_len, uin
         acc.msgs = calloc(limit, sizeof *acc.msgs);
         acc.ptrs = calloc(limit, sizeof *acc.ptrs);
         if (!acc.msgs || !acc.ptrs ||
-            store_pending(store, req->user, now_ms, limit, pending_take, &acc) < 0 || acc.oom) {
+            store_pending(store, req->user, req->after, now_ms, limit, pending_take, &acc) < 0 ||
+            acc.oom) {
             *status = PENDING_STORE_DOWN;
             reply.error = "the store is unavailable";
         } else {

@@ -71,10 +71,10 @@ int store_mark_dispatched_many(store_t *s, char *const *ids, size_t n)
     return s->ops->mark_dispatched_many(s->h, ids, n);
 }
 
-int store_pending(store_t *s, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn,
-                  void *arg)
+int store_pending(store_t *s, const char *user, const char *after, uint64_t now_ms, size_t limit,
+                  store_msg_fn fn, void *arg)
 {
-    return s->ops->pending(s->h, user, now_ms, limit, fn, arg);
+    return s->ops->pending(s->h, user, after ? after : "", now_ms, limit, fn, arg);
 }
 
 int store_ack(store_t *s, const char *user, char *const *ids, size_t n_ids)

@@ -79,10 +79,11 @@ int store_mark_dispatched_many(store_t *s, char *const *ids, size_t n);
  * the store again (the hand-over marks each message it re-sends). */
 typedef void (*store_msg_fn)(void *arg, const store_msg_t *m, char *const *to, size_t n_to);
 
-/* The user's messages with ttl > 0, not acked, not expired at now_ms, oldest
- * first, at most limit. fn gets to = NULL. Returns the count or STORE_ERR. */
-int store_pending(store_t *s, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn,
-                  void *arg);
+/* The user's messages with ttl > 0, not acked, not expired at now_ms, with
+ * an id greater than after (NULL or "": any), oldest first, at most limit.
+ * fn gets to = NULL. Returns the count or STORE_ERR. */
+int store_pending(store_t *s, const char *user, const char *after, uint64_t now_ms, size_t limit,
+                  store_msg_fn fn, void *arg);
 
 /* Mark (user, id) acked for each id. Unknown ids are ignored. */
 int store_ack(store_t *s, const char *user, char *const *ids, size_t n_ids);

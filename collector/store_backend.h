@@ -14,8 +14,8 @@ typedef struct store_ops {
                char existing_id[IDS_LEN + 1]);
     int (*put_batch)(void *h, store_put_item_t *items, size_t n);
     int (*mark_dispatched_many)(void *h, char *const *ids, size_t n);
-    int (*pending)(void *h, const char *user, uint64_t now_ms, size_t limit, store_msg_fn fn,
-                   void *arg);
+    int (*pending)(void *h, const char *user, const char *after, uint64_t now_ms, size_t limit,
+                   store_msg_fn fn, void *arg); /* after: never NULL */
     int (*ack)(void *h, const char *user, char *const *ids, size_t n_ids);
     int (*undispatched)(void *h, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg);
     int (*mark_dispatched)(void *h, const char *id);

@@ -889,8 +889,8 @@ static void store_mongo_drop_orphans(mongoc_collection_t *recipients, const char
     }
 }
 
-static int store_mongo_pending(void *handle, const char *user, uint64_t now_ms, size_t limit,
-                               store_msg_fn fn, void *arg)
+static int store_mongo_pending(void *handle, const char *user, const char *from, uint64_t now_ms,
+                               size_t limit, store_msg_fn fn, void *arg)
 {
     store_mongo_t *s = handle;
     if (limit == 0)
@@ -903,7 +903,8 @@ static int store_mongo_pending(void *handle, const char *user, uint64_t now_ms, 
     store_mongo_rows_t rs = {0};
     char **page = calloc(limit, sizeof *page);
     uint64_t *at = calloc(limit, sizeof *at);
-    char after[IDS_LEN + 1] = "";
+    char after[IDS_LEN + 1];
+    snprintf(after, sizeof after, "%s", from);
     int rc = page && at ? 0 : -1;
     /* Page through the user's recipients until limit messages were found:
      * a recipient without its message (a failed put) takes no slot. */

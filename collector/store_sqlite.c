@@ -84,8 +84,8 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
         prep(s, &s->ins_rcpt, "INSERT OR IGNORE INTO recipients(user, msg_id) VALUES(?1, ?2)") ||
         prep(s, &s->pending,
              "SELECT " STORE_MSG_COLS " FROM recipients r JOIN messages m ON m.id = r.msg_id"
-             " WHERE r.user = ?1 AND r.acked = 0 AND m.ttl > 0 AND m.expires_ms > ?2"
-             " ORDER BY m.id LIMIT ?3") ||
+             " WHERE r.user = ?1 AND r.msg_id > ?4 AND r.acked = 0 AND m.ttl > 0"
+             " AND m.expires_ms > ?2 ORDER BY m.id LIMIT ?3") ||
         prep(s, &s->ack, "UPDATE recipients SET acked = 1 WHERE user = ?1 AND msg_id = ?2") ||
         prep(s, &s->undispatched,
              "SELECT " STORE_MSG_COLS
@@ -289,8 +289,8 @@ static int store_rows_add_recipients(store_sqlite_t *s, store_row_t *r)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int store_sqlite_pending(void *handle, const char *user, uint64_t now_ms, size_t limit,
-                                store_msg_fn fn, void *arg)
+static int store_sqlite_pending(void *handle, const char *user, const char *after, uint64_t now_ms,
+                                size_t limit, store_msg_fn fn, void *arg)
 {
     store_sqlite_t *s = handle;
     store_rows_t rs = {0};
@@ -299,6 +299,7 @@ static int store_sqlite_pending(void *handle, const char *user, uint64_t now_ms,
     sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)now_ms);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    sqlite3_bind_text(st, 4, after, -1, SQLITE_STATIC);
     int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         if (!store_rows_add(&rs, st))

@@ -46,11 +46,14 @@ static void put(store_t *s, const char *id, size_t data_len, uint32_t ttl)
     CHECK_INT(store_put(s, &m, to, 1, NULL, existing), STORE_OK);
 }
 
-/* Ask for user's messages (limit 0 = default) and decode the reply. */
-static Push__V1__PendingReply *ask(store_t *s, const char *user, uint32_t limit, size_t max_bytes)
+/* Ask for user's messages (limit 0 = default; after NULL = from the first)
+ * and decode the reply. */
+static Push__V1__PendingReply *ask_after(store_t *s, const char *user, const char *after,
+                                         uint32_t limit, size_t max_bytes)
 {
     Push__V1__PendingRequest req = PUSH__V1__PENDING_REQUEST__INIT;
     req.user = (char *)user;
+    req.after = (char *)after;
     req.has_limit = limit != 0;
     req.limit = limit;
     uint8_t buf[256];
@@ -63,6 +66,11 @@ static Push__V1__PendingReply *ask(store_t *s, const char *user, uint32_t limit,
     CHECK(r != NULL);
     CHECK_INT(r ? r->n_messages : 0, count);
     return r;
+}
+
+static Push__V1__PendingReply *ask(store_t *s, const char *user, uint32_t limit, size_t max_bytes)
+{
+    return ask_after(s, user, NULL, limit, max_bytes);
 }
 
 static void reply_lists_messages_oldest_first_with_their_fields(void)
@@ -87,6 +95,23 @@ static void reply_lists_messages_oldest_first_with_their_fields(void)
     CHECK_STR(r->messages[0]->id, "m1");
     push__v1__pending_reply__free_unpacked(r, NULL);
     r = ask(s, "nobody", 0, 1 << 20);
+    CHECK_INT(r->n_messages, 0);
+    push__v1__pending_reply__free_unpacked(r, NULL);
+    done(s);
+}
+
+static void after_lists_only_messages_newer_than_that_id(void)
+{
+    store_t *s = fresh();
+    put(s, "m1", 1, 60);
+    put(s, "m2", 1, 60);
+    put(s, "m3", 1, 60);
+    Push__V1__PendingReply *r = ask_after(s, "u1", "m1", 0, 1 << 20);
+    CHECK_INT(r->n_messages, 2);
+    CHECK_STR(r->messages[0]->id, "m2");
+    CHECK_STR(r->messages[1]->id, "m3");
+    push__v1__pending_reply__free_unpacked(r, NULL);
+    r = ask_after(s, "u1", "m3", 0, 1 << 20);
     CHECK_INT(r->n_messages, 0);
     push__v1__pending_reply__free_unpacked(r, NULL);
     done(s);
@@ -135,5 +160,6 @@ static void malformed_request_gets_an_error_reply(void)
 }
 
 CHECK_MAIN(CHECK_CASE(reply_lists_messages_oldest_first_with_their_fields),
+           CHECK_CASE(after_lists_only_messages_newer_than_that_id),
            CHECK_CASE(byte_budget_cuts_an_in_order_prefix_and_always_sends_the_oldest),
            CHECK_CASE(malformed_request_gets_an_error_reply))

@@ -126,15 +126,32 @@ static void pending_is_oldest_first_unacked_unexpired_with_ttl(void)
     put(s, "c", T0 + 1000, 0, u1, 1, NULL, STORE_OK); /* live only */
     put(s, "d", T0 + 1000, 1, u1, 1, NULL, STORE_OK); /* expires at T0 + 2000 */
     seen_t seen = {0};
-    CHECK_INT(store_pending(s, "u1", T0 + 1500, 100, collect, &seen), 3);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 100, collect, &seen), 3);
     CHECK_STR(seen.ids[0], "a");
     CHECK_STR(seen.ids[1], "b");
     CHECK_STR(seen.ids[2], "d");
     memset(&seen, 0, sizeof seen);
-    CHECK_INT(store_pending(s, "u1", T0 + 2500, 100, collect, &seen), 2); /* d expired */
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 2500, 100, collect, &seen), 2); /* d expired */
     memset(&seen, 0, sizeof seen);
-    CHECK_INT(store_pending(s, "u1", T0 + 1500, 1, collect, &seen), 1); /* limit */
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 1, collect, &seen), 1); /* limit */
     CHECK_STR(seen.ids[0], "a");
+    store_close(s);
+}
+
+static void pending_after_an_id_lists_only_newer_messages(void)
+{
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    put(s, "a", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    put(s, "b", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    put(s, "c", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", "a", T0 + 1500, 100, collect, &seen), 2);
+    CHECK_STR(seen.ids[0], "b");
+    CHECK_STR(seen.ids[1], "c");
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", "c", T0 + 1500, 100, collect, &seen), 0);
+    CHECK_INT(store_pending(s, "u1", "", T0 + 1500, 100, collect, &seen), 3);
     store_close(s);
 }
 
@@ -146,8 +163,8 @@ static void ack_hides_a_message_for_that_user_only(void)
     char *ids[] = {"a", "unknown"};
     CHECK_INT(store_ack(s, "u1", ids, 2), STORE_OK);
     seen_t seen = {0};
-    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, collect, &seen), 0);
-    CHECK_INT(store_pending(s, "u2", T0 + 1500, 10, collect, &seen), 1);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 0);
+    CHECK_INT(store_pending(s, "u2", NULL, T0 + 1500, 10, collect, &seen), 1);
     store_close(s);
 }
 
@@ -167,7 +184,7 @@ static void same_idempotency_key_returns_first_id_and_stores_once(void)
     CHECK_INT(store_put(s, &m, u1, 1, "k", existing), STORE_DUPLICATE);
     CHECK_STR(existing, "first");
     seen_t seen = {0};
-    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, collect, &seen), 1);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 1);
     store_close(s);
 }
 
@@ -201,7 +218,7 @@ static void expire_drops_only_expired_dispatched_messages(void)
     store_mark_dispatched(s, "young");
     CHECK_INT(store_expire(s, T0 + 5000), 2);
     seen_t seen = {0};
-    CHECK_INT(store_pending(s, "u1", T0 + 5000, 10, collect, &seen), 1);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 5000, 10, collect, &seen), 1);
     CHECK_STR(seen.ids[0], "young");
     CHECK_INT(store_healthy(s), 1);
     store_close(s);
@@ -232,7 +249,7 @@ static void batch_is_one_transaction_with_duplicates_inside_it(void)
     CHECK_STR(items[1].existing_id, "x1");
     CHECK_INT(items[2].result, STORE_OK);
     seen_t seen = {0};
-    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, collect, &seen), 2);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 2);
     char *mark[] = {"x1", "x3"};
     CHECK_INT(store_mark_dispatched_many(s, mark, 2), STORE_OK);
     memset(&seen, 0, sizeof seen);
@@ -276,7 +293,7 @@ static void pending_copies_data_and_fields_of_each_message(void)
     char existing[IDS_LEN + 1] = "";
     CHECK_INT(store_put(s, &m, u1, 1, NULL, existing), STORE_OK);
     got_t got = {0};
-    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, keep, &got), 1);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, keep, &got), 1);
     CHECK_STR(got.id, "m1");
     CHECK_STR(got.topic, "order.paid");
     CHECK_STR(got.content_type, "application/octet-stream");
@@ -296,7 +313,7 @@ static void a_user_named_twice_is_one_recipient(void)
     CHECK_INT(store_undispatched(s, T0 + 2000, 10, collect, &seen), 1);
     CHECK_INT(seen.to_counts[0], 2);
     memset(&seen, 0, sizeof seen);
-    CHECK_INT(store_pending(s, "u1", T0 + 1500, 10, collect, &seen), 1);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 1);
     store_close(s);
 }
 
@@ -310,13 +327,13 @@ static void pending_respects_limit_across_many_messages(void)
         put(s, id, T0 + 1000, 60, u1, 1, NULL, STORE_OK);
     }
     seen_t seen = {0};
-    CHECK_INT(store_pending(s, "u1", T0 + 1500, 5, collect, &seen), 5);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 5, collect, &seen), 5);
     CHECK_STR(seen.ids[0], "m00");
     CHECK_STR(seen.ids[4], "m04");
     char *acked[] = {"m00", "m01", "m02"};
     CHECK_INT(store_ack(s, "u1", acked, 3), STORE_OK);
     memset(&seen, 0, sizeof seen);
-    CHECK_INT(store_pending(s, "u1", T0 + 1500, 16, collect, &seen), 9);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 16, collect, &seen), 9);
     CHECK_STR(seen.ids[0], "m03");
     CHECK_STR(seen.ids[8], "m11");
     store_close(s);
@@ -364,7 +381,7 @@ static void mongo_store_without_a_server_is_unhealthy_and_fails_fast(void)
         CHECK_INT(store_put(s, &m, u1, 1, "k", existing), STORE_ERR);
         store_put_item_t item = {.m = &m, .to = u1, .n_to = 1};
         CHECK_INT(store_put_batch(s, &item, 1), STORE_ERR);
-        CHECK_INT(store_pending(s, "u1", T0, 10, collect, &seen), STORE_ERR);
+        CHECK_INT(store_pending(s, "u1", NULL, T0, 10, collect, &seen), STORE_ERR);
         CHECK_INT(store_ack(s, "u1", ids, 1), STORE_ERR);
         CHECK_INT(store_undispatched(s, T0, 10, collect, &seen), STORE_ERR);
         CHECK_INT(store_mark_dispatched(s, "m1"), STORE_ERR);
@@ -386,6 +403,7 @@ static void mongo_store_without_a_server_is_unhealthy_and_fails_fast(void)
 
 static const check_case_t store_cases[] = {
     CHECK_CASE(pending_is_oldest_first_unacked_unexpired_with_ttl),
+    CHECK_CASE(pending_after_an_id_lists_only_newer_messages),
     CHECK_CASE(ack_hides_a_message_for_that_user_only),
     CHECK_CASE(same_idempotency_key_returns_first_id_and_stores_once),
     CHECK_CASE(undispatched_lists_until_marked_with_recipients),

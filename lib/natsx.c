@@ -1,6 +1,7 @@
 /* natsx: see natsx.h. */
 #include "natsx.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,26 @@ static metrics_series_t *natsx_disconnects;
 static metrics_series_t *natsx_async_errors;
 /* Set by natsx_close: the disconnect that follows is ours, not a loss. */
 static atomic_int natsx_closing;
+/* natsx_watch's watcher; the lock makes removing it wait for a call in progress. */
+static pthread_mutex_t natsx_watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*natsx_watch_fn)(void *arg, int up);
+static void *natsx_watch_arg;
+
+void natsx_watch(void (*fn)(void *arg, int up), void *arg)
+{
+    pthread_mutex_lock(&natsx_watch_lock);
+    natsx_watch_fn = fn;
+    natsx_watch_arg = arg;
+    pthread_mutex_unlock(&natsx_watch_lock);
+}
+
+static void natsx_tell_watcher(int up)
+{
+    pthread_mutex_lock(&natsx_watch_lock);
+    if (natsx_watch_fn)
+        natsx_watch_fn(natsx_watch_arg, up);
+    pthread_mutex_unlock(&natsx_watch_lock);
+}
 
 static void natsx_on_disconnected(natsConnection *nc, void *closure)
 {
@@ -23,6 +44,7 @@ static void natsx_on_disconnected(natsConnection *nc, void *closure)
     metrics_inc(natsx_disconnects);
     LOG_W("nats: connection lost (%s); reconnecting forever, publishes are buffered meanwhile",
           (const char *)closure);
+    natsx_tell_watcher(0);
 }
 
 static void natsx_on_reconnected(natsConnection *nc, void *closure)
@@ -30,6 +52,7 @@ static void natsx_on_reconnected(natsConnection *nc, void *closure)
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
     LOG_I("nats: connected again to %s (%s)", url, (const char *)closure);
+    natsx_tell_watcher(1);
 }
 
 static void natsx_on_connected(natsConnection *nc, void *closure)
@@ -44,13 +67,14 @@ static void natsx_on_error(natsConnection *nc, natsSubscription *sub, natsStatus
     (void)nc, (void)closure;
     metrics_inc(natsx_async_errors);
     const char *subj = sub ? natsSubscription_GetSubject(sub) : NULL;
-    LOG_W("nats: asynchronous error on %s: %s", subj ? subj : "(connection)", natsStatus_GetText(err));
+    LOG_W("nats: asynchronous error on %s: %s", subj ? subj : "(connection)",
+          natsStatus_GetText(err));
 }
 
 natsStatus natsx_connect(natsConnection **out, const char *urls, const char *name)
 {
-    natsx_disconnects = metrics_counter("push_nats_disconnects_total", NULL,
-                                        "Times the NATS connection was lost");
+    natsx_disconnects =
+        metrics_counter("push_nats_disconnects_total", NULL, "Times the NATS connection was lost");
     natsx_async_errors = metrics_counter("push_nats_async_errors_total", NULL,
                                          "Asynchronous NATS errors (slow consumer, ...)");
     natsOptions *opts = NULL;

@@ -17,6 +17,13 @@
  * trying in the background); any other status means bad options. */
 natsStatus natsx_connect(natsConnection **out, const char *urls, const char *name);
 
+/* Process-wide: fn(arg, 0) when a natsx connection of this process is lost
+ * (not when it is closed on purpose) and fn(arg, 1) when it is back, its
+ * subscriptions sent to the server again. fn runs on nats.c's threads and
+ * must not block. fn NULL removes the watcher; once natsx_watch returns, an
+ * earlier watcher is not running and will not be called again. */
+void natsx_watch(void (*fn)(void *arg, int up), void *arg);
+
 /* 1 while the connection is up (for /readyz). */
 int natsx_connected(natsConnection *nc);
 
@@ -26,7 +33,8 @@ int natsx_connected(natsConnection *nc);
 void natsx_sub_close(natsSubscription *sub, natsConnection *nc, int timeout_ms);
 
 /* Flush and close, then destroy. Safe with NULL. */
-void natsx_close(natsConnection *nc); /* at shutdown: later disconnects of this process are not logged as losses */
+void natsx_close(natsConnection *nc); /* at shutdown: later disconnects of this process are not
+                                         logged as losses */
 
 /* Write "<prefix>.<suffix>" into buf. Returns buf. */
 const char *natsx_subject(char *buf, size_t size, const char *prefix, const char *suffix);

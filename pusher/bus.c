@@ -36,7 +36,7 @@ static void bus_on_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *
         goto out;
     }
     metrics_inc(b->deliveries);
-    ev->broadcast = sub == b->sub_broadcast;
+    ev->broadcast = f->broadcast = sub == b->sub_broadcast;
     if (!(ev->frames = malloc(sizeof *ev->frames))) {
         frame_unref(f);
         goto oom;
@@ -156,6 +156,21 @@ static void bus_on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg
     natsMsg_Destroy(msg);
 }
 
+/* natsx_watch: deliveries published while this node was away from NATS
+ * went nowhere; the service thread catches its connections up from the
+ * store (ws.c, HANDOFF_NATS). */
+static void bus_on_nats(void *arg, int up)
+{
+    bus_t *b = arg;
+    handoff_ev_t *ev = handoff_ev_new(HANDOFF_NATS);
+    if (!ev) {
+        LOG_E("out of memory; the NATS connection's %s is not handled", up ? "return" : "loss");
+        return;
+    }
+    ev->ok = up;
+    handoff_push(b->to_service, ev);
+}
+
 static natsStatus bus_sub(bus_t *b, natsSubscription **sub, const char *subject, natsMsgHandler cb)
 {
     natsStatus s = natsConnection_Subscribe(sub, b->nc, subject, cb, b);
@@ -175,8 +190,10 @@ bus_t *bus_start(natsConnection *nc, const char *prefix, const char *node, hando
     b->to_service = to_service;
     snprintf(b->prefix, sizeof b->prefix, "%s", prefix);
     snprintf(b->node, sizeof b->node, "%s", node);
-    b->bad = metrics_counter("push_pusher_bad_bus_messages_total", NULL, "Undecodable messages from NATS");
-    b->deliveries = metrics_counter("push_pusher_deliveries_total", NULL, "Deliveries received from NATS");
+    b->bad = metrics_counter("push_pusher_bad_bus_messages_total", NULL,
+                             "Undecodable messages from NATS");
+    b->deliveries =
+        metrics_counter("push_pusher_deliveries_total", NULL, "Deliveries received from NATS");
     natsInbox *inbox = NULL;
     natsInbox_Create(&inbox);
     snprintf(b->inbox, sizeof b->inbox, "%s", (const char *)inbox);
@@ -196,6 +213,7 @@ bus_t *bus_start(natsConnection *nc, const char *prefix, const char *node, hando
         bus_stop(b);
         return NULL;
     }
+    natsx_watch(bus_on_nats, b);
     LOG_I("node %s listening on %s, %s and %s", node, node_subj, bc_subj, pres_subj);
     return b;
 }
@@ -204,13 +222,15 @@ void bus_stop(bus_t *b)
 {
     if (!b)
         return;
+    natsx_watch(NULL, NULL);
     natsSubscription *subs[] = {b->sub_node, b->sub_broadcast, b->sub_presence, b->sub_inbox};
     for (int i = 0; i < 4; i++)
         natsx_sub_close(subs[i], b->nc, 500);
     free(b);
 }
 
-static int bus_publish_pb(bus_t *b, const char *subject, const char *reply, const ProtobufCMessage *m)
+static int bus_publish_pb(bus_t *b, const char *subject, const char *reply,
+                          const ProtobufCMessage *m)
 {
     size_t len = protobuf_c_message_get_packed_size(m);
     uint8_t stackbuf[1024], *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
@@ -235,12 +255,13 @@ int bus_request_auth(bus_t *b, const char *conn, const char *token)
     return bus_publish_pb(b, b->auth_subject, reply, &r.base);
 }
 
-int bus_request_pending(bus_t *b, const char *conn, const char *user)
+int bus_request_pending(bus_t *b, const char *conn, const char *user, const char *after)
 {
     char reply[256];
     snprintf(reply, sizeof reply, "%s.p.%s", b->inbox, conn);
     Push__V1__PendingRequest r = PUSH__V1__PENDING_REQUEST__INIT;
     r.user = (char *)user;
+    r.after = after && *after ? (char *)after : NULL;
     return bus_publish_pb(b, b->pending_subject, reply, &r.base);
 }
 

@@ -7,6 +7,7 @@
  *   <prefix>.node.<node>.presence  NodePresenceRequest -> HANDOFF_PRESENCE
  *   <inbox>.a.<conn>               AuthReply       -> HANDOFF_AUTH
  *   <inbox>.p.<conn>               PendingReply    -> HANDOFF_PENDING
+ *   the NATS connection lost / back                -> HANDOFF_NATS (ok = back)
  * The publish functions never wait for an answer, so the service thread may
  * call them (nats.c buffers the bytes and its flusher sends them).
  */
@@ -25,8 +26,9 @@ void bus_stop(bus_t *b);
 
 /* AuthRequest for conn; the answer comes back as HANDOFF_AUTH. */
 int bus_request_auth(bus_t *b, const char *conn, const char *token);
-/* PendingRequest for user on behalf of conn; answer: HANDOFF_PENDING. */
-int bus_request_pending(bus_t *b, const char *conn, const char *user);
+/* PendingRequest for user on behalf of conn, for the messages with an id
+ * greater than after (NULL or "": all); answer: HANDOFF_PENDING. */
+int bus_request_pending(bus_t *b, const char *conn, const char *user, const char *after);
 /* Ack of ids by user on conn. */
 int bus_ack(bus_t *b, const char *user, const char *conn, char *const *ids, size_t n_ids);
 /* NodePresenceReply on reply. */

@@ -30,22 +30,26 @@ typedef enum { CONN_WAIT_NONE = -1, CONN_WAIT_AUTH = 0, CONN_WAIT_REPLAY = 1 } c
 #define CONN_WAIT_KINDS 2
 
 typedef struct conn {
-    struct lws *wsi;                 /* NULL once lws closed it */
+    struct lws *wsi; /* NULL once lws closed it */
     char id[CONN_ID_LEN + 1];
     conn_state_t state;
-    int pending_asked;               /* stored messages were requested */
-    int replaying;                   /* until they arrive, live frames wait in held */
+    int pending_asked; /* stored messages were requested */
+    int replaying;     /* until they arrive, live frames wait in held */
     frame_t **held;
     uint32_t n_held, cap_held;
     uint32_t held_bytes;
-    uint32_t last_rx_s;              /* monotonic seconds of the last frame or pong */
-    uint32_t last_ping_s;            /* when the idle sweep last pinged it */
-    uint8_t ping_due;                /* write a ping at the next writeable callback */
+    uint32_t last_rx_s;   /* monotonic seconds of the last frame or pong */
+    uint32_t last_ping_s; /* when the idle sweep last pinged it */
+    uint8_t ping_due;     /* write a ping at the next writeable callback */
     /* after a replay: the ids it delivered, until a newer live one arrives */
     struct strmap *replayed;
     char replay_max[32];
-    char *token;                     /* until the auth request is sent */
-    struct conn_user *user;          /* when AUTHED */
+    /* the newest message (not broadcast) queued for the client: after a
+     * NATS outage, stored messages newer than it are asked for again */
+    char last_id[32];
+    uint8_t resync;         /* NATS was lost: catch up from last_id once it is back */
+    char *token;            /* until the auth request is sent */
+    struct conn_user *user; /* when AUTHED */
     struct conn *user_prev, *user_next;
     struct conn *all_prev, *all_next;
     /* outgoing frames: a ring of references */
@@ -55,9 +59,9 @@ typedef struct conn {
     /* on the FIFO of one kind of wait, in deadline order */
     struct conn *wait_prev, *wait_next;
     uint64_t wait_deadline_ms;
-    int8_t wait_kind;                /* conn_wait_t */
+    int8_t wait_kind; /* conn_wait_t */
     /* a close to perform at the next writeable callback */
-    uint32_t close_since_s;          /* monotonic seconds when it was decided */
+    uint32_t close_since_s; /* monotonic seconds when it was decided */
     int close_code;
     char close_reason[64];
     /* inbound message being reassembled from fragments */
@@ -68,9 +72,9 @@ typedef struct conn {
 
 typedef struct conn_user {
     char *id;
-    conn_t *head;       /* this user's authenticated connections */
+    conn_t *head; /* this user's authenticated connections */
     uint32_t count;
-    int routed;         /* its route is written in Redis (routes.h) */
+    int routed; /* its route is written in Redis (routes.h) */
 } conn_user_t;
 
 typedef struct conns conns_t;
@@ -105,9 +109,9 @@ conn_t *conns_wait_expired(conns_t *c, conn_wait_t kind, uint64_t now_ms);
 conn_user_t *conns_user(conns_t *c, const char *user);
 /* Call fn for every registered connection (any state); fn must not close it. */
 void conns_each(conns_t *c, void (*fn)(void *arg, conn_t *conn), void *arg);
-conn_t *conns_all(conns_t *c);     /* first authenticated connection; follow all_next */
-size_t conns_count(const conns_t *c);       /* registered (any state) */
-size_t conns_authed(const conns_t *c);      /* authenticated */
+conn_t *conns_all(conns_t *c);         /* first authenticated connection; follow all_next */
+size_t conns_count(const conns_t *c);  /* registered (any state) */
+size_t conns_authed(const conns_t *c); /* authenticated */
 size_t conns_users(const conns_t *c);
 
 /* Queue a reference to f on conn. Returns 0, or -1 when the queue is over

@@ -17,14 +17,18 @@
 
 typedef struct frame {
     atomic_int refs;
-    size_t len;              /* payload bytes */
-    char id[32];             /* the message id of a message frame, else "" */
-    unsigned char buf[];     /* FRAME_PRE headroom, then the payload */
+    size_t len;          /* payload bytes */
+    char id[32];         /* the message id of a message frame, else "" */
+    int broadcast;       /* a broadcast (not in any user's acceptance order) */
+    unsigned char buf[]; /* FRAME_PRE headroom, then the payload */
 } frame_t;
 
 #define FRAME_PRE 16 /* LWS_PRE of the lws this builds with (checked in ws.c) */
 
-static inline unsigned char *frame_payload(frame_t *f) { return f->buf + FRAME_PRE; }
+static inline unsigned char *frame_payload(frame_t *f)
+{
+    return f->buf + FRAME_PRE;
+}
 
 /* A frame holding text (len bytes), one reference. NULL on allocation failure. */
 frame_t *frame_text(const char *text, size_t len);

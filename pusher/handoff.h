@@ -14,11 +14,12 @@
 #include "frame.h"
 
 typedef enum {
-    HANDOFF_AUTH,      /* authd answered for conn: ok + user, or reason */
-    HANDOFF_DELIVERY,  /* frames[0] for users (or every connection when broadcast) */
-    HANDOFF_PENDING,   /* the collector's stored messages for conn, oldest first */
-    HANDOFF_PRESENCE,  /* how many connections does user have here? answer on reply */
-    HANDOFF_ROUTED,    /* the route of user is in Redis now */
+    HANDOFF_AUTH,     /* authd answered for conn: ok + user, or reason */
+    HANDOFF_DELIVERY, /* frames[0] for users (or every connection when broadcast) */
+    HANDOFF_PENDING,  /* the collector's stored messages for conn, oldest first */
+    HANDOFF_PRESENCE, /* how many connections does user have here? answer on reply */
+    HANDOFF_ROUTED,   /* the route of user is in Redis now */
+    HANDOFF_NATS,     /* the NATS connection was lost (ok 0) or is back (ok 1) */
 } handoff_kind_t;
 
 typedef struct handoff_ev {
@@ -26,9 +27,9 @@ typedef struct handoff_ev {
     handoff_kind_t kind;
     char conn[CONN_ID_LEN + 1];
     int ok;
-    char *user;      /* malloc'd */
-    char *reason;    /* malloc'd */
-    char *reply;     /* malloc'd NATS reply subject */
+    char *user;   /* malloc'd */
+    char *reason; /* malloc'd */
+    char *reply;  /* malloc'd NATS reply subject */
     frame_t **frames;
     size_t n_frames;
     char **users;

@@ -58,7 +58,7 @@ struct ws {
     routes_t *routes;
     atomic_int stop_requested;
     int closing_all;
-    int fd_cap; /* lws keeps descriptors below this; see ws_create_context */
+    int fd_cap;                  /* lws keeps descriptors below this; see ws_create_context */
     int (*serve_until)(ws_t *w); /* the current ws_serve stops when this says 1 */
     struct timespec drain_start;
 #ifdef PUSHER_WITH_LIBEV
@@ -66,18 +66,18 @@ struct ws {
     ev_timer nudge;
 #endif
     lws_retry_bo_t retry;
-    lws_sorted_usec_list_t tick; /* wakes the loop while shutting down */
+    lws_sorted_usec_list_t tick;       /* wakes the loop while shutting down */
     lws_sorted_usec_list_t idle_sweep; /* closes silent connections */
     lws_sorted_usec_list_t deadlines;  /* expires the auth and replay waits */
-    metrics_series_t *m_refused[7]; /* by reason, as ws_refusal_reasons; the last is "other" */
-    metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames,
-        *m_acks, *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped, *m_idle,
-        *m_fd_refused;
+    metrics_series_t *m_refused[7];    /* by reason, as ws_refusal_reasons; the last is "other" */
+    metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames, *m_acks,
+        *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped, *m_idle, *m_fd_refused,
+        *m_nats_lost, *m_resyncs;
 };
 
 /* authd's refusal reasons (jwt_reason_name), then a catch-all. */
-static const char *const ws_refusal_reasons[7] = {"malformed", "bad_alg", "bad_signature", "expired",
-                                                  "not_yet_valid", "bad_sub", "other"};
+static const char *const ws_refusal_reasons[7] = {
+    "malformed", "bad_alg", "bad_signature", "expired", "not_yet_valid", "bad_sub", "other"};
 
 typedef struct ws_pss {
     conn_t *conn;
@@ -137,7 +137,7 @@ static void ws_send(ws_t *w, conn_t *conn, frame_t *f)
             metrics_inc(w->m_dup_dropped);
             return;
         }
-        if (strcmp(f->id, conn->replay_max) > 0) {
+        if (!f->broadcast && strcmp(f->id, conn->replay_max) > 0) {
             strmap_free(conn->replayed);
             conn->replayed = NULL;
         }
@@ -152,6 +152,8 @@ static void ws_send(ws_t *w, conn_t *conn, frame_t *f)
         ws_close_later(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
         return;
     }
+    if (f->id[0] && !f->broadcast && strcmp(f->id, conn->last_id) > 0)
+        memcpy(conn->last_id, f->id, sizeof conn->last_id);
     if (conn_enqueue(conn, f, WS_QUEUE_MAX_FRAMES, WS_QUEUE_MAX_BYTES) != 0) {
         metrics_inc(w->m_slow);
         LOG_W("connection %s of %s is not reading (%u frames, %zu bytes queued); closing it",
@@ -195,7 +197,7 @@ static int ws_refuse_401(struct lws *wsi)
 static void ws_request_pending(ws_t *w, conn_t *conn)
 {
     conn->pending_asked = 1;
-    if (bus_request_pending(w->bus, conn->id, conn->user->id) != 0)
+    if (bus_request_pending(w->bus, conn->id, conn->user->id, conn->last_id) != 0)
         LOG_W("cannot ask for the stored messages of %s (NATS down?)", conn->user->id);
 }
 
@@ -288,7 +290,8 @@ static void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
     if (seen) {
         strmap_free(conn->replayed);
         conn->replayed = seen; /* live copies may still be on their way */
-        snprintf(conn->replay_max, sizeof conn->replay_max, "%s", pending->frames[pending->n_frames - 1]->id);
+        snprintf(conn->replay_max, sizeof conn->replay_max, "%s",
+                 pending->frames[pending->n_frames - 1]->id);
     }
 }
 
@@ -319,6 +322,58 @@ static void ws_on_presence(ws_t *w, handoff_ev_t *ev)
     bus_presence_reply(w->bus, ev->reply, u ? u->count : 0);
 }
 
+/* NATS lost: what the dispatchers publish to this node meanwhile goes
+ * nowhere (core NATS keeps nothing for an absent subscriber), and what they
+ * publish just after it is back may arrive before older messages that were
+ * lost. So from the loss on, every authenticated connection holds its live
+ * messages, as while replaying at connect; once NATS is back it asks the
+ * collector for the stored messages newer than the last one it queued
+ * (ws_send keeps last_id), and ws_end_replay sends those first, then the
+ * held ones not among them. Messages with ttl 0 are not stored: those
+ * published during the outage are lost, as live-only allows. */
+typedef struct ws_nats_pass {
+    ws_t *w;
+    int up;
+    size_t n;
+} ws_nats_pass_t;
+
+static void ws_nats_one(void *arg, conn_t *c)
+{
+    ws_nats_pass_t *p = arg;
+    if (c->state != CONN_AUTHED || !c->wsi)
+        return;
+    if (!p->up) {
+        conns_unwait(p->w->conns, c); /* no replay deadline while NATS is away */
+        c->replaying = 1;
+        c->resync = 1;
+        p->n++;
+        return;
+    }
+    if (!c->resync)
+        return;
+    c->resync = 0;
+    conns_wait(p->w->conns, c, CONN_WAIT_REPLAY, ws_now_ms() + WS_REPLAY_TIMEOUT_S * 1000u);
+    if (c->user->routed)
+        ws_request_pending(p->w, c);
+    else
+        c->pending_asked = 0; /* HANDOFF_ROUTED asks, once the route is written */
+    p->n++;
+}
+
+static void ws_on_nats(ws_t *w, handoff_ev_t *ev)
+{
+    ws_nats_pass_t pass = {w, ev->ok, 0};
+    conns_each(w->conns, ws_nats_one, &pass);
+    metrics_inc(ev->ok ? w->m_resyncs : w->m_nats_lost);
+    if (ev->ok)
+        LOG_I("NATS is back: asking the collector for what %zu connection(s) missed meanwhile",
+              pass.n);
+    else
+        LOG_W("NATS lost: %zu connection(s) hold live messages until it is back and they caught up "
+              "from the store",
+              pass.n);
+}
+
 static void ws_close_one(void *arg, conn_t *conn)
 {
     (void)arg;
@@ -330,11 +385,24 @@ static void ws_drain_handoff(ws_t *w)
     for (handoff_ev_t *ev = handoff_take(w->handoff), *next; ev; ev = next) {
         next = ev->next;
         switch (ev->kind) {
-        case HANDOFF_AUTH: ws_on_auth(w, ev); break;
-        case HANDOFF_DELIVERY: ws_on_delivery(w, ev); break;
-        case HANDOFF_PENDING: ws_on_pending(w, ev); break;
-        case HANDOFF_PRESENCE: ws_on_presence(w, ev); break;
-        case HANDOFF_ROUTED: ws_on_routed(w, ev); break;
+        case HANDOFF_AUTH:
+            ws_on_auth(w, ev);
+            break;
+        case HANDOFF_DELIVERY:
+            ws_on_delivery(w, ev);
+            break;
+        case HANDOFF_PENDING:
+            ws_on_pending(w, ev);
+            break;
+        case HANDOFF_PRESENCE:
+            ws_on_presence(w, ev);
+            break;
+        case HANDOFF_ROUTED:
+            ws_on_routed(w, ev);
+            break;
+        case HANDOFF_NATS:
+            ws_on_nats(w, ev);
+            break;
         }
         handoff_ev_free(ev);
     }
@@ -554,7 +622,8 @@ static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
                      (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
 }
 
-static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
 {
     struct lws_context *ctx = lws_get_context(wsi);
     ws_t *w = ctx ? lws_context_user(ctx) : NULL;
@@ -587,7 +656,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (!ok)
             metrics_inc(w->m_401);
         lws_return_http_status(wsi, ok ? 426 : HTTP_STATUS_UNAUTHORIZED,
-                               ok ? "this endpoint speaks WebSocket only" : "missing or malformed token");
+                               ok ? "this endpoint speaks WebSocket only"
+                                  : "missing or malformed token");
         return -1;
     }
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -702,27 +772,42 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     w->conns = conns_new();
     w->handoff = handoff_new(ws_wake, w);
     w->m_conns = metrics_gauge("push_pusher_connections", NULL, "Authenticated connections");
-    w->m_pending_auth = metrics_gauge("push_pusher_connections_pending_auth", NULL, "Connections waiting for authd");
-    w->m_401 = metrics_counter("push_pusher_http_401_total", NULL, "Handshakes refused before upgrade (no or malformed token)");
+    w->m_pending_auth = metrics_gauge("push_pusher_connections_pending_auth", NULL,
+                                      "Connections waiting for authd");
+    w->m_401 = metrics_counter("push_pusher_http_401_total", NULL,
+                               "Handshakes refused before upgrade (no or malformed token)");
     for (size_t i = 0; i < 7; i++) {
         char labels[64];
         snprintf(labels, sizeof labels, "reason=\"%s\"", ws_refusal_reasons[i]);
-        w->m_refused[i] = metrics_counter("push_pusher_auth_refused_total", labels,
-                                          "Connections closed 4401 (authd refused the token), by reason");
+        w->m_refused[i] =
+            metrics_counter("push_pusher_auth_refused_total", labels,
+                            "Connections closed 4401 (authd refused the token), by reason");
     }
-    w->m_timeouts = metrics_counter("push_pusher_auth_timeouts_total", NULL, "Connections closed 1013 (authd did not answer)");
-    w->m_frames = metrics_counter("push_pusher_frames_sent_total", NULL, "Text frames written to clients");
+    w->m_timeouts = metrics_counter("push_pusher_auth_timeouts_total", NULL,
+                                    "Connections closed 1013 (authd did not answer)");
+    w->m_frames =
+        metrics_counter("push_pusher_frames_sent_total", NULL, "Text frames written to clients");
     w->m_acks = metrics_counter("push_pusher_acks_total", NULL, "Message ids acked by clients");
-    w->m_malformed = metrics_counter("push_pusher_malformed_frames_total", NULL, "Client frames ignored as malformed");
-    w->m_oversize = metrics_counter("push_pusher_oversize_frames_total", NULL, "Connections closed 1009 (frame over 64 KiB)");
-    w->m_slow = metrics_counter("push_pusher_slow_clients_closed_total", NULL, "Connections closed for not reading");
-    w->m_dup_dropped = metrics_counter("push_pusher_duplicates_dropped_total", NULL,
-                                      "Live copies of messages a connection already got from its replay");
+    w->m_malformed = metrics_counter("push_pusher_malformed_frames_total", NULL,
+                                     "Client frames ignored as malformed");
+    w->m_oversize = metrics_counter("push_pusher_oversize_frames_total", NULL,
+                                    "Connections closed 1009 (frame over 64 KiB)");
+    w->m_slow = metrics_counter("push_pusher_slow_clients_closed_total", NULL,
+                                "Connections closed for not reading");
+    w->m_dup_dropped =
+        metrics_counter("push_pusher_duplicates_dropped_total", NULL,
+                        "Live copies of messages a connection already got from its replay");
     w->m_idle = metrics_counter("push_pusher_idle_closed_total", NULL,
                                 "Connections closed after WS_IDLE_S s without a frame or pong");
-    w->m_fd_refused = metrics_counter("push_pusher_fd_limit_refused_total", NULL,
-                                      "Connections closed on accept: the open-file cap was reached");
-    w->m_welcomed = metrics_counter("push_pusher_welcomed_total", NULL, "Connections authenticated and welcomed");
+    w->m_fd_refused =
+        metrics_counter("push_pusher_fd_limit_refused_total", NULL,
+                        "Connections closed on accept: the open-file cap was reached");
+    w->m_welcomed = metrics_counter("push_pusher_welcomed_total", NULL,
+                                    "Connections authenticated and welcomed");
+    w->m_nats_lost = metrics_counter("push_pusher_nats_holds_total", NULL,
+                                     "NATS losses during which live messages were held");
+    w->m_resyncs = metrics_counter("push_pusher_nats_catchups_total", NULL,
+                                   "NATS returns after which connections caught up from the store");
     if (!w->conns || !w->handoff)
         goto fail;
     lws_set_log_level(LLL_ERR, NULL);
@@ -805,7 +890,10 @@ void ws_free(ws_t *w)
     free(w);
 }
 
-handoff_t *ws_handoff(ws_t *w) { return w->handoff; }
+handoff_t *ws_handoff(ws_t *w)
+{
+    return w->handoff;
+}
 
 void ws_attach(ws_t *w, bus_t *bus, routes_t *routes)
 {
@@ -846,7 +934,10 @@ static void ws_serve(ws_t *w, int (*until)(ws_t *w))
     w->serve_until = NULL;
 }
 
-static int ws_serving_done(ws_t *w) { return w->closing_all; }
+static int ws_serving_done(ws_t *w)
+{
+    return w->closing_all;
+}
 
 #define WS_DRAIN_MS 3000
 
@@ -854,7 +945,8 @@ static int ws_draining_done(ws_t *w)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    long ms = (now.tv_sec - w->drain_start.tv_sec) * 1000 + (now.tv_nsec - w->drain_start.tv_nsec) / 1000000;
+    long ms = (now.tv_sec - w->drain_start.tv_sec) * 1000 +
+              (now.tv_nsec - w->drain_start.tv_nsec) / 1000000;
     return conns_count(w->conns) == 0 || ms >= WS_DRAIN_MS;
 }
 
