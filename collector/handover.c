@@ -27,10 +27,17 @@ struct handover {
     atomic_int stream_ok;
     atomic_int stop;
     _Atomic uint64_t hold_from_ms; /* see handover_hold_retries_from; 0: none */
+    /* Order between the two senders (handover_send_batch, the retry loop):
+     * each holds pub_lock for its whole round or pass. After a round or a
+     * pass left something unacked, "behind" is set: rounds publish nothing
+     * (their messages stay stored, unmarked) until a retry pass has sent
+     * every unmarked message in id order. A newer message can then never
+     * reach the stream ahead of an older one that failed. */
+    pthread_mutex_t pub_lock;
+    int behind; /* under pub_lock; set at start, so leftovers go first */
     pthread_t thread;
     pthread_mutex_t wake_lock;
     pthread_cond_t wake;
-    int pass_failed; /* the retry loop's current pass hit a failure: skip the rest */
     metrics_series_t *sent, *errors, *retried, *too_large;
 };
 
@@ -129,72 +136,6 @@ static void handover_part_id(char *out, size_t size, const char *id, unsigned sh
     snprintf(out, size, "%s.%u", id, shard);
 }
 
-typedef struct handover_sync_part {
-    handover_t *h;
-    const store_msg_t *m;
-} handover_sync_part_t;
-
-static int handover_send_part(void *arg, unsigned shard, char *const *to, size_t n_to)
-{
-    handover_sync_part_t *sp = arg;
-    handover_t *h = sp->h;
-    const store_msg_t *m = sp->m;
-    size_t len = 0;
-    uint8_t *buf = handover_pack(m, to, n_to, &len);
-    if (!buf)
-        return -1;
-    char subject[300], part_id[64];
-    jsx_shard_subject(subject, sizeof subject, h->prefix, shard);
-    handover_part_id(part_id, sizeof part_id, m->id, shard);
-    jsPubOptions opts;
-    jsPubOptions_Init(&opts);
-    opts.MsgId = part_id;
-    opts.MaxWait = 5000;
-    jsErrCode jerr = 0;
-    jsPubAck *ack = NULL;
-    natsStatus s = js_Publish(&ack, h->js, subject, buf, (int)len, &opts, &jerr);
-    free(buf);
-    jsPubAck_Destroy(ack);
-    if (s == NATS_MAX_PAYLOAD) {
-        /* It can never go through this server: retrying would block every
-         * later message. It stays stored, so recipients get it from the
-         * store when they (re)connect; only live delivery is lost. */
-        metrics_inc(h->too_large);
-        LOG_E(
-            "handover: message %s (%zu bytes as a Dispatch) is over the NATS server's max_payload; "
-            "not handed to the dispatcher, recipients get it from the store on their next "
-            "connection "
-            "(raise max_payload to 2 MiB or more)",
-            m->id, len);
-        return 0;
-    }
-    if (s != NATS_OK) {
-        metrics_inc(h->errors);
-        LOG_W("handover: message %s not handed to the dispatcher yet (%s, error %d); it is stored "
-              "and will be retried within %d ms",
-              m->id, natsStatus_GetText(s), (int)jerr, HANDOVER_RETRY_MS);
-        return -1;
-    }
-    return 0;
-}
-
-int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n_to)
-{
-    handover_parts_t parts;
-    if (handover_split(&parts, m, to, n_to) != 0)
-        return -1;
-    handover_sync_part_t sp = {h, m};
-    int rc = handover_each_part(&parts, handover_send_part, &sp);
-    free(parts.to);
-    if (rc != 0)
-        return -1;
-    metrics_inc(h->sent);
-    if (store_mark_dispatched(h->store, m->id) != STORE_OK)
-        LOG_W("handover: message %s handed over but not marked; it may be handed over twice",
-              m->id);
-    return 0;
-}
-
 static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                                   void *closure)
 {
@@ -239,50 +180,101 @@ static int handover_publish_part_async(void *arg, unsigned shard, char *const *t
     jsPubOptions opts;
     jsPubOptions_Init(&opts);
     opts.MsgId = part_id;
+    /* A publish whose ack never comes (it was on a connection that broke)
+     * times out on its own; otherwise it would stay pending for ever and
+     * every later round's wait would time out behind it. */
+    opts.MaxWait = HANDOVER_ACK_WAIT_MS - 1000;
     ap->status = js_PublishAsync(ap->h->js_async, subject, buf, (int)len, &opts);
     free(buf);
     return ap->status == NATS_OK ? 0 : -1;
 }
 
-void handover_hold_retries_from(handover_t *h, uint64_t accepted_ms)
+/* One round of hand-over, under pub_lock: messages added in id order are
+ * published asynchronously; the end waits once for the stream's acks and
+ * marks dispatched, in one transaction, the messages whose every part was
+ * acked. After the first message that could not be published, the rest of
+ * the round is left for the next catch-up pass (order). */
+typedef struct handover_round {
+    strmap_t *waiting; /* message id -> parts not acked yet */
+    char **skip;       /* too large for NATS: marked without the stream */
+    size_t n_skip, cap_skip;
+    size_t n_expected; /* messages whose every part went out */
+    int shortfall;     /* something was not published or not acked */
+} handover_round_t;
+
+static void handover_round_begin(handover_round_t *r)
 {
-    atomic_store(&h->hold_from_ms, accepted_ms);
+    memset(r, 0, sizeof *r);
+    r->waiting = strmap_new();
+    r->shortfall = !r->waiting;
 }
 
-int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
-                        const size_t *n_tos, size_t n)
+static void handover_round_add(handover_t *h, handover_round_t *r, const store_msg_t *m,
+                               char *const *to, size_t n_to)
 {
-    /* message id -> parts not acked yet; marked once it reaches 0 */
-    strmap_t *waiting = strmap_new();
-    if (!waiting)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        handover_parts_t parts;
-        if (handover_split(&parts, ms[i], tos[i], n_tos[i]) != 0)
-            continue; /* out of memory: the retry loop sends it */
-        if (strmap_put(waiting, ms[i]->id, (void *)(intptr_t)handover_count_parts(&parts)) != 0) {
-            free(parts.to);
-            continue;
-        }
-        handover_async_part_t ap = {h, ms[i], NATS_OK};
-        handover_each_part(&parts, handover_publish_part_async, &ap);
-        free(parts.to);
-        if (ap.status == NATS_MAX_PAYLOAD || ap.status == NATS_NO_MEMORY)
-            continue; /* never fits: the retry loop logs it and leaves it to the store */
-        if (ap.status != NATS_OK) {
-            metrics_inc(h->errors);
-            LOG_W("handover: %zu message(s) not handed to the dispatcher yet (%s); they are stored "
-                  "and the retry loop (every %d ms) will send them",
-                  n - i, natsStatus_GetText(ap.status), HANDOVER_RETRY_MS);
-            break;
-        }
+    if (r->shortfall)
+        return;
+    handover_parts_t parts;
+    if (handover_split(&parts, m, to, n_to) != 0) {
+        r->shortfall = 1; /* out of memory */
+        return;
     }
+    if (strmap_put(r->waiting, m->id, (void *)(intptr_t)handover_count_parts(&parts)) != 0) {
+        free(parts.to);
+        r->shortfall = 1;
+        return;
+    }
+    handover_async_part_t ap = {h, m, NATS_OK};
+    handover_each_part(&parts, handover_publish_part_async, &ap);
+    free(parts.to);
+    if (ap.status == NATS_OK) {
+        r->n_expected++;
+        return;
+    }
+    if (ap.status == NATS_MAX_PAYLOAD) {
+        /* It can never go through this server: retrying would hold up every
+         * later message. It stays stored, so recipients get it from the
+         * store when they (re)connect; only live delivery is lost. */
+        metrics_inc(h->too_large);
+        LOG_E(
+            "handover: message %s is over the NATS server's max_payload as a Dispatch; not handed "
+            "to the dispatcher, recipients get it from the store on their next connection "
+            "(raise max_payload to 2 MiB or more)",
+            m->id);
+        if (r->n_skip == r->cap_skip) {
+            size_t cap = r->cap_skip ? r->cap_skip * 2 : 8;
+            char **ns = realloc(r->skip, cap * sizeof *ns);
+            if (!ns) {
+                r->shortfall = 1;
+                return;
+            }
+            r->skip = ns;
+            r->cap_skip = cap;
+        }
+        if (!(r->skip[r->n_skip] = strdup(m->id))) {
+            r->shortfall = 1;
+            return;
+        }
+        r->n_skip++;
+        return;
+    }
+    metrics_inc(h->errors);
+    LOG_W("handover: message %s not handed to the dispatcher yet (%s); it and every later one are "
+          "stored and the retry loop (every %d ms) sends them, in order",
+          m->id, natsStatus_GetText(ap.status), HANDOVER_RETRY_MS);
+    r->shortfall = 1;
+}
+
+/* Returns how many messages were acked (and marked); sets h->behind when
+ * something was not. */
+static size_t handover_round_end(handover_t *h, handover_round_t *r)
+{
     jsPubOptions wait;
     jsPubOptions_Init(&wait);
-    wait.MaxWait = 5000;
+    wait.MaxWait = HANDOVER_ACK_WAIT_MS;
     natsStatus s = js_PublishAsyncComplete(h->js_async, &wait);
     if (s != NATS_OK)
-        LOG_W("handover: not every hand-over was acked in time (%s); the rest is retried",
+        LOG_W("handover: not every hand-over was acked in time (%s); the rest is retried, in order",
               natsStatus_GetText(s));
     pthread_mutex_lock(&h->acked_lock);
     char **acked = h->acked;
@@ -297,39 +289,77 @@ int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **cons
         char *dot = strrchr(acked[i], '.');
         if (dot)
             *dot = '\0';
-        intptr_t left = (intptr_t)strmap_get(waiting, acked[i]);
+        intptr_t left = r->waiting ? (intptr_t)strmap_get(r->waiting, acked[i]) : 0;
         if (left <= 0) {
             free(acked[i]);
             continue;
         }
-        strmap_put(waiting, acked[i], (void *)(left - 1));
+        strmap_put(r->waiting, acked[i], (void *)(left - 1));
         if (left == 1)
             acked[n_done++] = acked[i];
         else
             free(acked[i]);
     }
-    strmap_free(waiting);
+    strmap_free(r->waiting);
     metrics_add(h->sent, (int64_t)n_done);
     if (n_done && store_mark_dispatched_many(h->store, acked, n_done) != STORE_OK)
         LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice",
               n_done);
+    if (r->n_skip && store_mark_dispatched_many(h->store, r->skip, r->n_skip) != STORE_OK)
+        LOG_W("handover: %zu message(s) too large for NATS not marked; they will be tried again",
+              r->n_skip);
     for (size_t i = 0; i < n_done; i++)
         free(acked[i]);
     free(acked);
+    for (size_t i = 0; i < r->n_skip; i++)
+        free(r->skip[i]);
+    free(r->skip);
+    r->shortfall |= n_done < r->n_expected;
+    if (r->shortfall) {
+        h->behind = 1;
+        pthread_mutex_lock(&h->wake_lock);
+        pthread_cond_signal(&h->wake); /* the retry loop catches up now */
+        pthread_mutex_unlock(&h->wake_lock);
+    }
+    return n_done;
+}
+
+void handover_hold_retries_from(handover_t *h, uint64_t accepted_ms)
+{
+    atomic_store(&h->hold_from_ms, accepted_ms);
+}
+
+int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
+                        const size_t *n_tos, size_t n)
+{
+    pthread_mutex_lock(&h->pub_lock);
+    if (h->behind) {
+        pthread_mutex_unlock(&h->pub_lock);
+        return 0; /* stored and unmarked: the retry loop sends them, in order */
+    }
+    handover_round_t r;
+    handover_round_begin(&r);
+    for (size_t i = 0; i < n; i++)
+        handover_round_add(h, &r, ms[i], tos[i], n_tos[i]);
+    size_t n_done = handover_round_end(h, &r);
+    pthread_mutex_unlock(&h->pub_lock);
     return (int)n_done;
 }
 
-/* After one failure (NATS or the stream is down) the rest of the pass is
- * skipped: each attempt could wait seconds, and a stop must not wait for
- * a thousand of them. The next pass starts again from the oldest. */
+/* A retry pass is one round over the oldest unmarked messages; after the
+ * first failure the rest of the pass is left for the next one. */
+typedef struct handover_pass {
+    handover_t *h;
+    handover_round_t round;
+} handover_pass_t;
+
 static void handover_retry_one(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
 {
-    handover_t *h = arg;
-    if (h->pass_failed || atomic_load(&h->stop))
+    handover_pass_t *p = arg;
+    if (p->round.shortfall || atomic_load(&p->h->stop))
         return;
-    metrics_inc(h->retried);
-    if (handover_send(h, m, to, n_to) != 0)
-        h->pass_failed = 1;
+    metrics_inc(p->h->retried);
+    handover_round_add(p->h, &p->round, m, to, n_to);
 }
 
 static uint64_t now_ms(void)
@@ -337,28 +367,50 @@ static uint64_t now_ms(void)
     return ids_now_ms();
 }
 
+#define HANDOVER_PASS_MAX 1000
+
 static void *handover_loop(void *arg)
 {
     handover_t *h = arg;
-    int first = 1;
     while (!atomic_load(&h->stop)) {
         if (!atomic_load(&h->stream_ok) && natsx_connected(h->nc))
             atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, h->prefix) == NATS_OK);
+        int again = 0;
         if (atomic_load(&h->stream_ok)) {
-            /* At start everything unmarked is ours to send; later, leave the
-             * last few seconds to the callbacks that are handing them over now. */
-            uint64_t before = first ? now_ms() + 1 : now_ms() - 5000;
+            pthread_mutex_lock(&h->pub_lock);
+            /* Behind (at start, or after a round or pass left something
+             * unacked): everything unmarked is ours to send, oldest first,
+             * and rounds wait. Otherwise leave the last few seconds, and
+             * what the writer's hand-over has queued, to the rounds. */
+            int behind = h->behind;
+            uint64_t before = behind ? now_ms() + 1 : now_ms() - 5000;
             uint64_t hold = atomic_load(&h->hold_from_ms);
-            if (hold && hold < before)
-                before = hold; /* newer ones are in the writer's hand-over */
-            h->pass_failed = 0;
-            int n = store_undispatched(h->store, before, 1000, handover_retry_one, h);
-            if (n > 0 && !h->pass_failed)
+            if (!behind && hold && hold < before)
+                before = hold;
+            handover_pass_t pass = {.h = h};
+            handover_round_begin(&pass.round);
+            int n =
+                store_undispatched(h->store, before, HANDOVER_PASS_MAX, handover_retry_one, &pass);
+            handover_round_end(h, &pass.round);
+            int failed = pass.round.shortfall;
+            if (n > 0 && !failed)
                 LOG_I("handover: re-sent %d stored message(s) not yet handed to the dispatcher", n);
-            if (h->pass_failed)
-                atomic_store(&h->stream_ok, 0); /* the stream may be gone: create it again */
-            first = 0;
+            if (n < 0 || failed) {
+                h->behind = 1;
+                if (failed)
+                    atomic_store(&h->stream_ok, 0); /* the stream may be gone: create it again */
+            } else if (n < HANDOVER_PASS_MAX) {
+                if (behind)
+                    LOG_I("handover: caught up; handing over as messages are stored again");
+                h->behind = 0; /* every unmarked message up to now is in the stream */
+            } else {
+                h->behind = 1; /* more than one pass's worth: go on at once */
+                again = 1;
+            }
+            pthread_mutex_unlock(&h->pub_lock);
         }
+        if (again)
+            continue;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += HANDOVER_RETRY_MS / 1000;
@@ -393,6 +445,8 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     jsOptions_Init(&jo);
     jo.Wait = 5000;
     pthread_mutex_init(&h->acked_lock, NULL);
+    pthread_mutex_init(&h->pub_lock, NULL);
+    h->behind = 1; /* whatever an earlier run left unmarked goes first */
     jsOptions ja;
     jsOptions_Init(&ja);
     ja.Wait = 5000;
@@ -417,6 +471,7 @@ fail:
     jsCtx_Destroy(h->js);
     jsCtx_Destroy(h->js_async);
     pthread_mutex_destroy(&h->acked_lock);
+    pthread_mutex_destroy(&h->pub_lock);
     pthread_mutex_destroy(&h->wake_lock);
     pthread_cond_destroy(&h->wake);
     free(h);
@@ -438,6 +493,7 @@ void handover_stop(handover_t *h)
         free(h->acked[i]);
     free(h->acked);
     pthread_mutex_destroy(&h->acked_lock);
+    pthread_mutex_destroy(&h->pub_lock);
     pthread_mutex_destroy(&h->wake_lock);
     pthread_cond_destroy(&h->wake);
     free(h);

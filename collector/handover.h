@@ -8,6 +8,13 @@
  * creates the stream again): nothing accepted is lost between collector and
  * dispatcher. The JetStream message id of a part is "<id>.<shard>", so a
  * retry inside the stream's duplicate window is stored once.
+ *
+ * Order: a user's messages reach the stream in id order, also across
+ * failures. The two senders (handover_send_batch and the retry loop) never
+ * publish at the same time, and once something was not acked, rounds
+ * publish nothing until the retry loop has sent every unmarked message,
+ * oldest first (so a newer message cannot overtake one that failed). The
+ * same holds at start, for what an earlier run left unmarked.
  */
 #ifndef COLLECTOR_HANDOVER_H
 #define COLLECTOR_HANDOVER_H
@@ -17,21 +24,19 @@
 #include "store.h"
 
 #define HANDOVER_RETRY_MS 2000
+#define HANDOVER_ACK_WAIT_MS 5000 /* a round waits this long for the stream's acks */
 
 typedef struct handover handover_t;
 
 handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *store);
 void handover_stop(handover_t *h);
 
-/* Publish m to the stream and wait for its ack, then mark it dispatched.
- * Returns 0, or -1 (logged, counted; the retry thread will try again).
- * Any thread; blocks for at most a few seconds. */
-int handover_send(handover_t *h, const store_msg_t *m, char *const *to, size_t n_to);
-
-/* Hand over n stored messages at once: asynchronous publishes, one wait for
- * all the stream's acks (at most a few seconds), then the acked ones are
- * marked dispatched in one transaction; the others stay for the retry
- * loop. Returns how many were acked. One caller at a time (the writer's
+/* Hand over n stored messages at once, in id order: asynchronous
+ * publishes, one wait for all the stream's acks (at most a few seconds),
+ * then the acked ones are marked dispatched in one transaction; the others
+ * stay for the retry loop. While the retry loop is catching up it
+ * publishes nothing and returns 0 (the messages stay stored, unmarked).
+ * Returns how many were acked. One caller at a time (the writer's
  * hand-over thread). */
 int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
                         const size_t *n_tos, size_t n);

@@ -1,13 +1,15 @@
-"""Order and no loss across dispatchers: two side by side, one joining in
-the middle of a stream, one killed with SIGKILL in the middle of a stream
-(restarted, or with a second one taking over)."""
+"""Order and no loss across failures: two dispatchers side by side, one
+joining in the middle of a stream, one killed with SIGKILL in the middle of
+a stream (restarted, or with a second one taking over), the collector killed
+between its reply and the hand-over, the stream deleted, nats-server killed
+and restarted."""
 
 import asyncio
 import json
 import time
 import unittest
 
-from harness import ClusterTest, metric, ws_welcome
+from harness import ClusterTest, free_port, http_post, metric, ws_welcome
 
 N = 1000
 SHARDS = 16  # lib/jsx.h JSX_SHARDS
@@ -220,6 +222,35 @@ class LostStream(OrderTest):
         self.assertEqual(seen, set(range(20)))
         self.assertEqual(first_arrivals(order), list(range(20)))
         await ws["phoenix"].close()
+
+
+class NatsRestarted(OrderTest):
+    async def test_nats_killed_and_restarted_mid_stream_every_message_arrives_in_order(self):
+        # HTTP ingest, so that publishing goes on while nats-server is away.
+        self.c.procs["collector"].stop()
+        port = free_port()
+        self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db", "--http",
+                     f"127.0.0.1:{port}")
+        ws = await self.connect(["steady"])
+        url = f"http://127.0.0.1:{port}/v1/messages"
+
+        async def post(first, last):
+            for n in range(first, last):
+                status, body = await asyncio.to_thread(http_post, url,
+                                                       json.dumps({"to": ["steady"], "data": n}))
+                self.assertEqual(status, 202, body)  # stored, whatever NATS is doing
+
+        await post(0, 100)
+        await self.nats.close()
+        self.nats = None
+        self.c.procs["nats"].kill9()  # connections drop mid-stream; the stream is on disk
+        await post(100, 200)
+        self.c.start_nats()  # same port, same store directory
+        await post(200, 300)
+        order, seen = await receive_data(ws["steady"], set(range(300)), timeout=90)
+        self.assertEqual(seen, set(range(300)), f"missing {sorted(set(range(300)) - seen)[:10]}")
+        self.assertEqual(first_arrivals(order), list(range(300)))
+        await ws["steady"].close()
 
 
 if __name__ == "__main__":
