@@ -16,10 +16,10 @@ bench_start collector collector --store "sqlite:$DIR/push.db"
 
 if [ "$what" = ingest ]; then
   COUNT=${2:-20000}
-  "$BIN/pubload" --mode request --count "$COUNT" --rate 0 --inflight 256 --ttl 3600
+  "$BIN/pubload" --mode request --count "$COUNT" --rate 0 --inflight ${INFLIGHT:-256} --ttl 3600
   before=$(accepted); start=$(now_ms)
   # PERF_OUT=FILE: a system-wide perf profile of the first second of fire-and-forget
-  [ -n "${PERF_OUT:-}" ] && { perf record -a -g -o "$PERF_OUT" -- sleep 1 >/dev/null 2>&1 & }
+  [ -n "${PERF_OUT:-}" ] && { perf record -a -g -o "$PERF_OUT" -- sleep "${PERF_S:-1}" >/dev/null 2>&1 & }
   "$BIN/pubload" --mode collect --count "$COUNT" --rate 0 --ttl 3600 >/dev/null
   while [ "$(accepted)" -lt $(( before + COUNT )) ]; do
     [ $(( $(now_ms) - start )) -gt 300000 ] && { echo "bench: ingest stalled at $(accepted)" >&2; break; }

@@ -17,6 +17,7 @@ struct expiry {
 
 static void *expiry_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "expiry");
     expiry_t *e = arg;
     pthread_mutex_lock(&e->lock);
     while (!e->stop) {

@@ -1,5 +1,6 @@
 /* handover: see handover.h. */
 #include "handover.h"
+#include "writer.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -371,6 +372,7 @@ static uint64_t now_ms(void)
 
 static void *handover_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ho-retry");
     handover_t *h = arg;
     while (!atomic_load(&h->stop)) {
         if (!atomic_load(&h->stream_ok) && natsx_connected(h->nc))
@@ -452,7 +454,7 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     ja.Wait = 5000;
     /* a hand-over round: up to WRITER_BATCH * WRITER_HO_DEPTH messages of
      * up to 16 parts each, plus what a timed-out round left pending */
-    ja.PublishAsync.MaxPending = 131072;
+    ja.PublishAsync.MaxPending = WRITER_BATCH * WRITER_HO_DEPTH * 16 * 2;
     ja.PublishAsync.AckHandler = handover_on_async_ack;
     ja.PublishAsync.AckHandlerClosure = h;
     if (natsConnection_JetStream(&h->js, nc, &jo) != NATS_OK ||

@@ -244,6 +244,7 @@ static int store_mongo_ensure_indexes(store_mongo_t *s, mongoc_client_t *client)
 
 static void *store_mongo_health_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "mongo-health");
     store_mongo_t *s = arg;
     int logged_down = 0;
     pthread_mutex_lock(&s->lock);

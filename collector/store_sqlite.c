@@ -6,8 +6,15 @@
  * One connection guarded by a mutex; statements prepared once.
  *
  *   messages(id PK, topic, data, content_type, accepted_ms, ttl, expires_ms,
- *            idem_key UNIQUE, broadcast, dispatched)
+ *            idem_key (unique where set), broadcast)
  *   recipients(user, msg_id, acked, PK(user, msg_id))
+ *   undispatched(id PK)   messages not yet handed to the dispatcher
+ * A message row is written once and never updated: handing it over deletes
+ * its narrow undispatched row (cheaper than rewriting the message row and
+ * a partial index), and messages without an idempotency key have no entry
+ * in the idempotency index. Schema version 2 (PRAGMA user_version); a
+ * version-1 database (a dispatched column, idem_key UNIQUE) is migrated in
+ * one transaction when opened.
  * Expiry: expires_ms = accepted_ms + ttl*1000; a ttl 0 message expires at
  * once but is kept until it was handed to the dispatcher.
  */
@@ -24,7 +31,8 @@ struct store_sqlite {
     sqlite3 *db;
     pthread_mutex_t lock;
     sqlite3_stmt *begin, *commit, *rollback, *find_idem, *ins_msg, *ins_rcpt, *pending, *ack,
-        *undispatched, *rcpts_of, *mark, *expire_rcpts, *expire_msgs;
+        *undispatched, *rcpts_of, *ins_undispatched, *mark, *sync_normal, *sync_full,
+        *expire_rcpts, *expire_msgs;
     int healthy;
 };
 
@@ -32,17 +40,87 @@ static const char *store_schema =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
     "PRAGMA busy_timeout=5000;"
+    "PRAGMA cache_size=-65536;";
+
+/* Schema version 2. Run inside a transaction, on a new database or after
+ * a version-1 messages table was renamed away (store_sqlite_migrate). */
+static const char *store_schema_v2 =
     "CREATE TABLE IF NOT EXISTS messages("
     " id TEXT PRIMARY KEY, topic TEXT NOT NULL, data BLOB NOT NULL, content_type TEXT NOT NULL,"
     " accepted_ms INTEGER NOT NULL, ttl INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
-    " idem_key TEXT UNIQUE, broadcast INTEGER NOT NULL, dispatched INTEGER NOT NULL DEFAULT 0)"
-    " WITHOUT ROWID;"
+    " idem_key TEXT, broadcast INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_idem ON messages(idem_key)"
+    " WHERE idem_key IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages(expires_ms);"
+    "CREATE TABLE IF NOT EXISTS undispatched(id TEXT PRIMARY KEY) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS recipients("
     " user TEXT NOT NULL, msg_id TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY(user, msg_id)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS recipients_by_msg ON recipients(msg_id);"
-    "CREATE INDEX IF NOT EXISTS messages_undispatched ON messages(id) WHERE dispatched = 0;"
-    "CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages(expires_ms);";
+    "PRAGMA user_version=2;";
+
+/* From version 1 (messages.dispatched, idem_key UNIQUE): the same rows,
+ * the undispatched ones listed in their own table. */
+static const char *store_migrate_v1 =
+    "ALTER TABLE messages RENAME TO messages_v1;"
+    "DROP INDEX IF EXISTS messages_undispatched;"
+    "DROP INDEX IF EXISTS messages_by_expiry;";
+static const char *store_migrate_v1_copy =
+    "INSERT INTO messages SELECT id, topic, data, content_type, accepted_ms, ttl, expires_ms,"
+    " idem_key, broadcast FROM messages_v1;"
+    "INSERT INTO undispatched SELECT id FROM messages_v1 WHERE dispatched = 0;"
+    "DROP TABLE messages_v1;";
+
+static int store_sqlite_exec(store_sqlite_t *s, const char *sql, char *err, size_t err_size,
+                             const char *path)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    snprintf(err, err_size, "cannot set up %s: %s", path, msg ? msg : "?");
+    sqlite3_free(msg);
+    return -1;
+}
+
+/* Bring the schema to version 2, in one transaction. */
+static int store_sqlite_migrate(store_sqlite_t *s, const char *path, char *err, size_t err_size)
+{
+    sqlite3_stmt *st = NULL;
+    int version = -1, v1 = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version < 0) {
+        snprintf(err, err_size, "cannot read the schema version of %s: %s", path,
+                 sqlite3_errmsg(s->db));
+        return -1;
+    }
+    if (version == 2)
+        return 0;
+    if (version != 0) {
+        snprintf(err, err_size, "%s has schema version %d; this collector knows 1 and 2", path,
+                 version);
+        return -1;
+    }
+    st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM pragma_table_info('messages')"
+                           " WHERE name = 'dispatched'", -1, &st, NULL) == SQLITE_OK)
+        v1 = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (store_sqlite_exec(s, "BEGIN IMMEDIATE", err, err_size, path))
+        return -1;
+    if ((v1 && store_sqlite_exec(s, store_migrate_v1, err, err_size, path)) ||
+        store_sqlite_exec(s, store_schema_v2, err, err_size, path) ||
+        (v1 && store_sqlite_exec(s, store_migrate_v1_copy, err, err_size, path)) ||
+        store_sqlite_exec(s, "COMMIT", err, err_size, path)) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (v1)
+        LOG_I("store: %s migrated to schema version 2", path);
+    return 0;
+}
 
 static void store_sqlite_close(void *handle);
 
@@ -75,6 +153,8 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
         sqlite3_free(msg);
         goto fail;
     }
+    if (store_sqlite_migrate(s, path, err, err_size))
+        goto fail;
     if (prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
         prep(s, &s->rollback, "ROLLBACK") ||
         prep(s, &s->find_idem, "SELECT id FROM messages WHERE idem_key = ?1") ||
@@ -88,16 +168,20 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
              " AND m.expires_ms > ?2 ORDER BY m.id LIMIT ?3") ||
         prep(s, &s->ack, "UPDATE recipients SET acked = 1 WHERE user = ?1 AND msg_id = ?2") ||
         prep(s, &s->undispatched,
-             "SELECT " STORE_MSG_COLS
-             " FROM messages m WHERE m.dispatched = 0 AND m.accepted_ms < ?1"
-             " ORDER BY m.id LIMIT ?2") ||
+             "SELECT " STORE_MSG_COLS " FROM undispatched u JOIN messages m ON m.id = u.id"
+             " WHERE m.accepted_ms < ?1 ORDER BY u.id LIMIT ?2") ||
         prep(s, &s->rcpts_of, "SELECT user FROM recipients WHERE msg_id = ?1") ||
-        prep(s, &s->mark, "UPDATE messages SET dispatched = 1 WHERE id = ?1") ||
+        prep(s, &s->ins_undispatched, "INSERT INTO undispatched(id) VALUES(?1)") ||
+        prep(s, &s->mark, "DELETE FROM undispatched WHERE id = ?1") ||
+        prep(s, &s->sync_normal, "PRAGMA synchronous=NORMAL") ||
+        prep(s, &s->sync_full, "PRAGMA synchronous=FULL") ||
         prep(s, &s->expire_rcpts,
-             "DELETE FROM recipients WHERE msg_id IN (SELECT id FROM messages"
-             " WHERE expires_ms <= ?1 AND dispatched = 1)") ||
+             "DELETE FROM recipients WHERE msg_id IN (SELECT id FROM messages m"
+             " WHERE m.expires_ms <= ?1 AND NOT EXISTS"
+             " (SELECT 1 FROM undispatched u WHERE u.id = m.id))") ||
         prep(s, &s->expire_msgs,
-             "DELETE FROM messages WHERE expires_ms <= ?1 AND dispatched = 1")) {
+             "DELETE FROM messages WHERE expires_ms <= ?1 AND NOT EXISTS"
+             " (SELECT 1 FROM undispatched u WHERE u.id = messages.id)")) {
         snprintf(err, err_size, "cannot prepare statements on %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
@@ -148,6 +232,9 @@ static int store_sqlite_put_one(store_sqlite_t *s, const store_msg_t *m, char *c
         sqlite3_bind_null(st, 8);
     sqlite3_bind_int(st, 9, m->broadcast);
     if (step_done(s, st))
+        return STORE_ERR;
+    sqlite3_bind_text(s->ins_undispatched, 1, m->id, -1, SQLITE_STATIC);
+    if (step_done(s, s->ins_undispatched))
         return STORE_ERR;
     for (size_t i = 0; i < n_to; i++) {
         sqlite3_bind_text(s->ins_rcpt, 1, to[i], -1, SQLITE_STATIC);
@@ -379,11 +466,16 @@ static int store_sqlite_mark_dispatched(void *handle, const char *id)
     return rc;
 }
 
+/* Marks commit without an fsync of their own (synchronous=NORMAL for that
+ * transaction; the next stored batch's fsync covers them): a mark lost to a
+ * power cut only makes the retry loop hand the message over again, which
+ * the stream's duplicate window or the client's ids absorb. */
 static int store_sqlite_mark_dispatched_many(void *handle, char *const *ids, size_t n)
 {
     store_sqlite_t *s = handle;
     int rc = STORE_ERR;
     pthread_mutex_lock(&s->lock);
+    step_done(s, s->sync_normal);
     if (step_done(s, s->begin))
         goto out;
     for (size_t i = 0; i < n; i++) {
@@ -397,6 +489,7 @@ static int store_sqlite_mark_dispatched_many(void *handle, char *const *ids, siz
     if (rc != STORE_OK)
         step_done(s, s->rollback);
 out:
+    step_done(s, s->sync_full);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -438,7 +531,8 @@ static void store_sqlite_close(void *handle)
     sqlite3_stmt **all[] = {&s->begin,        &s->commit,   &s->rollback, &s->find_idem,
                             &s->ins_msg,      &s->ins_rcpt, &s->pending,  &s->ack,
                             &s->undispatched, &s->rcpts_of, &s->mark,     &s->expire_rcpts,
-                            &s->expire_msgs};
+                            &s->expire_msgs,  &s->ins_undispatched, &s->sync_normal,
+                            &s->sync_full};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(*all[i]);
     sqlite3_close(s->db);

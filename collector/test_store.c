@@ -8,6 +8,7 @@
  * is down opens, is not healthy, and fails every call at once.
  */
 #include <mongoc/mongoc.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -415,7 +416,70 @@ static const check_case_t store_cases[] = {
     CHECK_CASE(pending_respects_limit_across_many_messages),
 };
 
+/* A database written by the version-1 schema (a dispatched column,
+ * idem_key UNIQUE) opens, is migrated, and keeps its meaning: what was not
+ * handed over is still listed for the hand-over, what was is not, pending
+ * and idempotency keys work as before. */
+static void sqlite_version_1_database_is_migrated(void)
+{
+    store_t *s = fresh_sqlite(); /* for the path; the database is made again below */
+    store_close(s);
+    unlink(path);
+    sqlite3 *db = NULL;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "PRAGMA journal_mode=WAL;"
+             "CREATE TABLE messages(id TEXT PRIMARY KEY, topic TEXT NOT NULL, data BLOB NOT NULL,"
+             " content_type TEXT NOT NULL, accepted_ms INTEGER NOT NULL, ttl INTEGER NOT NULL,"
+             " expires_ms INTEGER NOT NULL, idem_key TEXT UNIQUE, broadcast INTEGER NOT NULL,"
+             " dispatched INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+             "CREATE TABLE recipients(user TEXT NOT NULL, msg_id TEXT NOT NULL,"
+             " acked INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(user, msg_id)) WITHOUT ROWID;"
+             "CREATE INDEX recipients_by_msg ON recipients(msg_id);"
+             "CREATE INDEX messages_undispatched ON messages(id) WHERE dispatched = 0;"
+             "CREATE INDEX messages_by_expiry ON messages(expires_ms);"
+             "INSERT INTO messages VALUES('a', 't', x'31', 'application/json', %llu, 60, %llu,"
+             " 'key-a', 0, 1);"
+             "INSERT INTO messages VALUES('b', 't', x'32', 'application/json', %llu, 60, %llu,"
+             " NULL, 0, 0);"
+             "INSERT INTO recipients(user, msg_id) VALUES('u1', 'a'), ('u1', 'b');",
+             (unsigned long long)(T0 + 1000), (unsigned long long)(T0 + 61000),
+             (unsigned long long)(T0 + 1000), (unsigned long long)(T0 + 61000));
+    CHECK_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char uri[80], err[256];
+    snprintf(uri, sizeof uri, "sqlite:%s", path);
+    s = store_open(uri, err, sizeof err);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    seen_t seen = {0};
+    CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &seen), 1);
+    CHECK_STR(seen.ids[0], "b");
+    CHECK_INT((int)seen.to_counts[0], 1);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 2);
+    CHECK_STR(seen.ids[0], "a");
+    CHECK_STR(seen.ids[1], "b");
+    char *u1[] = {"u1"};
+    store_msg_t m = {.topic = "t", .data = (const unsigned char *)"3", .data_len = 1,
+                     .content_type = "application/json", .accepted_ms = T0 + 2000, .ttl = 60};
+    snprintf(m.id, sizeof m.id, "c");
+    char existing[IDS_LEN + 1] = "";
+    CHECK_INT(store_put(s, &m, u1, 1, "key-a", existing), STORE_DUPLICATE);
+    CHECK_STR(existing, "a");
+    CHECK_INT(store_mark_dispatched(s, "b"), STORE_OK);
+    CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &seen), 0);
+    CHECK_INT(store_expire(s, T0 + 62000), 2); /* both handed over now, both expired */
+    store_close(s);
+    s = store_open(uri, err, sizeof err); /* opening a version-2 database again changes nothing */
+    CHECK(s != NULL);
+    store_close(s);
+}
+
 static const check_case_t once_cases[] = {
+    CHECK_CASE(sqlite_version_1_database_is_migrated),
     CHECK_CASE(unknown_or_empty_store_uris_are_refused),
     CHECK_CASE(mongo_store_without_a_server_is_unhealthy_and_fails_fast),
 };

@@ -179,6 +179,7 @@ static void writer_handover_batch(writer_t *w, writer_ho_batch_t *b)
  * and one "dispatched" transaction covers several stored batches. */
 static void *writer_ho_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "handover");
     writer_t *w = arg;
     pthread_mutex_lock(&w->ho_lock);
     for (;;) {
@@ -279,6 +280,7 @@ out:
 
 static void *writer_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "writer");
     writer_t *w = arg;
     writer_item_t **batch = malloc(WRITER_BATCH * sizeof *batch);
     for (;;) {

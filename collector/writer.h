@@ -20,7 +20,7 @@
 #include "ingest.h"
 #include "store.h"
 
-#define WRITER_BATCH 1024
+#define WRITER_BATCH 4096
 #define WRITER_HO_DEPTH 4 /* stored batches waiting for the hand-over, at most */
 
 typedef struct writer writer_t;

@@ -329,6 +329,9 @@ static int shard_consumer_gone(shard_t *sh)
 static void *shard_loop(void *arg)
 {
     shard_t *sh = arg;
+    char name[16];
+    snprintf(name, sizeof name, "shard-%u", sh->id);
+    pthread_setname_np(pthread_self(), name);
     int logged = 0;
     unsigned idle = 0; /* receive timeouts in a row */
     while (atomic_load(&sh->run)) {
@@ -464,6 +467,7 @@ static void consume_tick(consume_t *c)
 
 static void *consume_manager(void *arg)
 {
+    pthread_setname_np(pthread_self(), "shards");
     consume_t *c = arg;
     while (!atomic_load(&c->stop)) {
         consume_tick(c);

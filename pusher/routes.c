@@ -217,6 +217,7 @@ static void routes_apply(routes_t *r, routes_op_t *ops, time_t now)
 
 static void *routes_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "routes");
     routes_t *r = arg;
     time_t retry_at = 0;
     for (;;) {
