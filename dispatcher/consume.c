@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "natsx.h"
+#include "outbox.h"
 #include "push/v1/push.pb-c.h"
 #include "routes_lookup.h"
 
@@ -47,7 +48,7 @@ struct consume {
     atomic_int stream_ok;
     atomic_int redis_up;
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
-    metrics_series_t *messages, *deliveries, *offline, *malformed, *broadcasts;
+    metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts;
     metrics_series_t *owned, *taken, *rebinds;
 };
 
@@ -177,22 +178,35 @@ static void consume_publish(consume_t *c, const char *subject, Push__V1__NodeDel
     free(buf);
 }
 
+/* outbox_send_fn: one NATS message to a node for what this batch has for it. */
+static int consume_send_node(void *arg, const char *node, const uint8_t *buf, size_t len,
+                             size_t n_entries)
+{
+    consume_t *c = arg;
+    char subject[512];
+    snprintf(subject, sizeof subject, "%s.%s.%s", c->prefix, NATSX_NODE, node);
+    natsStatus s = natsConnection_Publish(c->nc, subject, buf, (int)len);
+    if (s != NATS_OK) {
+        atomic_fetch_add(&c->publish_failed_total, 1);
+        LOG_W("publish to %s failed: %s", subject, natsStatus_GetText(s));
+        return -1;
+    }
+    metrics_add(c->deliveries, (int64_t)n_entries);
+    metrics_inc(c->node_messages);
+    return 0;
+}
+
 typedef struct group_pub {
-    consume_t *c;
+    outbox_t *out;
     Push__V1__Message *m;
+    int failed;
 } group_pub_t;
 
 static void consume_publish_group(void *arg, const char *node, char **users, size_t n)
 {
     group_pub_t *gp = arg;
-    char subject[512];
-    snprintf(subject, sizeof subject, "%s.%s.%s", gp->c->prefix, NATSX_NODE, node);
-    Push__V1__NodeDelivery nd = PUSH__V1__NODE_DELIVERY__INIT;
-    nd.message = gp->m;
-    nd.users = users;
-    nd.n_users = n;
-    consume_publish(gp->c, subject, &nd);
-    metrics_inc(gp->c->deliveries);
+    if (outbox_add(gp->out, node, gp->m, users, n) != 0)
+        gp->failed = 1;
 }
 
 /* Dispatch one fetched batch of a shard and ack it. Returns 0, or -1 when
@@ -203,9 +217,12 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
     int rc = -1;
     unsigned long long failed_before = atomic_load(&c->publish_failed_total);
     batch_t b = {.c = c, .n = (size_t)list->Count};
+    /* what each node gets from this batch, in one NATS message (outbox.h) */
+    outbox_t *out = outbox_new(OUTBOX_MAX_BYTES, consume_send_node, c);
+    int failed = 0;
     b.d = calloc(b.n, sizeof *b.d);
     b.groups = calloc(b.n, sizeof *b.groups);
-    if (!b.d || !b.groups)
+    if (!b.d || !b.groups || !out)
         goto oom;
     size_t cap = 0;
     for (size_t i = 0; i < b.n; i++) {
@@ -260,14 +277,16 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
             continue;
         }
         metrics_add(c->offline, (int64_t)(b.d[i]->n_to - group_users(b.groups[i])));
-        group_pub_t gp = {c, b.d[i]->message};
+        group_pub_t gp = {out, b.d[i]->message, 0};
         group_each(b.groups[i], consume_publish_group, &gp);
+        failed |= gp.failed;
     }
+    failed |= outbox_flush(out) != 0;
     /* No flush before the acks: they follow the deliveries on the same
      * connection, and the server handles a connection's messages in order,
      * so an ack is never seen before the deliveries it covers; if the
      * connection drops, both are lost and the batch comes again. */
-    if (atomic_load(&c->publish_failed_total) != failed_before) {
+    if (failed || atomic_load(&c->publish_failed_total) != failed_before) {
         LOG_W("%zu deliveries could not be published; leaving the batch unacked", b.n);
         goto out;
     }
@@ -278,6 +297,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
 oom:
     LOG_E("out of memory for a batch of %zu; leaving it unacked for redelivery", b.n);
 out:
+    outbox_free(out);
     for (size_t i = 0; i < b.n; i++) {
         if (b.d && b.d[i])
             push__v1__dispatch__free_unpacked(b.d[i], NULL);
@@ -516,7 +536,9 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
     c->messages =
         metrics_counter("push_dispatch_messages_total", NULL, "Messages taken from the stream");
     c->deliveries = metrics_counter("push_dispatch_deliveries_total", NULL,
-                                    "NodeDeliveries published to nodes");
+                                    "Deliveries (a message for a node's users) published to nodes");
+    c->node_messages = metrics_counter("push_dispatch_node_messages_total", NULL,
+                                       "NATS messages to nodes (each carries one or more deliveries)");
     c->broadcasts = metrics_counter("push_dispatch_broadcasts_total", NULL, "Broadcasts published");
     c->offline = metrics_counter("push_dispatch_offline_recipients_total", NULL,
                                  "Recipients with no live node (they get it on reconnect)");

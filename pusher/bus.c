@@ -21,29 +21,28 @@ struct bus {
     metrics_series_t *bad, *deliveries;
 };
 
-static void bus_on_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+/* One HANDOFF_DELIVERY event for d (a plain NodeDelivery or one entry of a
+ * batch), or NULL (counted and logged). */
+static handoff_ev_t *bus_delivery_event(bus_t *b, const Push__V1__NodeDelivery *d, int broadcast,
+                                        const char *subject)
 {
-    (void)nc;
-    bus_t *b = closure;
-    Push__V1__NodeDelivery *d = push__v1__node_delivery__unpack(
-        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
-    handoff_ev_t *ev = d && d->message ? handoff_ev_new(HANDOFF_DELIVERY) : NULL;
+    handoff_ev_t *ev = d->message ? handoff_ev_new(HANDOFF_DELIVERY) : NULL;
     frame_t *f = ev ? frame_message(d->message) : NULL;
     if (!f) {
         metrics_inc(b->bad);
-        LOG_W("dropped an undecodable delivery on %s", natsSubscription_GetSubject(sub));
+        LOG_W("dropped an undecodable delivery on %s", subject);
         handoff_ev_free(ev);
-        goto out;
+        return NULL;
     }
     metrics_inc(b->deliveries);
-    ev->broadcast = f->broadcast = sub == b->sub_broadcast;
+    ev->broadcast = f->broadcast = broadcast;
     if (!(ev->frames = malloc(sizeof *ev->frames))) {
         frame_unref(f);
         goto oom;
     }
     ev->frames[0] = f;
     ev->n_frames = 1;
-    if (!ev->broadcast && d->n_users) {
+    if (!broadcast && d->n_users) {
         if (!(ev->users = malloc(d->n_users * sizeof *ev->users)))
             goto oom;
         for (size_t i = 0; i < d->n_users; i++) {
@@ -52,12 +51,41 @@ static void bus_on_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *
             ev->n_users++;
         }
     }
-    handoff_push(b->to_service, ev);
-    goto out;
+    return ev;
 oom:
-    LOG_E("out of memory; a delivery on %s is lost", natsSubscription_GetSubject(sub));
+    LOG_E("out of memory; a delivery on %s is lost", subject);
     handoff_ev_free(ev);
-out:
+    return NULL;
+}
+
+/* A NodeDelivery, or a batch of them (handed over in order, at once). */
+static void bus_on_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    bus_t *b = closure;
+    const char *subject = natsSubscription_GetSubject(sub);
+    int broadcast = sub == b->sub_broadcast;
+    Push__V1__NodeDelivery *d = push__v1__node_delivery__unpack(
+        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    handoff_ev_t *first = NULL, *last = NULL;
+    if (!d) {
+        metrics_inc(b->bad);
+        LOG_W("dropped an undecodable delivery on %s", subject);
+    } else if (d->n_batch) {
+        for (size_t i = 0; i < d->n_batch; i++) {
+            handoff_ev_t *ev = bus_delivery_event(b, d->batch[i], broadcast, subject);
+            if (!ev)
+                continue;
+            if (last)
+                last->next = ev;
+            else
+                first = ev;
+            last = ev;
+        }
+    } else {
+        first = last = bus_delivery_event(b, d, broadcast, subject);
+    }
+    handoff_push_list(b->to_service, first, last);
     if (d)
         push__v1__node_delivery__free_unpacked(d, NULL);
     natsMsg_Destroy(msg);

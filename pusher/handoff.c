@@ -61,12 +61,20 @@ void handoff_ev_free(handoff_ev_t *ev)
 void handoff_push(handoff_t *h, handoff_ev_t *ev)
 {
     ev->next = NULL;
+    handoff_push_list(h, ev, ev);
+}
+
+void handoff_push_list(handoff_t *h, handoff_ev_t *first, handoff_ev_t *last)
+{
+    if (!first)
+        return;
+    last->next = NULL;
     pthread_mutex_lock(&h->lock);
     if (h->tail)
-        h->tail->next = ev;
+        h->tail->next = first;
     else
-        h->head = ev;
-    h->tail = ev;
+        h->head = first;
+    h->tail = last;
     pthread_mutex_unlock(&h->lock);
     h->wake(h->arg);
 }

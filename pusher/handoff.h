@@ -50,6 +50,9 @@ void handoff_ev_free(handoff_ev_t *ev);
 
 /* Takes ownership of ev and wakes the service thread. Any thread. */
 void handoff_push(handoff_t *h, handoff_ev_t *ev);
+/* The same for a list first..last (linked through ->next, in order): one
+ * lock and one wake for all of them. first NULL: nothing. */
+void handoff_push_list(handoff_t *h, handoff_ev_t *first, handoff_ev_t *last);
 
 /* Every event pushed so far, oldest first (a list through ->next), or NULL.
  * Service thread. */
