@@ -68,7 +68,13 @@ echo "{\"figure\":\"memory\",\"connections\":$total,\"rss_kib\":$rss,\"bytes_per
 # broadcast fan-out: one message to everyone; each wsload stops at its first message
 # (PERF_OUT=FILE: a system-wide perf profile of the second around it)
 if [ -n "${PERF_OUT:-}" ]; then perf record -a -g -o "$PERF_OUT" -- sleep "${PERF_S:-1}" >/dev/null 2>&1 & sleep 0.2; fi
+t0=$(cpu_ticks)
 "$BIN/pubload" --mode broadcast --count 1 --rate 0 >/dev/null
+# the pushers' own CPU for the fan-out (user + system, 10 ms ticks), read
+# once every wsload has printed (they linger before closing), to tell the
+# pushers' cost from the load generators' on the same two cores
+for i in $(seq 1 "$PUSHERS"); do until [ -s "$DIR/wsload$i.json" ]; do sleep 0.01; done; done
+echo "{\"figure\":\"broadcast_pusher_cpu\",\"ms\":$(( ($(cpu_ticks) - t0) * 1000 / $(getconf CLK_TCK) ))}"
 for pid in "${WS[@]}"; do wait "$pid" || true; done
 cat "$DIR"/wsload*.json | python3 -c '
 import json, sys

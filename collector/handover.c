@@ -130,13 +130,6 @@ static size_t handover_count_parts(const handover_parts_t *p)
     return n;
 }
 
-/* The stream's message id of a part: "<message id>.<shard>", so a retry of
- * a part inside the stream's duplicate window is stored once. */
-static void handover_part_id(char *out, size_t size, const char *id, unsigned shard)
-{
-    snprintf(out, size, "%s.%u", id, shard);
-}
-
 static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                                   void *closure)
 {
@@ -162,52 +155,179 @@ static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAc
     natsMsg_Destroy(msg);
 }
 
-typedef struct handover_async_part {
-    handover_t *h;
-    const store_msg_t *m;
-    natsStatus status;
-} handover_async_part_t;
-
-static int handover_publish_part_async(void *arg, unsigned shard, char *const *to, size_t n_to)
-{
-    handover_async_part_t *ap = arg;
-    size_t len = 0;
-    uint8_t *buf = handover_pack(ap->m, to, n_to, &len);
-    if (!buf)
-        return ap->status = NATS_NO_MEMORY, -1;
-    char subject[300], part_id[64];
-    jsx_shard_subject(subject, sizeof subject, ap->h->prefix, shard);
-    handover_part_id(part_id, sizeof part_id, ap->m->id, shard);
-    jsPubOptions opts;
-    jsPubOptions_Init(&opts);
-    opts.MsgId = part_id;
-    /* A publish whose ack never comes (it was on a connection that broke)
-     * times out on its own; otherwise it would stay pending for ever and
-     * every later round's wait would time out behind it. */
-    opts.MaxWait = HANDOVER_ACK_WAIT_MS - 1000;
-    ap->status = js_PublishAsync(ap->h->js_async, subject, buf, (int)len, &opts);
-    free(buf);
-    return ap->status == NATS_OK ? 0 : -1;
-}
+/* A stream message being filled for one shard: a Dispatch whose `batch`
+ * holds parts, each written as it is added (field 4, length-delimited), so
+ * the caller's message need not outlive the add (the retry loop's rows
+ * don't). */
+typedef struct handover_chunk {
+    uint8_t *buf;
+    size_t len, cap;
+    char **ids; /* message id of each part, in order, then NULL */
+    size_t n, cap_ids;
+} handover_chunk_t;
 
 /* One round of hand-over, under pub_lock: messages added in id order are
- * published asynchronously; the end waits once for the stream's acks and
- * marks dispatched, in one transaction, the messages whose every part was
- * acked. After the first message that could not be published, the rest of
- * the round is left for the next catch-up pass (order). */
+ * cut into parts by shard and gathered into one stream message per shard
+ * (cut at HANDOVER_CHUNK_BYTES), published asynchronously; the end waits
+ * once for the stream's acks and marks dispatched, in one transaction, the
+ * messages whose every part was acked. After the first publish that failed,
+ * nothing more of the round goes out; the rest is left for the next
+ * catch-up pass (order). */
 typedef struct handover_round {
-    strmap_t *waiting; /* message id -> parts not acked yet */
-    char **skip;       /* too large for NATS: marked without the stream */
+    strmap_t *waiting;  /* message id -> parts not acked yet */
+    strmap_t *chunks;   /* stream message id -> char ** of its parts' message ids */
+    handover_chunk_t open[JSX_SHARDS];
+    char **skip;        /* too large for NATS: marked without the stream */
     size_t n_skip, cap_skip;
-    size_t n_expected; /* messages whose every part went out */
-    int shortfall;     /* something was not published or not acked */
+    int shortfall;      /* something was not published or not acked */
 } handover_round_t;
 
 static void handover_round_begin(handover_round_t *r)
 {
     memset(r, 0, sizeof *r);
     r->waiting = strmap_new();
-    r->shortfall = !r->waiting;
+    r->chunks = strmap_new();
+    r->shortfall = !r->waiting || !r->chunks;
+}
+
+static void handover_chunk_reset(handover_chunk_t *c, int free_ids)
+{
+    if (free_ids)
+        for (size_t i = 0; i < c->n; i++)
+            free(c->ids[i]);
+    free(c->buf);
+    if (free_ids)
+        free(c->ids);
+    memset(c, 0, sizeof *c);
+}
+
+static void handover_skip(handover_t *h, handover_round_t *r, const char *id)
+{
+    metrics_inc(h->too_large);
+    /* It can never go through this server: retrying would hold up every
+     * later message. It stays stored, so recipients get it from the store
+     * when they (re)connect; only live delivery is lost. */
+    LOG_E("handover: message %s is over the NATS server's max_payload as a Dispatch; not handed "
+          "to the dispatcher, recipients get it from the store on their next connection "
+          "(raise max_payload to 2 MiB or more)",
+          id);
+    strmap_remove(r->waiting, id);
+    if (r->n_skip == r->cap_skip) {
+        size_t cap = r->cap_skip ? r->cap_skip * 2 : 8;
+        char **ns = realloc(r->skip, cap * sizeof *ns);
+        if (!ns) {
+            r->shortfall = 1;
+            return;
+        }
+        r->skip = ns;
+        r->cap_skip = cap;
+    }
+    if (!(r->skip[r->n_skip] = strdup(id)))
+        r->shortfall = 1;
+    else
+        r->n_skip++;
+}
+
+/* Publish shard's open chunk. Its stream message id is "<first message
+ * id>.<shard>.<parts>": a retry that cuts the same chunk is stored once
+ * inside the stream's duplicate window (one cut differently may be stored
+ * twice: at-least-once, and ids let the client drop the copy). */
+static void handover_chunk_publish(handover_t *h, handover_round_t *r, unsigned shard)
+{
+    handover_chunk_t *c = &r->open[shard];
+    if (!c->n)
+        return;
+    if (r->shortfall) {
+        handover_chunk_reset(c, 1);
+        return;
+    }
+    char subject[300], chunk_id[96];
+    jsx_shard_subject(subject, sizeof subject, h->prefix, shard);
+    snprintf(chunk_id, sizeof chunk_id, "%s.%u.%zu", c->ids[0], shard, c->n);
+    jsPubOptions opts;
+    jsPubOptions_Init(&opts);
+    opts.MsgId = chunk_id;
+    /* A publish whose ack never comes (it was on a connection that broke)
+     * times out on its own; otherwise it would stay pending for ever and
+     * every later round's wait would time out behind it. */
+    opts.MaxWait = HANDOVER_ACK_WAIT_MS - 1000;
+    natsStatus s = js_PublishAsync(h->js_async, subject, c->buf, (int)c->len, &opts);
+    if (s == NATS_OK && strmap_put(r->chunks, chunk_id, c->ids) == 0) {
+        handover_chunk_reset(c, 0); /* r->chunks owns the ids now */
+        return;
+    }
+    if (s == NATS_MAX_PAYLOAD && c->n == 1) {
+        handover_skip(h, r, c->ids[0]);
+    } else {
+        metrics_inc(h->errors);
+        LOG_W("handover: %zu message part(s) from %s on shard %u not handed to the dispatcher yet "
+              "(%s); they and every later one are stored and the retry loop (every %d ms) sends "
+              "them, in order",
+              c->n, c->ids[0], shard, s == NATS_OK ? "out of memory" : natsStatus_GetText(s),
+              HANDOVER_RETRY_MS);
+        r->shortfall = 1;
+    }
+    handover_chunk_reset(c, 1);
+}
+
+/* Append one part (m's recipients of shard) to the shard's open chunk,
+ * publishing the chunk first when the part would take it over the limit. */
+static int handover_chunk_add(handover_t *h, handover_round_t *r, unsigned shard,
+                              const store_msg_t *m, char *const *to, size_t n_to)
+{
+    size_t len = 0;
+    uint8_t *part = handover_pack(m, to, n_to, &len);
+    if (!part)
+        return -1;
+    handover_chunk_t *c = &r->open[shard];
+    if (c->n && c->len + len + 6 > HANDOVER_CHUNK_BYTES)
+        handover_chunk_publish(h, r, shard);
+    int rc = -1;
+    if (c->len + len + 6 > c->cap) {
+        size_t cap = c->cap ? c->cap : 4096;
+        while (cap < c->len + len + 6)
+            cap *= 2;
+        uint8_t *nb = realloc(c->buf, cap);
+        if (!nb)
+            goto out;
+        c->buf = nb;
+        c->cap = cap;
+    }
+    if (c->n + 1 >= c->cap_ids) { /* room for a NULL after the last */
+        size_t cap = c->cap_ids ? c->cap_ids * 2 : 16;
+        char **ni = realloc(c->ids, cap * sizeof *ni);
+        if (!ni)
+            goto out;
+        c->ids = ni;
+        c->cap_ids = cap;
+    }
+    if (!(c->ids[c->n] = strdup(m->id)))
+        goto out;
+    c->ids[++c->n] = NULL;
+    c->buf[c->len++] = (4 << 3) | 2; /* Dispatch.batch, length-delimited */
+    for (size_t v = len; ; v >>= 7) {
+        c->buf[c->len++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        if (v <= 0x7f)
+            break;
+    }
+    memcpy(c->buf + c->len, part, len);
+    c->len += len;
+    rc = 0;
+out:
+    free(part);
+    return rc;
+}
+
+typedef struct handover_add {
+    handover_t *h;
+    handover_round_t *r;
+    const store_msg_t *m;
+} handover_add_t;
+
+static int handover_add_part(void *arg, unsigned shard, char *const *to, size_t n_to)
+{
+    handover_add_t *a = arg;
+    return handover_chunk_add(a->h, a->r, shard, a->m, to, n_to);
 }
 
 static void handover_round_add(handover_t *h, handover_round_t *r, const store_msg_t *m,
@@ -220,56 +340,29 @@ static void handover_round_add(handover_t *h, handover_round_t *r, const store_m
         r->shortfall = 1; /* out of memory */
         return;
     }
-    if (strmap_put(r->waiting, m->id, (void *)(intptr_t)handover_count_parts(&parts)) != 0) {
-        free(parts.to);
-        r->shortfall = 1;
-        return;
-    }
-    handover_async_part_t ap = {h, m, NATS_OK};
-    handover_each_part(&parts, handover_publish_part_async, &ap);
+    handover_add_t a = {h, r, m};
+    if (strmap_put(r->waiting, m->id, (void *)(intptr_t)handover_count_parts(&parts)) != 0 ||
+        handover_each_part(&parts, handover_add_part, &a) != 0)
+        r->shortfall = 1; /* out of memory */
     free(parts.to);
-    if (ap.status == NATS_OK) {
-        r->n_expected++;
-        return;
-    }
-    if (ap.status == NATS_MAX_PAYLOAD) {
-        /* It can never go through this server: retrying would hold up every
-         * later message. It stays stored, so recipients get it from the
-         * store when they (re)connect; only live delivery is lost. */
-        metrics_inc(h->too_large);
-        LOG_E(
-            "handover: message %s is over the NATS server's max_payload as a Dispatch; not handed "
-            "to the dispatcher, recipients get it from the store on their next connection "
-            "(raise max_payload to 2 MiB or more)",
-            m->id);
-        if (r->n_skip == r->cap_skip) {
-            size_t cap = r->cap_skip ? r->cap_skip * 2 : 8;
-            char **ns = realloc(r->skip, cap * sizeof *ns);
-            if (!ns) {
-                r->shortfall = 1;
-                return;
-            }
-            r->skip = ns;
-            r->cap_skip = cap;
-        }
-        if (!(r->skip[r->n_skip] = strdup(m->id))) {
-            r->shortfall = 1;
-            return;
-        }
-        r->n_skip++;
-        return;
-    }
-    metrics_inc(h->errors);
-    LOG_W("handover: message %s not handed to the dispatcher yet (%s); it and every later one are "
-          "stored and the retry loop (every %d ms) sends them, in order",
-          m->id, natsStatus_GetText(ap.status), HANDOVER_RETRY_MS);
-    r->shortfall = 1;
+}
+
+static void handover_free_chunk_ids(void *arg, const char *key, void *value)
+{
+    (void)arg, (void)key;
+    char **ids = value;
+    for (size_t i = 0; ids[i]; i++)
+        free(ids[i]);
+    free(ids);
 }
 
 /* Returns how many messages were acked (and marked); sets h->behind when
  * something was not. */
 static size_t handover_round_end(handover_t *h, handover_round_t *r)
 {
+    for (unsigned k = 0; k < JSX_SHARDS; k++)
+        handover_chunk_publish(h, r, k);
+    size_t n_expected = r->waiting ? strmap_size(r->waiting) : 0;
     jsPubOptions wait;
     jsPubOptions_Init(&wait);
     wait.MaxWait = HANDOVER_ACK_WAIT_MS;
@@ -283,39 +376,47 @@ static size_t handover_round_end(handover_t *h, handover_round_t *r)
     h->acked = NULL;
     h->n_acked = h->cap_acked = 0;
     pthread_mutex_unlock(&h->acked_lock);
-    /* acked holds part ids "<id>.<shard>"; cut them to message ids in place
-     * and keep the messages whose every part was acked. */
-    size_t n_done = 0;
+    /* acked holds stream message ids; each of their parts counts against
+     * its message, and a message whose every part was acked is done. */
+    char **done = NULL;
+    size_t n_done = 0, cap_done = 0;
     for (size_t i = 0; i < n_acked; i++) {
-        char *dot = strrchr(acked[i], '.');
-        if (dot)
-            *dot = '\0';
-        intptr_t left = r->waiting ? (intptr_t)strmap_get(r->waiting, acked[i]) : 0;
-        if (left <= 0) {
-            free(acked[i]);
-            continue;
+        char **ids = r->chunks ? strmap_get(r->chunks, acked[i]) : NULL;
+        for (size_t k = 0; ids && ids[k]; k++) {
+            intptr_t left = (intptr_t)strmap_get(r->waiting, ids[k]);
+            if (left <= 0)
+                continue;
+            strmap_put(r->waiting, ids[k], (void *)(left - 1));
+            if (left > 1)
+                continue;
+            if (n_done == cap_done) {
+                cap_done = cap_done ? cap_done * 2 : 256;
+                char **nd = realloc(done, cap_done * sizeof *nd);
+                if (!nd)
+                    break; /* not marked: handed over again later */
+                done = nd;
+            }
+            done[n_done++] = ids[k];
         }
-        strmap_put(r->waiting, acked[i], (void *)(left - 1));
-        if (left == 1)
-            acked[n_done++] = acked[i];
-        else
-            free(acked[i]);
+        free(acked[i]);
     }
-    strmap_free(r->waiting);
+    free(acked);
     metrics_add(h->sent, (int64_t)n_done);
-    if (n_done && store_mark_dispatched_many(h->store, acked, n_done) != STORE_OK)
+    if (n_done && store_mark_dispatched_many(h->store, done, n_done) != STORE_OK)
         LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice",
               n_done);
     if (r->n_skip && store_mark_dispatched_many(h->store, r->skip, r->n_skip) != STORE_OK)
         LOG_W("handover: %zu message(s) too large for NATS not marked; they will be tried again",
               r->n_skip);
-    for (size_t i = 0; i < n_done; i++)
-        free(acked[i]);
-    free(acked);
+    free(done);
+    strmap_free(r->waiting);
+    if (r->chunks)
+        strmap_each(r->chunks, handover_free_chunk_ids, NULL);
+    strmap_free(r->chunks);
     for (size_t i = 0; i < r->n_skip; i++)
         free(r->skip[i]);
     free(r->skip);
-    r->shortfall |= n_done < r->n_expected;
+    r->shortfall |= n_done < n_expected;
     if (r->shortfall) {
         h->behind = 1;
         pthread_mutex_lock(&h->wake_lock);

@@ -6,8 +6,13 @@
  * message that was not marked (the collector died between storing and
  * handing over, or NATS or the stream was down; after a failed pass it
  * creates the stream again): nothing accepted is lost between collector and
- * dispatcher. The JetStream message id of a part is "<id>.<shard>", so a
- * retry inside the stream's duplicate window is stored once.
+ * dispatcher. The parts one round has for a shard travel together, as one
+ * stream message (Dispatch.batch, up to HANDOVER_CHUNK_BYTES): the stream,
+ * its acks and the dispatcher's acks then cost one message per round and
+ * shard, not one per message. Its JetStream message id is "<first message
+ * id>.<shard>.<parts>", so a retry that cuts the same chunk inside the
+ * stream's duplicate window is stored once (one cut differently may be
+ * stored twice: at-least-once).
  *
  * Order: a user's messages reach the stream in id order, also across
  * failures. The two senders (handover_send_batch and the retry loop) never
@@ -25,6 +30,10 @@
 
 #define HANDOVER_RETRY_MS 2000
 #define HANDOVER_ACK_WAIT_MS 5000 /* a round waits this long for the stream's acks */
+/* A stream message carries the parts of many messages for one shard, up to
+ * this many bytes (a part larger than that alone goes alone); well under
+ * nats-server's default max_payload of 1 MiB. */
+#define HANDOVER_CHUNK_BYTES (256 * 1024)
 
 typedef struct handover handover_t;
 

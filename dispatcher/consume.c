@@ -147,7 +147,8 @@ typedef struct batch_user {
 
 typedef struct batch {
     consume_t *c;
-    Push__V1__Dispatch **d; /* decoded, NULL when malformed */
+    Push__V1__Dispatch **roots; /* one per stream message, decoded; NULL when malformed */
+    Push__V1__Dispatch **d;     /* the messages: the roots, or their batch entries, in order */
     size_t n;
     char **users;     /* all recipients of the batch, flattened */
     size_t *user_msg; /* message index of each */
@@ -216,27 +217,42 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
     consume_t *c = sh->c;
     int rc = -1;
     unsigned long long failed_before = atomic_load(&c->publish_failed_total);
-    batch_t b = {.c = c, .n = (size_t)list->Count};
+    batch_t b = {.c = c};
+    size_t n_roots = (size_t)list->Count;
     /* what each node gets from this batch, in one NATS message (outbox.h) */
     outbox_t *out = outbox_new(OUTBOX_MAX_BYTES, consume_send_node, c);
     int failed = 0;
-    b.d = calloc(b.n, sizeof *b.d);
-    b.groups = calloc(b.n, sizeof *b.groups);
-    if (!b.d || !b.groups || !out)
+    b.roots = calloc(n_roots, sizeof *b.roots);
+    if (!b.roots || !out)
+        goto oom;
+    size_t n_entries = 0;
+    for (size_t i = 0; i < n_roots; i++) {
+        natsMsg *m = list->Msgs[i];
+        b.roots[i] = push__v1__dispatch__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
+                                                (const uint8_t *)natsMsg_GetData(m));
+        if (b.roots[i])
+            n_entries += b.roots[i]->n_batch ? b.roots[i]->n_batch : 1;
+    }
+    b.d = calloc(n_entries ? n_entries : 1, sizeof *b.d);
+    b.groups = calloc(n_entries ? n_entries : 1, sizeof *b.groups);
+    if (!b.d || !b.groups)
         goto oom;
     size_t cap = 0;
-    for (size_t i = 0; i < b.n; i++) {
-        natsMsg *m = list->Msgs[i];
-        b.d[i] = push__v1__dispatch__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
-                                            (const uint8_t *)natsMsg_GetData(m));
-        if (!b.d[i] || !b.d[i]->message) {
-            metrics_inc(c->malformed);
-            LOG_W("dropped a malformed Dispatch on the stream");
-            continue;
+    for (size_t i = 0; i < n_roots; i++) {
+        Push__V1__Dispatch *r = b.roots[i];
+        size_t n_in = r ? (r->n_batch ? r->n_batch : 1) : 1;
+        for (size_t k = 0; k < n_in; k++) {
+            Push__V1__Dispatch *d = r && r->n_batch ? r->batch[k] : r;
+            if (!d || !d->message) {
+                metrics_inc(c->malformed);
+                LOG_W("dropped a malformed Dispatch on the stream");
+                continue;
+            }
+            cap += d->n_to;
+            if (!(b.groups[b.n] = group_new()))
+                goto oom;
+            b.d[b.n++] = d;
         }
-        cap += b.d[i]->n_to;
-        if (!(b.groups[i] = group_new()))
-            goto oom;
     }
     b.users = malloc((cap ? cap : 1) * sizeof *b.users);
     b.user_msg = malloc((cap ? cap : 1) * sizeof *b.user_msg);
@@ -259,7 +275,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
         if (!atomic_load(&sh->run) || !shard_lease_ok(sh))
             goto out; /* not acked: whoever runs this shard next starts with it */
         if (++tries % 10 == 0)
-            for (size_t i = 0; i < b.n; i++)
+            for (size_t i = 0; i < n_roots; i++)
                 natsMsg_InProgress(list->Msgs[i], NULL);
         usleep(500 * 1000);
     }
@@ -290,20 +306,20 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
         LOG_W("%zu deliveries could not be published; leaving the batch unacked", b.n);
         goto out;
     }
-    for (size_t i = 0; i < b.n; i++)
+    for (size_t i = 0; i < n_roots; i++)
         natsMsg_Ack(list->Msgs[i], NULL);
     rc = 0;
     goto out;
 oom:
-    LOG_E("out of memory for a batch of %zu; leaving it unacked for redelivery", b.n);
+    LOG_E("out of memory for a batch of %zu; leaving it unacked for redelivery", n_roots);
 out:
     outbox_free(out);
-    for (size_t i = 0; i < b.n; i++) {
-        if (b.d && b.d[i])
-            push__v1__dispatch__free_unpacked(b.d[i], NULL);
-        if (b.groups)
-            group_free(b.groups[i]);
-    }
+    for (size_t i = 0; b.groups && i < b.n; i++)
+        group_free(b.groups[i]);
+    for (size_t i = 0; b.roots && i < n_roots; i++)
+        if (b.roots[i])
+            push__v1__dispatch__free_unpacked(b.roots[i], NULL);
+    free(b.roots);
     free(b.d);
     free(b.groups);
     free(b.users);

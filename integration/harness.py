@@ -124,9 +124,10 @@ class Proc:
 class Cluster:
     """nats-server, redis-server and any services a test asks for."""
 
-    def __init__(self, prefix="push"):
+    def __init__(self, prefix="push", nats_max_payload=4194304):
         self.dir = tempfile.mkdtemp(prefix="push-it-")
         self.prefix = prefix
+        self.nats_max_payload = nats_max_payload
         self.procs = {}
         self.nats_port = free_port()
         self.redis_port = free_port()
@@ -147,7 +148,7 @@ class Cluster:
         # max_payload above the collector's 1 MiB limit (docs/OPERATIONS.md says why)
         conf = os.path.join(self.dir, "nats.conf")
         with open(conf, "w") as f:
-            f.write("max_payload: 4194304\n")
+            f.write(f"max_payload: {self.nats_max_payload}\n")
         sd = os.path.join(self.dir, "jetstream")
         self.procs["nats"] = Proc("nats", ["nats-server", "-c", conf, "-a", "127.0.0.1", "-p",
                                            str(self.nats_port), "-js", "-sd", sd], self.env, self.dir)
@@ -459,9 +460,10 @@ class ClusterTest(unittest.IsolatedAsyncioTestCase):
 
     pushers = ("pusher",)
     start_services = True
+    nats_max_payload = 4194304
 
     def setUp(self):
-        self.c = Cluster()
+        self.c = Cluster(nats_max_payload=self.nats_max_payload)
         try:
             if self.start_services:
                 self.c.start_all(self.pushers)

@@ -6,8 +6,8 @@ import asyncio
 import json
 import unittest
 
-from harness import (ClusterTest, eventually, http_post, metric, pb_push_request, pb_strings,
-                     ws_recv_json, ws_welcome)
+from harness import (ClusterTest, eventually, free_port, http_post, metric, pb_push_request,
+                     pb_strings, ws_recv_json, ws_welcome)
 
 
 class Publish(ClusterTest):
@@ -162,6 +162,28 @@ class Delivery(ClusterTest):
             ids.append(await self.publish("order", n))
         got = [(await ws_recv_json(ws, timeout=10))["id"] for _ in ids]
         self.assertEqual(got, ids)
+        await ws.close()
+
+
+class OverNatsPayload(ClusterTest):
+    nats_max_payload = 256 * 1024
+
+    async def test_a_stored_message_over_the_nats_limit_is_counted_and_holds_up_nothing(self):
+        # Through HTTP, which takes up to 1 MiB whatever NATS allows: stored,
+        # but too large to hand to the dispatcher through this nats-server.
+        self.c.procs["collector"].stop()
+        port = free_port()
+        self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db", "--http",
+                     f"127.0.0.1:{port}")
+        ws, _ = await ws_welcome(self.c.ws_url(token=self.c.token("big")))
+        url = f"http://127.0.0.1:{port}/v1/messages"
+        for data in ("x" * (300 * 1024), "after", "and after"):
+            status, body = await asyncio.to_thread(http_post, url, json.dumps({"to": ["big"], "data": data}))
+            self.assertEqual(status, 202, body)
+        self.assertEqual((await ws_recv_json(ws, timeout=10))["data"], "after")
+        self.assertEqual((await ws_recv_json(ws, timeout=10))["data"], "and after")
+        text = self.c.scrape("collector")
+        self.assertEqual(metric(text, "push_collect_handover_too_large_total"), 1)
         await ws.close()
 
 
