@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 
 struct expiry {
     store_t *store;
@@ -13,6 +14,7 @@ struct expiry {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     int stop;
+    metrics_series_t *dropped;
 };
 
 static void *expiry_loop(void *arg)
@@ -28,9 +30,11 @@ static void *expiry_loop(void *arg)
         if (e->stop)
             break;
         pthread_mutex_unlock(&e->lock);
-        int n = store_expire(e->store, ids_now_ms());
-        if (n > 0)
-            LOG_I("dropped %d expired message(s)", n);
+        int n = store_expire(e->store, ids_now_ms() - EXPIRY_GRACE_MS);
+        if (n > 0) {
+            metrics_add(e->dropped, n);
+            LOG_D("dropped %d expired message(s)", n);
+        }
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
@@ -43,6 +47,8 @@ expiry_t *expiry_start(store_t *store)
     if (!e)
         return NULL;
     e->store = store;
+    e->dropped = metrics_counter("push_collect_expired_total", NULL,
+                                 "Expired messages dropped from the store");
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->wake, NULL);
     pthread_create(&e->thread, NULL, expiry_loop, e);

@@ -225,6 +225,40 @@ static void expire_drops_only_expired_dispatched_messages(void)
     store_close(s);
 }
 
+/* More expired messages than the SQLite backend deletes in one transaction
+ * (STORE_EXPIRE_CHUNK, 500): all of them go, and only handed-over ones. */
+static void expire_drops_many_messages_in_chunks(void)
+{
+    enum { N = 4500 };
+    store_t *s = fresh();
+    char *u1[] = {"u1"};
+    store_msg_t *m = calloc(N, sizeof *m);
+    store_put_item_t *items = calloc(N, sizeof *items);
+    char **ids = calloc(N, sizeof *ids);
+    for (int i = 0; i < N; i++) {
+        m[i] = (store_msg_t){.topic = "t",
+                             .data = (const unsigned char *)"1",
+                             .data_len = 1,
+                             .content_type = "application/json",
+                             .accepted_ms = T0 + 1000,
+                             .ttl = 1};
+        snprintf(m[i].id, sizeof m[i].id, "e%05d", i);
+        ids[i] = m[i].id;
+        items[i] = (store_put_item_t){.m = &m[i], .to = u1, .n_to = 1};
+    }
+    CHECK_INT(store_put_batch(s, items, N), STORE_OK);
+    CHECK_INT(store_mark_dispatched_many(s, ids, N - 1), STORE_OK); /* the last is not handed over */
+    CHECK_INT(store_expire(s, T0 + 5000), N - 1);
+    CHECK_INT(store_expire(s, T0 + 5000), 0);
+    seen_t seen = {0};
+    CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &seen), 1);
+    CHECK_STR(seen.ids[0], ids[N - 1]);
+    free(m);
+    free(items);
+    free(ids);
+    store_close(s);
+}
+
 static void batch_is_one_transaction_with_duplicates_inside_it(void)
 {
     store_t *s = fresh();
@@ -410,6 +444,7 @@ static const check_case_t store_cases[] = {
     CHECK_CASE(undispatched_lists_until_marked_with_recipients),
     CHECK_CASE(expire_drops_only_expired_dispatched_messages),
     CHECK_CASE(batch_is_one_transaction_with_duplicates_inside_it),
+    CHECK_CASE(expire_drops_many_messages_in_chunks),
     CHECK_CASE(undispatched_callback_may_call_the_store_again),
     CHECK_CASE(pending_copies_data_and_fields_of_each_message),
     CHECK_CASE(a_user_named_twice_is_one_recipient),
