@@ -2,6 +2,7 @@
  * restart; limits retention with a max age well past any consumer outage. */
 #include "jsx.h"
 
+#include "strmap.h"
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,10 +19,7 @@ void jsx_stream_name(char *out, size_t size, const char *prefix)
 
 unsigned jsx_shard_of(const char *user)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)user; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h % JSX_SHARDS;
+    return strmap_hash(user) % JSX_SHARDS;
 }
 
 const char *jsx_shard_subject(char *out, size_t size, const char *prefix, unsigned shard)

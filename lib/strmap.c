@@ -18,7 +18,7 @@ struct strmap {
     size_t size;
 };
 
-static uint32_t strmap_hash(const char *s)
+uint32_t strmap_hash(const char *s)
 {
     uint32_t h = 2166136261u;
     for (; *s; s++)

@@ -7,8 +7,13 @@
 #define PUSH_STRMAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct strmap strmap_t;
+
+/* FNV-1a 32 of s's bytes: the map's hash, also the shard of a user
+ * (jsx.h) and the refresh slot of a route (pusher/routes.c). */
+uint32_t strmap_hash(const char *s);
 
 strmap_t *strmap_new(void);
 /* Frees the map and its keys, not the values. Safe with NULL. */

@@ -40,7 +40,12 @@ struct routes {
     redisContext *c;
     strmap_t *users;        /* users held here -> ROUTES_HELD or ROUTES_ANNOUNCED */
     int need_full;          /* write every user (after connect) */
-    time_t next_refresh;
+    /* Refresh in slices: every second the users whose hash falls in that
+     * second's slice, so each is written every `slices` seconds (route_ttl /
+     * 3) and Redis sees a steady trickle, not every user at once (which at
+     * 10k users held up the dispatchers' lookups for ~100 ms). */
+    unsigned slices, slice;
+    time_t next_slice;
     int logged_down;
     metrics_series_t *errors, *users_gauge;
 };
@@ -128,6 +133,7 @@ typedef struct routes_batch {
     time_t now;
     int pending;
     int failed;
+    int slice; /* routes_refresh: the slice to write, or -1 for all */
     const char *announce[ROUTES_PIPELINE];
     int n_announce;
 } routes_batch_t;
@@ -162,6 +168,9 @@ static void routes_refresh_one(void *arg, const char *user, void *value)
     routes_batch_t *b = arg;
     if (b->failed)
         return;
+    if (b->slice >= 0 && value == ROUTES_ANNOUNCED &&
+        strmap_hash(user) % b->r->slices != (unsigned)b->slice)
+        return; /* another second's slice; not yet written ones always go */
     b->pending += routes_append(b->r, user, 1, b->now);
     if (value != ROUTES_ANNOUNCED)
         b->announce[b->n_announce++] = user; /* key memory is the map's: stable during each() */
@@ -169,15 +178,17 @@ static void routes_refresh_one(void *arg, const char *user, void *value)
         routes_batch_flush(b);
 }
 
-/* Write every user held here (pipelined). */
-static void routes_refresh_all(routes_t *r, time_t now)
+/* Write every user held here (slice -1), or this second's slice of them
+ * (pipelined). */
+static void routes_refresh(routes_t *r, time_t now, int slice)
 {
-    routes_batch_t b = {.r = r, .now = now};
+    routes_batch_t b = {.r = r, .now = now, .slice = slice};
     strmap_each(r->users, routes_refresh_one, &b);
     routes_batch_flush(&b);
     if (!b.failed) {
-        r->need_full = 0;
-        r->next_refresh = now + (r->ttl_s / 3 > 0 ? r->ttl_s / 3 : 1);
+        if (slice < 0)
+            r->need_full = 0;
+        r->next_slice = now + 1;
     }
 }
 
@@ -256,8 +267,10 @@ static void *routes_loop(void *arg)
             next = op->next;
             free(op);
         }
-        if (r->c && (r->need_full || now >= r->next_refresh))
-            routes_refresh_all(r, now);
+        if (r->c && r->need_full)
+            routes_refresh(r, now, -1);
+        else if (r->c && now >= r->next_slice)
+            routes_refresh(r, now, (int)(r->slice++ % r->slices));
         metrics_set(r->users_gauge, (int64_t)strmap_size(r->users));
         if (stop)
             break;
@@ -289,6 +302,7 @@ routes_t *routes_start(const redisx_url_t *url, const char *prefix, const char *
     snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
     snprintf(r->node, sizeof r->node, "%s", node);
     r->ttl_s = ttl_s;
+    r->slices = ttl_s / 3 > 0 ? (unsigned)(ttl_s / 3) : 1;
     r->to_service = to_service;
     r->users = strmap_new();
     r->errors = metrics_counter("push_pusher_redis_errors_total", NULL, "Redis failures writing routes");

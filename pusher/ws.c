@@ -606,6 +606,7 @@ static void ws_deadlines(lws_sorted_usec_list_t *sul)
 typedef struct ws_sweep {
     ws_t *w;
     uint32_t now;
+    size_t pings_left; /* this sweep's budget: WS_PINGS_SHARE */
 } ws_sweep_t;
 
 static void ws_sweep_one(void *arg, conn_t *c)
@@ -626,7 +627,9 @@ static void ws_sweep_one(void *arg, conn_t *c)
     if (quiet >= WS_IDLE_S) {
         metrics_inc(w->m_idle);
         ws_close_later(c, LWS_CLOSE_STATUS_NORMAL, "idle: no frame or pong for 60 s");
-    } else if (quiet >= WS_PING_S && now - c->last_ping_s >= WS_PING_S) {
+    } else if (quiet >= WS_PING_S && now - c->last_ping_s >= WS_PING_S &&
+               ((ws_sweep_t *)arg)->pings_left) {
+        ((ws_sweep_t *)arg)->pings_left--;
         c->last_ping_s = now;
         c->ping_due = 1;
         lws_callback_on_writable(c->wsi);
@@ -636,7 +639,8 @@ static void ws_sweep_one(void *arg, conn_t *c)
 static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
 {
     ws_t *w = lws_container_of(sul, ws_t, idle_sweep);
-    ws_sweep_t sweep = {w, ws_now_s()};
+    size_t n = conns_count(w->conns);
+    ws_sweep_t sweep = {w, ws_now_s(), n / WS_PINGS_SHARE > WS_PINGS_MIN ? n / WS_PINGS_SHARE : WS_PINGS_MIN};
     conns_each(w->conns, ws_sweep_one, &sweep);
     lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
                      (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
