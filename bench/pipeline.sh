@@ -35,7 +35,7 @@ COUNT=${3:-$(( RATE * 10 ))}
 USERS=10000
 bench_start authd authd
 bench_start dispatcher dispatcher
-bench_clients bench-e2e $USERS "$COUNT" 120
+bench_clients bench-e2e $USERS "$COUNT" $(( COUNT / RATE + 120 ))
 sleep 1
 # PERF_OUT=FILE: a system-wide perf profile of 4 s of the publishing
 [ -n "${PERF_OUT:-}" ] && { (sleep 2; perf record -a -g -o "$PERF_OUT" -- sleep 4 >/dev/null 2>&1) & }
