@@ -9,6 +9,8 @@
  *            idem_key (unique where set), broadcast)
  *   recipients(user, msg_id, acked, PK(user, msg_id))
  *   undispatched(id PK)   messages not yet handed to the dispatcher
+ * A ttl-0 message keeps its recipients inline (messages.rcpt) instead: it
+ * is never pending nor acked.
  * A message row is written once and never updated: handing it over deletes
  * its narrow undispatched row (cheaper than rewriting the message row and
  * a partial index), and messages without an idempotency key have no entry
@@ -28,6 +30,7 @@
 
 #include "log.h"
 #include "store_backend.h"
+#include "strmap.h"
 
 struct store_sqlite {
     sqlite3 *db;
@@ -36,15 +39,7 @@ struct store_sqlite {
         *undispatched, *rcpts_of, *ins_undispatched, *mark, *sync_normal, *sync_full,
         *expire_rcpts, *expire_msgs;
     int healthy;
-    /* the checkpointer: a connection and thread of its own (see store_sqlite_ckpt_loop) */
-    sqlite3 *ckpt_db;
-    pthread_t ckpt_thread;
-    int ckpt_running, ckpt_stop;
-    pthread_mutex_t ckpt_lock;
-    pthread_cond_t ckpt_wake;
 };
-
-#define STORE_CKPT_EVERY_MS 100
 
 /* Expired messages that were handed over, oldest expiry first, at most ?2:
  * store_sqlite_expire deletes them a chunk at a time. */
@@ -65,7 +60,7 @@ static const char *store_schema_v2 =
     "CREATE TABLE IF NOT EXISTS messages("
     " id TEXT PRIMARY KEY, topic TEXT NOT NULL, data BLOB NOT NULL, content_type TEXT NOT NULL,"
     " accepted_ms INTEGER NOT NULL, ttl INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
-    " idem_key TEXT, broadcast INTEGER NOT NULL) WITHOUT ROWID;"
+    " idem_key TEXT, broadcast INTEGER NOT NULL, rcpt BLOB) WITHOUT ROWID;"
     "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_idem ON messages(idem_key)"
     " WHERE idem_key IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages(expires_ms);"
@@ -83,7 +78,8 @@ static const char *store_migrate_v1 =
     "DROP INDEX IF EXISTS messages_undispatched;"
     "DROP INDEX IF EXISTS messages_by_expiry;";
 static const char *store_migrate_v1_copy =
-    "INSERT INTO messages SELECT id, topic, data, content_type, accepted_ms, ttl, expires_ms,"
+    "INSERT INTO messages(id, topic, data, content_type, accepted_ms, ttl, expires_ms, idem_key,"
+    " broadcast) SELECT id, topic, data, content_type, accepted_ms, ttl, expires_ms,"
     " idem_key, broadcast FROM messages_v1;"
     "INSERT INTO undispatched SELECT id FROM messages_v1 WHERE dispatched = 0;"
     "DROP TABLE messages_v1;";
@@ -141,62 +137,6 @@ static int store_sqlite_migrate(store_sqlite_t *s, const char *path, char *err, 
 
 static void store_sqlite_close(void *handle);
 
-/* WAL checkpoints, off the writer's path. With SQLite's automatic
- * checkpoints, the commit that passes 1,000 WAL pages copies them into the
- * database file and fsyncs it before it returns: at 10,000 messages/s that
- * was a stall of 10-30 ms every second or two, the end-to-end tail. Here
- * the writer's connection never checkpoints; this thread runs a PASSIVE
- * checkpoint (it never blocks the writer, which goes on appending to the
- * WAL) every STORE_CKPT_EVERY_MS. */
-static void *store_sqlite_ckpt_loop(void *arg)
-{
-    pthread_setname_np(pthread_self(), "checkpoint");
-    store_sqlite_t *s = arg;
-    pthread_mutex_lock(&s->ckpt_lock);
-    while (!s->ckpt_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += STORE_CKPT_EVERY_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->ckpt_wake, &s->ckpt_lock, &until);
-        if (s->ckpt_stop)
-            break;
-        pthread_mutex_unlock(&s->ckpt_lock);
-        int log = 0, done = 0;
-        int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            LOG_W("store: checkpoint failed: %s; retrying in %d ms", sqlite3_errmsg(s->ckpt_db),
-                  STORE_CKPT_EVERY_MS);
-        pthread_mutex_lock(&s->ckpt_lock);
-    }
-    pthread_mutex_unlock(&s->ckpt_lock);
-    return NULL;
-}
-
-static int store_sqlite_ckpt_start(store_sqlite_t *s, const char *path, char *err, size_t err_size)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=0;", NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-            SQLITE_OK ||
-        sqlite3_exec(s->ckpt_db, "PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL;", NULL, NULL,
-                     &msg) != SQLITE_OK) {
-        snprintf(err, err_size, "cannot set up checkpoints on %s: %s", path,
-                 msg ? msg : sqlite3_errmsg(s->ckpt_db ? s->ckpt_db : s->db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    if (pthread_create(&s->ckpt_thread, NULL, store_sqlite_ckpt_loop, s) != 0) {
-        snprintf(err, err_size, "cannot start the checkpoint thread for %s", path);
-        return -1;
-    }
-    s->ckpt_running = 1;
-    return 0;
-}
-
 #define STORE_MSG_COLS "m.id, m.topic, m.data, m.content_type, m.accepted_ms, m.ttl, m.broadcast"
 
 static int prep(store_sqlite_t *s, sqlite3_stmt **st, const char *sql)
@@ -214,8 +154,6 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
     if (!s)
         return NULL;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_mutex_init(&s->ckpt_lock, NULL);
-    pthread_cond_init(&s->ckpt_wake, NULL);
     char *msg = NULL;
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -228,15 +166,14 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
         sqlite3_free(msg);
         goto fail;
     }
-    if (store_sqlite_migrate(s, path, err, err_size) ||
-        store_sqlite_ckpt_start(s, path, err, err_size))
+    if (store_sqlite_migrate(s, path, err, err_size))
         goto fail;
     if (prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
         prep(s, &s->rollback, "ROLLBACK") ||
         prep(s, &s->find_idem, "SELECT id FROM messages WHERE idem_key = ?1") ||
         prep(s, &s->ins_msg,
              "INSERT INTO messages(id, topic, data, content_type, accepted_ms, ttl, expires_ms,"
-             " idem_key, broadcast) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") ||
+             " idem_key, broadcast, rcpt) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") ||
         prep(s, &s->ins_rcpt, "INSERT OR IGNORE INTO recipients(user, msg_id) VALUES(?1, ?2)") ||
         prep(s, &s->pending,
              "SELECT " STORE_MSG_COLS " FROM recipients r JOIN messages m ON m.id = r.msg_id"
@@ -244,7 +181,7 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
              " AND m.expires_ms > ?2 ORDER BY m.id LIMIT ?3") ||
         prep(s, &s->ack, "UPDATE recipients SET acked = 1 WHERE user = ?1 AND msg_id = ?2") ||
         prep(s, &s->undispatched,
-             "SELECT " STORE_MSG_COLS " FROM undispatched u JOIN messages m ON m.id = u.id"
+             "SELECT " STORE_MSG_COLS ", m.rcpt FROM undispatched u JOIN messages m ON m.id = u.id"
              " WHERE m.accepted_ms < ?1 ORDER BY u.id LIMIT ?2") ||
         prep(s, &s->rcpts_of, "SELECT user FROM recipients WHERE msg_id = ?1") ||
         prep(s, &s->ins_undispatched, "INSERT INTO undispatched(id) VALUES(?1)") ||
@@ -272,6 +209,36 @@ static int step_done(store_sqlite_t *s, sqlite3_stmt *st)
         LOG_E("store: %s failed: %s", sqlite3_sql(st), sqlite3_errmsg(s->db));
         return -1;
     }
+    return 0;
+}
+
+/* to[0..n) without repeats, each NUL-terminated, in one malloc'd buffer. */
+static int store_sqlite_join(char *const *to, size_t n, char **out, size_t *len)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(to[i]) + 1;
+    char *buf = malloc(cap);
+    strmap_t *seen = n > 1 ? strmap_new() : NULL;
+    if (!buf || (n > 1 && !seen)) {
+        free(buf);
+        strmap_free(seen);
+        return -1;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (seen) {
+            if (strmap_get(seen, to[i]))
+                continue;
+            strmap_put(seen, to[i], buf);
+        }
+        size_t l = strlen(to[i]) + 1;
+        memcpy(buf + at, to[i], l);
+        at += l;
+    }
+    strmap_free(seen);
+    *out = buf;
+    *len = at;
     return 0;
 }
 
@@ -303,12 +270,24 @@ static int store_sqlite_put_one(store_sqlite_t *s, const store_msg_t *m, char *c
     else
         sqlite3_bind_null(st, 8);
     sqlite3_bind_int(st, 9, m->broadcast);
+    /* A live-only message is never pending and never acked: its recipients
+     * are needed only to hand it over, so they go inline (user ids, each
+     * NUL-terminated) rather than into recipients, a B-tree by user whose
+     * random pages made every commit write a page per message. */
+    char *inline_to = NULL;
+    size_t inline_len = 0;
+    if (m->ttl == 0 && n_to && store_sqlite_join(to, n_to, &inline_to, &inline_len) != 0)
+        return STORE_ERR;
+    if (inline_to)
+        sqlite3_bind_blob(st, 10, inline_to, (int)inline_len, free);
+    else
+        sqlite3_bind_null(st, 10);
     if (step_done(s, st))
         return STORE_ERR;
     sqlite3_bind_text(s->ins_undispatched, 1, m->id, -1, SQLITE_STATIC);
     if (step_done(s, s->ins_undispatched))
         return STORE_ERR;
-    for (size_t i = 0; i < n_to; i++) {
+    for (size_t i = 0; !inline_to && i < n_to; i++) {
         sqlite3_bind_text(s->ins_rcpt, 1, to[i], -1, SQLITE_STATIC);
         sqlite3_bind_text(s->ins_rcpt, 2, m->id, -1, SQLITE_STATIC);
         if (step_done(s, s->ins_rcpt))
@@ -448,6 +427,24 @@ static int store_rows_add_recipients(store_sqlite_t *s, store_row_t *r)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Split an inline recipient list (store_sqlite_join) into r. */
+static int store_rows_split_recipients(store_row_t *r, const char *blob, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += blob[i] == '\0';
+    if (!(r->to = calloc(n ? n : 1, sizeof *r->to)))
+        return -1;
+    for (size_t at = 0; at < len && r->n_to < n;) {
+        size_t l = strnlen(blob + at, len - at);
+        if (!(r->to[r->n_to] = strndup(blob + at, l)))
+            return -1;
+        r->n_to++;
+        at += l + 1;
+    }
+    return 0;
+}
+
 static int store_sqlite_pending(void *handle, const char *user, const char *after, uint64_t now_ms,
                                 size_t limit, store_msg_fn fn, void *arg)
 {
@@ -512,7 +509,9 @@ static int store_sqlite_undispatched(void *handle, uint64_t before_ms, size_t li
     int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_row_t *r = store_rows_add(&rs, st);
-        if (!r || store_rows_add_recipients(s, r) != 0)
+        const char *blob = r ? sqlite3_column_blob(st, 7) : NULL;
+        if (!r || (blob ? store_rows_split_recipients(r, blob, (size_t)sqlite3_column_bytes(st, 7))
+                        : store_rows_add_recipients(s, r)) != 0)
             break;
     }
     if (rc != SQLITE_DONE) {
@@ -619,20 +618,10 @@ static void store_sqlite_close(void *handle)
                             &s->undispatched, &s->rcpts_of, &s->mark,     &s->expire_rcpts,
                             &s->expire_msgs,  &s->ins_undispatched, &s->sync_normal,
                             &s->sync_full};
-    if (s->ckpt_running) {
-        pthread_mutex_lock(&s->ckpt_lock);
-        s->ckpt_stop = 1;
-        pthread_cond_signal(&s->ckpt_wake);
-        pthread_mutex_unlock(&s->ckpt_lock);
-        pthread_join(s->ckpt_thread, NULL);
-    }
-    sqlite3_close(s->ckpt_db);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(*all[i]);
-    sqlite3_close(s->db); /* the last connection: checkpoints what is left */
+    sqlite3_close(s->db);
     pthread_mutex_destroy(&s->lock);
-    pthread_mutex_destroy(&s->ckpt_lock);
-    pthread_cond_destroy(&s->ckpt_wake);
     free(s);
 }
 

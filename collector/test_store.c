@@ -352,6 +352,26 @@ static void a_user_named_twice_is_one_recipient(void)
     store_close(s);
 }
 
+/* A live-only message: handed over with its recipients (once each), never
+ * pending, an ack of it changes nothing, and it expires. */
+static void a_ttl_0_message_keeps_its_recipients_for_the_hand_over_only(void)
+{
+    store_t *s = fresh();
+    char *to[] = {"u1", "u2", "u1"};
+    put(s, "z", T0 + 1000, 0, to, 3, NULL, STORE_OK);
+    seen_t seen = {0};
+    CHECK_INT(store_undispatched(s, T0 + 2000, 10, collect, &seen), 1);
+    CHECK_STR(seen.ids[0], "z");
+    CHECK_INT(seen.to_counts[0], 2);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1001, 10, collect, &seen), 0);
+    char *ids[] = {"z"};
+    CHECK_INT(store_ack(s, "u1", ids, 1), STORE_OK);
+    CHECK_INT(store_mark_dispatched(s, "z"), STORE_OK);
+    CHECK_INT(store_expire(s, T0 + 1001), 1);
+    store_close(s);
+}
+
 static void pending_respects_limit_across_many_messages(void)
 {
     store_t *s = fresh();
@@ -448,6 +468,7 @@ static const check_case_t store_cases[] = {
     CHECK_CASE(undispatched_callback_may_call_the_store_again),
     CHECK_CASE(pending_copies_data_and_fields_of_each_message),
     CHECK_CASE(a_user_named_twice_is_one_recipient),
+    CHECK_CASE(a_ttl_0_message_keeps_its_recipients_for_the_hand_over_only),
     CHECK_CASE(pending_respects_limit_across_many_messages),
 };
 
