@@ -9,7 +9,7 @@ import json
 import time
 import unittest
 
-from harness import ClusterTest, free_port, http_post, metric, ws_welcome
+from harness import ClusterTest, eventually, free_port, http_post, metric, ws_welcome
 
 N = 1000
 SHARDS = 16  # lib/jsx.h JSX_SHARDS
@@ -251,6 +251,88 @@ class NatsRestarted(OrderTest):
         self.assertEqual(seen, set(range(300)), f"missing {sorted(set(range(300)) - seen)[:10]}")
         self.assertEqual(first_arrivals(order), list(range(300)))
         await ws["steady"].close()
+
+
+class Cutter:
+    """A TCP proxy to nats-server that can cut its clients off (close their
+    connections and refuse new ones) and let them back: one process loses
+    NATS while the server and everyone else stay up."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.open = True
+        self.conns = set()
+        self.server = None
+        self.port = None
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _client(self, reader, writer):
+        if not self.open:
+            writer.close()
+            return
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        pair = (writer, up_w)
+        self.conns.add(pair)
+
+        async def pipe(r, w):
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                w.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        self.conns.discard(pair)
+
+    def cut(self):
+        self.open = False
+        for a, b in list(self.conns):
+            a.transport.abort()
+            b.transport.abort()
+
+    def resume(self):
+        self.open = True
+
+
+class PusherCutOff(OrderTest):
+    async def test_a_pusher_cut_off_from_nats_catches_up_also_when_the_collector_returns_after_it(self):
+        # Only the pusher loses NATS: deliveries to its node go nowhere
+        # meanwhile, and they are handed over already, so only the pusher's
+        # catch-up from the store can bring them. When it is back, no
+        # collector is there to answer; it asks again until one is.
+        proxy = await Cutter(self.c.nats_port).start()
+        self.c.procs["pusher"].stop()
+        await asyncio.to_thread(self.c.start_pusher, "pusher", None, "--nats",
+                                f"nats://127.0.0.1:{proxy.port}")
+        ws = (await self.connect(["cutoff"]))["cutoff"]
+        for n in range(50):
+            self.nats.pub("push.collect", json.dumps({"to": ["cutoff"], "data": n}))
+        _, seen = await receive_data(ws, set(range(50)), timeout=30)
+        self.assertEqual(seen, set(range(50)))
+        proxy.cut()
+        await asyncio.sleep(0.5)
+        for n in range(50, 100):
+            self.nats.pub("push.collect", json.dumps({"to": ["cutoff"], "data": n}))
+        await eventually(lambda: metric(self.c.scrape("dispatcher"), "push_dispatch_messages_total") >= 100,
+                         timeout=20)
+        self.c.procs["collector"].stop()
+        proxy.resume()
+        await asyncio.sleep(1.5)  # the pusher is back and asks; nobody answers yet
+        await asyncio.to_thread(self.c.start, "collector", "collector", "--store",
+                                f"sqlite:{self.c.dir}/push.db")
+        order, seen = await receive_data(ws, set(range(50, 100)), timeout=30)
+        self.assertEqual(seen, set(range(50, 100)), f"missing {sorted(set(range(50, 100)) - seen)[:10]}")
+        self.assertEqual(first_arrivals(order), list(range(50, 100)))
+        m = self.c.scrape("pusher")
+        self.assertGreaterEqual(metric(m, "push_pusher_nats_catchups_total"), 1)
+        await ws.close()
 
 
 if __name__ == "__main__":

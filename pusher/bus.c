@@ -146,6 +146,7 @@ static void bus_on_pending_reply(bus_t *b, const char *conn, natsMsg *msg)
         handoff_ev_t *ev = handoff_ev_new(HANDOFF_PENDING);
         if (ev && (ev->frames = calloc(r->n_messages ? r->n_messages : 1, sizeof *ev->frames))) {
             snprintf(ev->conn, sizeof ev->conn, "%s", conn);
+            ev->ok = 1; /* an answer (ok 0: nobody was there to answer) */
             for (size_t i = 0; i < r->n_messages; i++) {
                 frame_t *f = frame_message(r->messages[i]);
                 if (f)

@@ -47,7 +47,9 @@ typedef struct conn {
     /* the newest message (not broadcast) queued for the client: after a
      * NATS outage, stored messages newer than it are asked for again */
     char last_id[32];
-    uint8_t resync;         /* NATS was lost: catch up from last_id once it is back */
+    /* 1: NATS was lost, catch up from last_id once it is back; 2: asked, and
+     * asked again while no collector answers (it may reconnect after us) */
+    uint8_t resync;
     char *token;            /* until the auth request is sent */
     struct conn_user *user; /* when AUTHED */
     struct conn *user_prev, *user_next;

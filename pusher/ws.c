@@ -48,6 +48,7 @@
 _Static_assert(FRAME_PRE >= LWS_PRE, "frame headroom must cover LWS_PRE");
 
 #define WS_WRITES_PER_WAKE 64
+#define WS_RETRY_TICKS 5 /* WS_DEADLINE_TICK_MS each */
 
 struct ws {
     struct lws_context *ctx;
@@ -59,6 +60,9 @@ struct ws {
     atomic_int stop_requested;
     int closing_all;
     int write_now; /* ws_send may write at once: set while handing off, outside any wsi's callback */
+    char (*again)[CONN_ID_LEN + 1]; /* connections to ask again for stored messages */
+    size_t n_again, cap_again;
+    unsigned ticks; /* of ws_deadlines */
     int fd_cap;                  /* lws keeps descriptors below this; see ws_create_context */
     int (*serve_until)(ws_t *w); /* the current ws_serve stops when this says 1 */
     struct timespec drain_start;
@@ -285,6 +289,8 @@ static void ws_on_delivery(ws_t *w, handoff_ev_t *ev)
  * are not among them. pending may be NULL (the collector did not answer). */
 static void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
 {
+    if (conn->resync == 2)
+        conn->resync = 0;
     conn->replaying = 0;
     conns_unwait(w->conns, conn);
     strmap_t *seen = pending && pending->n_frames ? strmap_new() : NULL;
@@ -313,11 +319,32 @@ static void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
     }
 }
 
+/* Remember conn to ask for its stored messages again (ws_deadlines). */
+static void ws_retry_later(ws_t *w, conn_t *conn)
+{
+    if (w->n_again == w->cap_again) {
+        size_t cap = w->cap_again ? w->cap_again * 2 : 64;
+        char(*nr)[CONN_ID_LEN + 1] = realloc(w->again, cap * sizeof *nr);
+        if (!nr)
+            return; /* the replay deadline lets the live ones through */
+        w->again = nr;
+        w->cap_again = cap;
+    }
+    memcpy(w->again[w->n_again++], conn->id, sizeof conn->id);
+}
+
 static void ws_on_pending(ws_t *w, handoff_ev_t *ev)
 {
     conn_t *conn = conns_get(w->conns, ev->conn);
     if (!conn || conn->state != CONN_AUTHED)
         return;
+    if (conn->replaying && conn->resync == 2 && !ev->ok) {
+        /* Catching up after NATS came back and no collector is subscribed
+         * yet (it may reconnect after us): ask again at the next deadline
+         * tick, until the replay deadline lets the live ones through. */
+        ws_retry_later(w, conn);
+        return;
+    }
     if (conn->replaying) {
         ws_end_replay(w, conn, ev);
         return;
@@ -367,14 +394,16 @@ static void ws_nats_one(void *arg, conn_t *c)
         p->n++;
         return;
     }
-    if (!c->resync)
+    if (c->resync != 1)
         return;
-    c->resync = 0;
     conns_wait(p->w->conns, c, CONN_WAIT_REPLAY, ws_now_ms() + WS_REPLAY_TIMEOUT_S * 1000u);
-    if (c->user->routed)
+    if (c->user->routed) {
+        c->resync = 2;
         ws_request_pending(p->w, c);
-    else
+    } else {
+        c->resync = 0;
         c->pending_asked = 0; /* HANDOFF_ROUTED asks, once the route is written */
+    }
     p->n++;
 }
 
@@ -592,6 +621,14 @@ static void ws_deadlines(lws_sorted_usec_list_t *sul)
     }
     if (late > 1)
         LOG_W("... and for %zu more connection(s)", late - 1);
+    /* every WS_RETRY_TICKS ticks: a connection asks at most every 500 ms */
+    size_t n_again = ++w->ticks % WS_RETRY_TICKS == 0 ? w->n_again : 0;
+    w->n_again -= n_again;
+    for (size_t i = 0; i < n_again; i++) {
+        conn_t *c = conns_get(w->conns, w->again[i]);
+        if (c && c->state == CONN_AUTHED && c->replaying && c->resync == 2)
+            ws_request_pending(w, c);
+    }
     lws_sul_schedule(w->ctx, 0, &w->deadlines, ws_deadlines, WS_DEADLINE_TICK_MS * LWS_US_PER_MS);
 }
 
@@ -911,6 +948,7 @@ void ws_free(ws_t *w)
 #endif
     handoff_free(w->handoff);
     conns_free(w->conns);
+    free(w->again);
     free(w);
 }
 
