@@ -1,6 +1,5 @@
 /* handover: see handover.h. */
 #include "handover.h"
-#include "writer.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -553,9 +552,7 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     jsOptions ja;
     jsOptions_Init(&ja);
     ja.Wait = 5000;
-    /* a hand-over round: up to WRITER_BATCH * WRITER_HO_DEPTH messages of
-     * up to 16 parts each, plus what a timed-out round left pending */
-    ja.PublishAsync.MaxPending = WRITER_BATCH * WRITER_HO_DEPTH * 16 * 2;
+    ja.PublishAsync.MaxPending = HANDOVER_MAX_PENDING;
     ja.PublishAsync.AckHandler = handover_on_async_ack;
     ja.PublishAsync.AckHandlerClosure = h;
     if (natsConnection_JetStream(&h->js, nc, &jo) != NATS_OK ||

@@ -34,6 +34,11 @@
  * this many bytes (a part larger than that alone goes alone); well under
  * nats-server's default max_payload of 1 MiB. */
 #define HANDOVER_CHUNK_BYTES (256 * 1024)
+/* Asynchronous publishes a round may have waiting for acks: a round is at
+ * most 4 writer batches of 4,096 messages (writer.h), and in the worst case
+ * (every part over HANDOVER_CHUNK_BYTES) each part is a stream message of
+ * its own, 16 per message; twice that for what a timed-out round left. */
+#define HANDOVER_MAX_PENDING (4 * 4096 * 16 * 2)
 
 typedef struct handover handover_t;
 

@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsx.h"
 #include "log.h"
+
+_Static_assert(WRITER_BATCH * WRITER_HO_DEPTH * JSX_SHARDS * 2 <= HANDOVER_MAX_PENDING,
+               "a hand-over round's publishes must fit in its pending bound");
 
 /* A caller of writer_submit_wait waiting for its item's outcome. */
 typedef struct writer_waiter {
