@@ -42,10 +42,11 @@ int main(int argc, char **argv)
     verifier_t *verifier = NULL;
     if (natsx_connect(&nc, common.nats_url, "authd") != NATS_OK)
         goto fail;
-    if (common.metrics && !(http = httpd_start_metrics(common.metrics, authd_ready, nc)))
-        goto fail;
     /* secret points into argv or environ, which outlive the verifier. */
     if (!(verifier = verifier_start(nc, common.prefix, secret)))
+        goto fail;
+    /* after the subscription: /readyz never says 200 before authd answers */
+    if (common.metrics && !(http = httpd_start_metrics(common.metrics, authd_ready, nc)))
         goto fail;
 
     LOG_I("running (nats %s, prefix %s, metrics %s)", common.nats_url, common.prefix,

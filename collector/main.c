@@ -1,4 +1,5 @@
 /* collector: takes publishes, stores them, hands them to the dispatcher. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +20,13 @@
 typedef struct collector_ready_ctx {
     natsConnection *nc;
     store_t *store;
+    atomic_int started; /* every door (NATS, --http) is open */
 } collector_ready_ctx_t;
 
 static int collector_ready(void *arg)
 {
     collector_ready_ctx_t *r = arg;
-    return natsx_connected(r->nc) && store_healthy(r->store);
+    return atomic_load(&r->started) && natsx_connected(r->nc) && store_healthy(r->store);
 }
 
 int main(int argc, char **argv)
@@ -62,7 +64,7 @@ int main(int argc, char **argv)
         store_close(store);
         return 1;
     }
-    collector_ready_ctx_t ready = {nc, store};
+    collector_ready_ctx_t ready = {nc, store, 0};
     httpd_t *metrics =
         common.metrics ? httpd_start_metrics(common.metrics, collector_ready, &ready) : NULL;
     handover_t *handover = handover_start(nc, common.prefix, store);
@@ -73,6 +75,7 @@ int main(int argc, char **argv)
     expiry_t *expiry = expiry_start(store);
     int ok = collect && expiry && (!common.metrics || metrics) && (!http_at || http);
     if (ok) {
+        atomic_store(&ready.started, 1);
         /* A mongodb:// URI may carry a password: log what follows the '@'. */
         const char *at = strchr(store_uri, '@');
         int scheme_len = (int)strcspn(store_uri, ":");

@@ -118,10 +118,11 @@ int main(int argc, char **argv)
         return 1;
     }
     pusher_ready_ctx_t ready = {nc, NULL};
-    httpd_t *metrics = common.metrics ? httpd_start_metrics(common.metrics, pusher_ready, &ready) : NULL;
     routes_t *routes = routes_start(&redis, common.prefix, node, route_ttl, ws_handoff(ws));
     ready.routes = routes;
     bus_t *bus = routes ? bus_start(nc, common.prefix, node, ws_handoff(ws)) : NULL;
+    /* after the subscriptions: /readyz never says 200 before deliveries arrive */
+    httpd_t *metrics = bus && common.metrics ? httpd_start_metrics(common.metrics, pusher_ready, &ready) : NULL;
     int ok = bus && (!common.metrics || metrics);
     if (ok) {
         ws_attach(ws, bus, routes);
