@@ -89,7 +89,8 @@ int store_undispatched(store_t *s, uint64_t before_ms, size_t limit, store_msg_f
 
 int store_mark_dispatched(store_t *s, const char *id)
 {
-    return s->ops->mark_dispatched(s->h, id);
+    char *ids[] = {(char *)id};
+    return s->ops->mark_dispatched_many(s->h, ids, 1);
 }
 int store_expire(store_t *s, uint64_t now_ms)
 {

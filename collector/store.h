@@ -91,6 +91,7 @@ int store_ack(store_t *s, const char *user, char *const *ids, size_t n_ids);
 /* Messages accepted before before_ms and not yet handed to the dispatcher,
  * oldest first, with their recipients. Returns the count or STORE_ERR. */
 int store_undispatched(store_t *s, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg);
+/* The same for one message (store_mark_dispatched_many). */
 int store_mark_dispatched(store_t *s, const char *id);
 
 /* Drop messages (and their recipients) that expired and were handed over.

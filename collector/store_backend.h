@@ -18,7 +18,6 @@ typedef struct store_ops {
                    store_msg_fn fn, void *arg); /* after: never NULL */
     int (*ack)(void *h, const char *user, char *const *ids, size_t n_ids);
     int (*undispatched)(void *h, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg);
-    int (*mark_dispatched)(void *h, const char *id);
     int (*expire)(void *h, uint64_t now_ms);
     int (*healthy)(void *h);
     void (*close)(void *h);

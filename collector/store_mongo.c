@@ -1094,12 +1094,6 @@ static int store_mongo_mark_dispatched_many(void *handle, char *const *ids, size
     return rc;
 }
 
-static int store_mongo_mark_dispatched(void *handle, const char *id)
-{
-    char *ids[] = {(char *)id};
-    return store_mongo_mark_dispatched_many(handle, ids, 1);
-}
-
 /* --- expiry --------------------------------------------------------------------- */
 
 /* Up to STORE_MONGO_EXPIRE_CHUNK ids of expired, handed-over messages into
@@ -1207,7 +1201,6 @@ const store_ops_t store_mongo_ops = {
     .pending = store_mongo_pending,
     .ack = store_mongo_ack,
     .undispatched = store_mongo_undispatched,
-    .mark_dispatched = store_mongo_mark_dispatched,
     .expire = store_mongo_expire,
     .healthy = store_mongo_healthy,
     .close = store_mongo_close,

@@ -527,16 +527,6 @@ static int store_sqlite_undispatched(void *handle, uint64_t before_ms, size_t li
     return n;
 }
 
-static int store_sqlite_mark_dispatched(void *handle, const char *id)
-{
-    store_sqlite_t *s = handle;
-    pthread_mutex_lock(&s->lock);
-    sqlite3_bind_text(s->mark, 1, id, -1, SQLITE_STATIC);
-    int rc = step_done(s, s->mark) ? STORE_ERR : STORE_OK;
-    pthread_mutex_unlock(&s->lock);
-    return rc;
-}
-
 /* Marks commit without an fsync of their own (synchronous=NORMAL for that
  * transaction; the next stored batch's fsync covers them): a mark lost to a
  * power cut only makes the retry loop hand the message over again, which
@@ -633,7 +623,6 @@ const store_ops_t store_sqlite_ops = {
     .pending = store_sqlite_pending,
     .ack = store_sqlite_ack,
     .undispatched = store_sqlite_undispatched,
-    .mark_dispatched = store_sqlite_mark_dispatched,
     .expire = store_sqlite_expire,
     .healthy = store_sqlite_healthy,
     .close = store_sqlite_close,

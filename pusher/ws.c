@@ -77,7 +77,7 @@ struct ws {
     metrics_series_t *m_refused[7];    /* by reason, as ws_refusal_reasons; the last is "other" */
     metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames, *m_acks,
         *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped, *m_idle, *m_fd_refused,
-        *m_nats_lost, *m_resyncs;
+        *m_nats_holds, *m_nats_catchups;
 };
 
 /* authd's refusal reasons (jwt_reason_name), then a catch-all. */
@@ -411,7 +411,7 @@ static void ws_on_nats(ws_t *w, handoff_ev_t *ev)
 {
     ws_nats_pass_t pass = {w, ev->ok, 0};
     conns_each(w->conns, ws_nats_one, &pass);
-    metrics_inc(ev->ok ? w->m_resyncs : w->m_nats_lost);
+    metrics_inc(ev->ok ? w->m_nats_catchups : w->m_nats_holds);
     if (ev->ok)
         LOG_I("NATS is back: asking the collector for what %zu connection(s) missed meanwhile",
               pass.n);
@@ -865,9 +865,9 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
                         "Connections closed on accept: the open-file cap was reached");
     w->m_welcomed = metrics_counter("push_pusher_welcomed_total", NULL,
                                     "Connections authenticated and welcomed");
-    w->m_nats_lost = metrics_counter("push_pusher_nats_holds_total", NULL,
+    w->m_nats_holds = metrics_counter("push_pusher_nats_holds_total", NULL,
                                      "NATS losses during which live messages were held");
-    w->m_resyncs = metrics_counter("push_pusher_nats_catchups_total", NULL,
+    w->m_nats_catchups = metrics_counter("push_pusher_nats_catchups_total", NULL,
                                    "NATS returns after which connections caught up from the store");
     if (!w->conns || !w->handoff)
         goto fail;
