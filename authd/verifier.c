@@ -37,8 +37,7 @@ static void verifier_reply(natsConnection *nc, natsMsg *msg, const Push__V1__Aut
 {
     const char *reply_to = natsMsg_GetReply(msg);
     if (!reply_to || !*reply_to) {
-        LOG_D("auth request on %s without a reply subject; nothing sent",
-              natsMsg_GetSubject(msg));
+        LOG_D("auth request on %s without a reply subject; nothing sent", natsMsg_GetSubject(msg));
         return;
     }
     uint8_t buf[VERIFIER_REPLY_MAX];

@@ -39,8 +39,8 @@ static double now_ms(void)
 }
 
 typedef struct shared {
-    volatile int ready;   /* receivers whose connections are all up */
-    volatile int go;      /* senders may write */
+    volatile int ready; /* receivers whose connections are all up */
+    volatile int go;    /* senders may write */
     volatile double start_ms;
     volatile double last_ms[64];
     volatile long sent[64];
@@ -140,7 +140,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "loopfloor: bad values\n");
         return 2;
     }
-    shared_t *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    shared_t *sh =
+        mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         die("mmap");
     memset(sh, 0, sizeof *sh);

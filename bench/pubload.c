@@ -47,7 +47,8 @@ static uint64_t wall_us(void)
 static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     (void)nc, (void)sub, (void)closure;
-    if (natsMsg_GetDataLength(msg) > 2 && memmem(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), "\"id\"", 4))
+    if (natsMsg_GetDataLength(msg) > 2 &&
+        memmem(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), "\"id\"", 4))
         atomic_fetch_add(&pub_replies, 1);
     else
         atomic_fetch_add(&pub_errors, 1);
@@ -60,19 +61,26 @@ int main(int argc, char **argv)
     const char *nats_url = NULL, *prefix = NULL, *mode = NULL, *node = NULL, *user_prefix = NULL;
     long rate = 1000, count = 10000, users = 1000, first_user = 0, inflight = 256, ttl = 0;
     config_opt_t opts[] = {
-        {"nats", "PUSH_NATS_URL", "nats://127.0.0.1:4222", "NATS URL", CONFIG_STR, &nats_url, 0, 0, 1},
+        {"nats", "PUSH_NATS_URL", "nats://127.0.0.1:4222", "NATS URL", CONFIG_STR, &nats_url, 0, 0,
+         1},
         {"prefix", "PUSH_PREFIX", "push", "subject prefix", CONFIG_STR, &prefix, 0, 0, 1},
-        {"mode", NULL, "collect", "collect, request, node or broadcast", CONFIG_STR, &mode, 0, 0, 1},
+        {"mode", NULL, "collect", "collect, request, node or broadcast", CONFIG_STR, &mode, 0, 0,
+         1},
         {"node", NULL, NULL, "node id (mode node)", CONFIG_STR, &node, 0, 0, 0},
-        {"rate", NULL, "1000", "messages per second (0: as fast as possible)", CONFIG_INT, &rate, 0, 100000000, 1},
+        {"rate", NULL, "1000", "messages per second (0: as fast as possible)", CONFIG_INT, &rate, 0,
+         100000000, 1},
         {"count", NULL, "10000", "messages to send", CONFIG_INT, &count, 1, 1000000000, 1},
-        {"users", NULL, "1000", "recipients cycle through this many users", CONFIG_INT, &users, 1, 100000000, 1},
+        {"users", NULL, "1000", "recipients cycle through this many users", CONFIG_INT, &users, 1,
+         100000000, 1},
         {"first-user", NULL, "0", "n of the first user", CONFIG_INT, &first_user, 0, 100000000, 1},
         {"user-prefix", NULL, "u", "user ids are <prefix><n>", CONFIG_STR, &user_prefix, 0, 0, 1},
-        {"inflight", NULL, "256", "outstanding requests (mode request)", CONFIG_INT, &inflight, 1, 100000, 1},
-        {"ttl", NULL, "0", "ttl of each message (collect/request)", CONFIG_INT, &ttl, 0, 31536000, 1},
+        {"inflight", NULL, "256", "outstanding requests (mode request)", CONFIG_INT, &inflight, 1,
+         100000, 1},
+        {"ttl", NULL, "0", "ttl of each message (collect/request)", CONFIG_INT, &ttl, 0, 31536000,
+         1},
     };
-    int rc = config_parse("pubload", "pubload [flags]", opts, sizeof opts / sizeof opts[0], argc, argv, NULL);
+    int rc = config_parse("pubload", "pubload [flags]", opts, sizeof opts / sizeof opts[0], argc,
+                          argv, NULL);
     if (rc)
         return rc == CONFIG_EXIT_OK ? 0 : 2;
     int m_collect = !strcmp(mode, "collect"), m_request = !strcmp(mode, "request");
@@ -123,9 +131,11 @@ int main(int argc, char **argv)
         long u = first_user + sent % users;
         uint64_t ts = wall_us();
         if (m_collect || m_request) {
-            int n = snprintf(body, sizeof body,
-                             "{\"to\":[\"%s%ld\"],\"topic\":\"bench\",\"ttl\":%ld,\"data\":{\"ts\":%" PRIu64 ",\"seq\":%ld}}",
-                             user_prefix, u, ttl, ts, sent);
+            int n = snprintf(
+                body, sizeof body,
+                "{\"to\":[\"%s%ld\"],\"topic\":\"bench\",\"ttl\":%ld,\"data\":{\"ts\":%" PRIu64
+                ",\"seq\":%ld}}",
+                user_prefix, u, ttl, ts, sent);
             if (m_request) {
                 snprintf(reply, sizeof reply, "%s.%ld", inbox_base, sent);
                 atomic_fetch_add(&pub_inflight, 1);
@@ -166,7 +176,8 @@ int main(int argc, char **argv)
             usleep(1000);
     }
     double secs = (double)(mono_us() - start) / 1e6;
-    printf("{\"mode\":\"%s\",\"sent\":%ld,\"replies\":%ld,\"errors\":%ld,\"seconds\":%.3f,\"rate\":%.0f}\n",
+    printf("{\"mode\":\"%s\",\"sent\":%ld,\"replies\":%ld,\"errors\":%ld,\"seconds\":%.3f,\"rate\":"
+           "%.0f}\n",
            mode, sent, atomic_load(&pub_replies), atomic_load(&pub_errors), secs, sent / secs);
     if (sub)
         natsSubscription_Destroy(sub);

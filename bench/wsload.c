@@ -39,14 +39,17 @@ typedef struct wsconn {
     int fd;
     int state;
     int welcomed;
-    char *rx;       /* bytes read and not yet parsed */
+    char *rx; /* bytes read and not yet parsed */
     size_t rx_len, rx_cap;
-    char *tx;       /* bytes to send (upgrade request, pongs) */
+    char *tx; /* bytes to send (upgrade request, pongs) */
     size_t tx_len, tx_off;
 } wsconn_t;
 
 static volatile sig_atomic_t wsload_stop;
-static void wsload_on_signal(int sig) { (void)sig, wsload_stop = 1; }
+static void wsload_on_signal(int sig)
+{
+    (void)sig, wsload_stop = 1;
+}
 
 static uint64_t now_us(void)
 {
@@ -272,24 +275,36 @@ static int on_readable(wsconn_t *c)
 
 int main(int argc, char **argv)
 {
-    const char *url = NULL, *secret = NULL, *tokens_path = NULL, *user_prefix = NULL, *timeline = NULL;
-    long conns = 1000, rate = 1000, hold_s = 10, expect = 0, sources = 1, first_user = 0, linger_s = 0;
+    const char *url = NULL, *secret = NULL, *tokens_path = NULL, *user_prefix = NULL,
+               *timeline = NULL;
+    long conns = 1000, rate = 1000, hold_s = 10, expect = 0, sources = 1, first_user = 0,
+         linger_s = 0;
     config_opt_t opts[] = {
-        {"url", NULL, "ws://127.0.0.1:8080/ws", "pusher WebSocket URL (ws://IP:PORT/PATH)", CONFIG_STR, &url, 0, 0, 1},
-        {"secret", "PUSH_JWT_SECRET", NULL, "mint tokens with this HS256 secret", CONFIG_STR, &secret, 0, 0, 0},
-        {"tokens", NULL, NULL, "file with one token per line (instead of --secret)", CONFIG_STR, &tokens_path, 0, 0, 0},
+        {"url", NULL, "ws://127.0.0.1:8080/ws", "pusher WebSocket URL (ws://IP:PORT/PATH)",
+         CONFIG_STR, &url, 0, 0, 1},
+        {"secret", "PUSH_JWT_SECRET", NULL, "mint tokens with this HS256 secret", CONFIG_STR,
+         &secret, 0, 0, 0},
+        {"tokens", NULL, NULL, "file with one token per line (instead of --secret)", CONFIG_STR,
+         &tokens_path, 0, 0, 0},
         {"user-prefix", NULL, "u", "user ids are <prefix><n>", CONFIG_STR, &user_prefix, 0, 0, 1},
         {"first-user", NULL, "0", "n of the first user", CONFIG_INT, &first_user, 0, 100000000, 1},
         {"conns", NULL, "1000", "connections to open", CONFIG_INT, &conns, 1, 1000000, 1},
         {"rate", NULL, "1000", "new connections per second", CONFIG_INT, &rate, 1, 10000000, 1},
-        {"sources", NULL, "1", "source addresses 127.0.0.1 .. 127.0.0.N", CONFIG_INT, &sources, 1, 250, 1},
-        {"hold", NULL, "10", "seconds to run after the last connect", CONFIG_INT, &hold_s, 0, 86400, 1},
-        {"expect", NULL, "0", "stop once this many message frames arrived (0: no)", CONFIG_INT, &expect, 0, 1000000000, 1},
-        {"linger", NULL, "0", "after printing, keep the connections open this many seconds (so that several "
-         "wsloads' closes do not overlap their measurements)", CONFIG_INT, &linger_s, 0, 3600, 1},
-        {"timeline", NULL, NULL, "write per 10 ms of arrival: ms, samples, worst latency ms", CONFIG_STR, &timeline, 0, 0, 0},
+        {"sources", NULL, "1", "source addresses 127.0.0.1 .. 127.0.0.N", CONFIG_INT, &sources, 1,
+         250, 1},
+        {"hold", NULL, "10", "seconds to run after the last connect", CONFIG_INT, &hold_s, 0, 86400,
+         1},
+        {"expect", NULL, "0", "stop once this many message frames arrived (0: no)", CONFIG_INT,
+         &expect, 0, 1000000000, 1},
+        {"linger", NULL, "0",
+         "after printing, keep the connections open this many seconds (so that several "
+         "wsloads' closes do not overlap their measurements)",
+         CONFIG_INT, &linger_s, 0, 3600, 1},
+        {"timeline", NULL, NULL, "write per 10 ms of arrival: ms, samples, worst latency ms",
+         CONFIG_STR, &timeline, 0, 0, 0},
     };
-    int rc = config_parse("wsload", "wsload [flags]", opts, sizeof opts / sizeof opts[0], argc, argv, NULL);
+    int rc = config_parse("wsload", "wsload [flags]", opts, sizeof opts / sizeof opts[0], argc,
+                          argv, NULL);
     if (rc)
         return rc == CONFIG_EXIT_OK ? 0 : 2;
     char host[64], path[256] = "/";
@@ -317,7 +332,9 @@ int main(int argc, char **argv)
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     if ((rlim_t)conns + 16 > rl.rlim_cur) {
-        fprintf(stderr, "wsload: %ld connections need more than the open-file limit %llu; run several processes\n",
+        fprintf(stderr,
+                "wsload: %ld connections need more than the open-file limit %llu; run several "
+                "processes\n",
                 conns, (unsigned long long)rl.rlim_cur);
         return 2;
     }
@@ -375,11 +392,12 @@ int main(int argc, char **argv)
                 free(t);
             }
             char req[4096];
-            int n = snprintf(req, sizeof req,
-                             "GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                             "Sec-WebSocket-Version: 13\r\n\r\n",
-                             path, token, host, port);
+            int n =
+                snprintf(req, sizeof req,
+                         "GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n",
+                         path, token, host, port);
             tx_append(c, req, (size_t)n);
             c->state = WS_CONNECTING;
             struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
@@ -415,7 +433,8 @@ int main(int argc, char **argv)
                 continue;
             }
             flush_tx(c);
-            struct epoll_event ev = {.events = EPOLLIN | (c->tx_off < c->tx_len ? EPOLLOUT : 0), .data.ptr = c};
+            struct epoll_event ev = {.events = EPOLLIN | (c->tx_off < c->tx_len ? EPOLLOUT : 0),
+                                     .data.ptr = c};
             epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
         }
     }
@@ -423,8 +442,10 @@ int main(int argc, char **argv)
     for (long i = 0; i < opened; i++)
         open_now += cs[i].state == WS_OPEN;
     double connect_s = st.last_welcome_us > st.first_connect_us
-                           ? (double)(st.last_welcome_us - st.first_connect_us) / 1e6 : 0;
-    double msg_s = st.last_msg_us > st.first_msg_us ? (double)(st.last_msg_us - st.first_msg_us) / 1e6 : 0;
+                           ? (double)(st.last_welcome_us - st.first_connect_us) / 1e6
+                           : 0;
+    double msg_s =
+        st.last_msg_us > st.first_msg_us ? (double)(st.last_msg_us - st.first_msg_us) / 1e6 : 0;
     printf("{\"attempted\":%llu,\"connected\":%llu,\"welcomed\":%llu,\"open_at_end\":%llu,"
            "\"refused\":%llu,\"errors\":%llu,\"closed_by_server\":%llu,\"welcome_span_s\":%.3f,"
            "\"welcome_rate\":%.0f,\"messages\":%llu,\"bytes\":%llu,\"message_span_s\":%.3f,"

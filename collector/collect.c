@@ -84,8 +84,8 @@ static void collect_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m
     } else {
         metrics_add(c->acks, (int64_t)ack->n_ids);
         if (store_ack(c->store, ack->user, ack->ids, ack->n_ids) != STORE_OK)
-            LOG_W("could not record %zu ack(s) of %s; they will be delivered again",
-                  ack->n_ids, ack->user);
+            LOG_W("could not record %zu ack(s) of %s; they will be delivered again", ack->n_ids,
+                  ack->user);
         push__v1__ack__free_unpacked(ack, NULL);
     }
     natsMsg_Destroy(msg);

@@ -173,12 +173,12 @@ typedef struct handover_chunk {
  * nothing more of the round goes out; the rest is left for the next
  * catch-up pass (order). */
 typedef struct handover_round {
-    strmap_t *waiting;  /* message id -> parts not acked yet */
-    strmap_t *chunks;   /* stream message id -> char ** of its parts' message ids */
+    strmap_t *waiting; /* message id -> parts not acked yet */
+    strmap_t *chunks;  /* stream message id -> char ** of its parts' message ids */
     handover_chunk_t open[JSX_SHARDS];
-    char **skip;        /* too large for NATS: marked without the stream */
+    char **skip; /* too large for NATS: marked without the stream */
     size_t n_skip, cap_skip;
-    int shortfall;      /* something was not published or not acked */
+    int shortfall; /* something was not published or not acked */
 } handover_round_t;
 
 static void handover_round_begin(handover_round_t *r)
@@ -304,7 +304,7 @@ static int handover_chunk_add(handover_t *h, handover_round_t *r, unsigned shard
         goto out;
     c->ids[++c->n] = NULL;
     c->buf[c->len++] = (4 << 3) | 2; /* Dispatch.batch, length-delimited */
-    for (size_t v = len; ; v >>= 7) {
+    for (size_t v = len;; v >>= 7) {
         c->buf[c->len++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
         if (v <= 0x7f)
             break;

@@ -36,8 +36,8 @@ struct store_sqlite {
     sqlite3 *db;
     pthread_mutex_t lock;
     sqlite3_stmt *begin, *commit, *rollback, *find_idem, *ins_msg, *ins_rcpt, *pending, *ack,
-        *undispatched, *rcpts_of, *ins_undispatched, *mark, *sync_normal, *sync_full,
-        *expire_rcpts, *expire_msgs;
+        *undispatched, *rcpts_of, *ins_undispatched, *mark, *sync_normal, *sync_full, *expire_rcpts,
+        *expire_msgs;
     int healthy;
 };
 
@@ -48,11 +48,10 @@ struct store_sqlite {
     " (SELECT 1 FROM undispatched u WHERE u.id = m.id) ORDER BY m.expires_ms, m.id LIMIT ?2"
 #define STORE_EXPIRE_CHUNK 500
 
-static const char *store_schema =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=FULL;"
-    "PRAGMA busy_timeout=5000;"
-    "PRAGMA cache_size=-65536;";
+static const char *store_schema = "PRAGMA journal_mode=WAL;"
+                                  "PRAGMA synchronous=FULL;"
+                                  "PRAGMA busy_timeout=5000;"
+                                  "PRAGMA cache_size=-65536;";
 
 /* Schema version 2. Run inside a transaction, on a new database or after
  * a version-1 messages table was renamed away (store_sqlite_migrate). */
@@ -73,10 +72,9 @@ static const char *store_schema_v2 =
 
 /* From version 1 (messages.dispatched, idem_key UNIQUE): the same rows,
  * the undispatched ones listed in their own table. */
-static const char *store_migrate_v1 =
-    "ALTER TABLE messages RENAME TO messages_v1;"
-    "DROP INDEX IF EXISTS messages_undispatched;"
-    "DROP INDEX IF EXISTS messages_by_expiry;";
+static const char *store_migrate_v1 = "ALTER TABLE messages RENAME TO messages_v1;"
+                                      "DROP INDEX IF EXISTS messages_undispatched;"
+                                      "DROP INDEX IF EXISTS messages_by_expiry;";
 static const char *store_migrate_v1_copy =
     "INSERT INTO messages(id, topic, data, content_type, accepted_ms, ttl, expires_ms, idem_key,"
     " broadcast) SELECT id, topic, data, content_type, accepted_ms, ttl, expires_ms,"
@@ -117,8 +115,10 @@ static int store_sqlite_migrate(store_sqlite_t *s, const char *path, char *err, 
         return -1;
     }
     st = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM pragma_table_info('messages')"
-                           " WHERE name = 'dispatched'", -1, &st, NULL) == SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT 1 FROM pragma_table_info('messages')"
+                           " WHERE name = 'dispatched'",
+                           -1, &st, NULL) == SQLITE_OK)
         v1 = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
     if (store_sqlite_exec(s, "BEGIN IMMEDIATE", err, err_size, path))
@@ -603,11 +603,11 @@ static void store_sqlite_close(void *handle)
     store_sqlite_t *s = handle;
     if (!s)
         return;
-    sqlite3_stmt **all[] = {&s->begin,        &s->commit,   &s->rollback, &s->find_idem,
-                            &s->ins_msg,      &s->ins_rcpt, &s->pending,  &s->ack,
-                            &s->undispatched, &s->rcpts_of, &s->mark,     &s->expire_rcpts,
-                            &s->expire_msgs,  &s->ins_undispatched, &s->sync_normal,
-                            &s->sync_full};
+    sqlite3_stmt **all[] = {
+        &s->begin,        &s->commit,           &s->rollback,    &s->find_idem,
+        &s->ins_msg,      &s->ins_rcpt,         &s->pending,     &s->ack,
+        &s->undispatched, &s->rcpts_of,         &s->mark,        &s->expire_rcpts,
+        &s->expire_msgs,  &s->ins_undispatched, &s->sync_normal, &s->sync_full};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(*all[i]);
     sqlite3_close(s->db);

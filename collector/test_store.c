@@ -247,7 +247,8 @@ static void expire_drops_many_messages_in_chunks(void)
         items[i] = (store_put_item_t){.m = &m[i], .to = u1, .n_to = 1};
     }
     CHECK_INT(store_put_batch(s, items, N), STORE_OK);
-    CHECK_INT(store_mark_dispatched_many(s, ids, N - 1), STORE_OK); /* the last is not handed over */
+    CHECK_INT(store_mark_dispatched_many(s, ids, N - 1),
+              STORE_OK); /* the last is not handed over */
     CHECK_INT(store_expire(s, T0 + 5000), N - 1);
     CHECK_INT(store_expire(s, T0 + 5000), 0);
     seen_t seen = {0};
@@ -519,8 +520,12 @@ static void sqlite_version_1_database_is_migrated(void)
     CHECK_STR(seen.ids[0], "a");
     CHECK_STR(seen.ids[1], "b");
     char *u1[] = {"u1"};
-    store_msg_t m = {.topic = "t", .data = (const unsigned char *)"3", .data_len = 1,
-                     .content_type = "application/json", .accepted_ms = T0 + 2000, .ttl = 60};
+    store_msg_t m = {.topic = "t",
+                     .data = (const unsigned char *)"3",
+                     .data_len = 1,
+                     .content_type = "application/json",
+                     .accepted_ms = T0 + 2000,
+                     .ttl = 60};
     snprintf(m.id, sizeof m.id, "c");
     char existing[IDS_LEN + 1] = "";
     CHECK_INT(store_put(s, &m, u1, 1, "key-a", existing), STORE_DUPLICATE);

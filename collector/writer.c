@@ -9,7 +9,7 @@
 #include "jsx.h"
 #include "log.h"
 
-_Static_assert(WRITER_BATCH * WRITER_HO_DEPTH * JSX_SHARDS * 2 <= HANDOVER_MAX_PENDING,
+_Static_assert(WRITER_BATCH *WRITER_HO_DEPTH *JSX_SHARDS * 2 <= HANDOVER_MAX_PENDING,
                "a hand-over round's publishes must fit in its pending bound");
 
 /* A caller of writer_submit_wait waiting for its item's outcome. */
@@ -307,7 +307,7 @@ static void *writer_loop(void *arg)
             writer_batch(w, batch, n);
         for (size_t i = 0; i < n; i++) {
             if (!batch[i])
-                continue; /* stored: the hand-over thread has it */
+                continue;           /* stored: the hand-over thread has it */
             if (batch[i]->waiter) { /* the batch failed before its outcome was known */
                 accept_result_t res = {.status = ACCEPT_STORE_DOWN, .json = batch[i]->req.json};
                 snprintf(res.error, sizeof res.error, "out of memory; nothing was kept, try again");

@@ -97,16 +97,16 @@ static int shard_bind(shard_t *sh)
         jerr = 0;
         s = js_DeleteConsumer(c->js, c->stream, sh->durable, NULL, &jerr);
         if (s != NATS_OK && jerr != JSConsumerNotFoundErr) {
-            LOG_W("shard %u: cannot reset consumer %s: %s (error %d); retrying",
-                  sh->id, sh->durable, natsStatus_GetText(s), (int)jerr);
+            LOG_W("shard %u: cannot reset consumer %s: %s (error %d); retrying", sh->id,
+                  sh->durable, natsStatus_GetText(s), (int)jerr);
             return -1;
         }
     } else if (jerr == JSStreamNotFoundErr) {
         atomic_store(&c->stream_ok, 0); /* the manager creates it again */
         return -1;
     } else if (jerr != JSConsumerNotFoundErr) {
-        LOG_W("shard %u: cannot read consumer %s: %s (error %d); retrying", sh->id,
-              sh->durable, natsStatus_GetText(s), (int)jerr);
+        LOG_W("shard %u: cannot read consumer %s: %s (error %d); retrying", sh->id, sh->durable,
+              natsStatus_GetText(s), (int)jerr);
         return -1;
     }
     jsSubOptions so;
@@ -121,8 +121,8 @@ static int shard_bind(shard_t *sh)
     jerr = 0;
     s = js_SubscribeSync(&sh->sub, c->js, sh->subject, NULL, &so, &jerr);
     if (s != NATS_OK) {
-        LOG_W("shard %u: cannot create consumer %s on %s: %s (error %d); retrying",
-              sh->id, sh->durable, sh->subject, natsStatus_GetText(s), (int)jerr);
+        LOG_W("shard %u: cannot create consumer %s on %s: %s (error %d); retrying", sh->id,
+              sh->durable, sh->subject, natsStatus_GetText(s), (int)jerr);
         sh->sub = NULL;
         return -1;
     }
@@ -481,8 +481,7 @@ static void consume_tick(consume_t *c)
     for (int k = 0; k < n_give; k++) {
         shard_stop(&c->shards[give[k]]);
         lease_release(c->lease, (unsigned)give[k]);
-        LOG_I("gave back shard %d (%d dispatchers share %d shards)", give[k], live,
-              JSX_SHARDS);
+        LOG_I("gave back shard %d (%d dispatchers share %d shards)", give[k], live, JSX_SHARDS);
     }
     owned -= n_give;
     if (!atomic_load(&c->stream_ok))
@@ -553,8 +552,9 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         metrics_counter("push_dispatch_messages_total", NULL, "Messages taken from the stream");
     c->deliveries = metrics_counter("push_dispatch_deliveries_total", NULL,
                                     "Deliveries (a message for a node's users) published to nodes");
-    c->node_messages = metrics_counter("push_dispatch_node_messages_total", NULL,
-                                       "NATS messages to nodes (each carries one or more deliveries)");
+    c->node_messages =
+        metrics_counter("push_dispatch_node_messages_total", NULL,
+                        "NATS messages to nodes (each carries one or more deliveries)");
     c->broadcasts = metrics_counter("push_dispatch_broadcasts_total", NULL, "Broadcasts published");
     c->offline = metrics_counter("push_dispatch_offline_recipients_total", NULL,
                                  "Recipients with no live node (they get it on reconnect)");
@@ -588,8 +588,7 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, prefix) == NATS_OK);
     if (pthread_create(&c->thread, NULL, consume_manager, c) != 0)
         goto fail;
-    LOG_I("%s sharing %d shards of %s with the other dispatchers", c->owner,
-          JSX_SHARDS, c->stream);
+    LOG_I("%s sharing %d shards of %s with the other dispatchers", c->owner, JSX_SHARDS, c->stream);
     return c;
 fail:
     LOG_E("cannot start consuming (out of memory or no JetStream context)");

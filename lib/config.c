@@ -39,11 +39,16 @@ int config_split_hostport(const char *hostport, char *host, size_t host_size, in
 static const char *kind_word(config_kind_t k)
 {
     switch (k) {
-    case CONFIG_INT: return "N";
-    case CONFIG_HOSTPORT: return "HOST:PORT";
-    case CONFIG_LOGLEVEL: return "LEVEL";
-    case CONFIG_FLAG: return "";
-    default: return "VALUE";
+    case CONFIG_INT:
+        return "N";
+    case CONFIG_HOSTPORT:
+        return "HOST:PORT";
+    case CONFIG_LOGLEVEL:
+        return "LEVEL";
+    case CONFIG_FLAG:
+        return "";
+    default:
+        return "VALUE";
     }
 }
 
@@ -90,7 +95,8 @@ static int config_set(const char *program, config_opt_t *o, const char *value, c
         char host[256];
         int port;
         if (config_split_hostport(value, host, sizeof host, &port) != 0) {
-            fprintf(stderr, "%s: %s: '%s' is not HOST:PORT (port 1..65535)\n", program, from, value);
+            fprintf(stderr, "%s: %s: '%s' is not HOST:PORT (port 1..65535)\n", program, from,
+                    value);
             return -1;
         }
         *(const char **)o->dest = value;
@@ -132,7 +138,8 @@ int config_parse(const char *program, const char *usage, config_opt_t *opts, siz
         if (strcmp(arg, "--") == 0) {
             for (i++; i < argc; i++) {
                 if (!positional) {
-                    fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", program, argv[i]);
+                    fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", program,
+                            argv[i]);
                     return CONFIG_EXIT_USAGE;
                 }
                 argv[1 + npos++] = argv[i];
@@ -153,13 +160,15 @@ int config_parse(const char *program, const char *usage, config_opt_t *opts, siz
         config_opt_t *o = NULL;
         size_t idx = 0;
         for (idx = 0; idx < n; idx++) {
-            if (strlen(opts[idx].name) == name_len && strncmp(opts[idx].name, name, name_len) == 0) {
+            if (strlen(opts[idx].name) == name_len &&
+                strncmp(opts[idx].name, name, name_len) == 0) {
                 o = &opts[idx];
                 break;
             }
         }
         if (!o) {
-            fprintf(stderr, "%s: unknown flag '--%.*s' (see --help)\n", program, (int)name_len, name);
+            fprintf(stderr, "%s: unknown flag '--%.*s' (see --help)\n", program, (int)name_len,
+                    name);
             return CONFIG_EXIT_USAGE;
         }
         const char *value;

@@ -11,46 +11,63 @@
 #include <stddef.h>
 
 typedef enum {
-    CONFIG_STR,       /* dest: const char ** (points into argv, environ or the default) */
-    CONFIG_INT,       /* dest: long *, checked against [min, max] */
-    CONFIG_HOSTPORT,  /* dest: const char **, must look like HOST:PORT with a port 1..65535 */
-    CONFIG_LOGLEVEL,  /* dest: const char **, one of debug|info|warn|error */
-    CONFIG_FLAG,      /* dest: int *, set to 1 when the flag is given (no value, no env) */
+    CONFIG_STR,      /* dest: const char ** (points into argv, environ or the default) */
+    CONFIG_INT,      /* dest: long *, checked against [min, max] */
+    CONFIG_HOSTPORT, /* dest: const char **, must look like HOST:PORT with a port 1..65535 */
+    CONFIG_LOGLEVEL, /* dest: const char **, one of debug|info|warn|error */
+    CONFIG_FLAG,     /* dest: int *, set to 1 when the flag is given (no value, no env) */
 } config_kind_t;
 
 typedef struct config_opt {
-    const char *name;   /* flag without the leading "--", e.g. "nats" */
-    const char *env;    /* env var, or NULL */
-    const char *def;    /* default as text, or NULL for "off" / none */
-    const char *help;   /* one line */
+    const char *name; /* flag without the leading "--", e.g. "nats" */
+    const char *env;  /* env var, or NULL */
+    const char *def;  /* default as text, or NULL for "off" / none */
+    const char *help; /* one line */
     config_kind_t kind;
     void *dest;
-    long min, max;      /* CONFIG_INT only */
-    int required;       /* a value must come from the flag, the env or def */
+    long min, max; /* CONFIG_INT only */
+    int required;  /* a value must come from the flag, the env or def */
 } config_opt_t;
 
 /* Values shared by every service (the first rows of the contract's table). */
 typedef struct config_common {
     const char *nats_url;
     const char *prefix;
-    const char *metrics;    /* HOST:PORT or NULL when off */
+    const char *metrics; /* HOST:PORT or NULL when off */
     const char *log_level;
 } config_common_t;
 
 /* Expands to the config_opt_t rows of config_common_t c. */
-#define CONFIG_COMMON_OPTS(c)                                                                     \
-    {"nats", "PUSH_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated",    \
-     CONFIG_STR, &(c).nats_url, 0, 0, 1},                                                         \
-    {"prefix", "PUSH_PREFIX", "push", "prefix of every NATS subject and Redis key", CONFIG_STR,   \
-     &(c).prefix, 0, 0, 1},                                                                       \
-    {"metrics", "PUSH_METRICS", NULL, "HOST:PORT serving /metrics, /healthz, /readyz (off)",      \
-     CONFIG_HOSTPORT, &(c).metrics, 0, 0, 0},                                                     \
-    {"log-level", "PUSH_LOG_LEVEL", "info", "debug, info, warn or error", CONFIG_LOGLEVEL,        \
-     &(c).log_level, 0, 0, 1}
+#define CONFIG_COMMON_OPTS(c)                                                                      \
+    {"nats",                                                                                       \
+     "PUSH_NATS_URL",                                                                              \
+     "nats://127.0.0.1:4222",                                                                      \
+     "NATS server URL(s), comma separated",                                                        \
+     CONFIG_STR,                                                                                   \
+     &(c).nats_url,                                                                                \
+     0,                                                                                            \
+     0,                                                                                            \
+     1},                                                                                           \
+        {"prefix",   "PUSH_PREFIX", "push", "prefix of every NATS subject and Redis key",          \
+         CONFIG_STR, &(c).prefix,   0,      0,                                                     \
+         1},                                                                                       \
+        {"metrics",                                                                                \
+         "PUSH_METRICS",                                                                           \
+         NULL,                                                                                     \
+         "HOST:PORT serving /metrics, /healthz, /readyz (off)",                                    \
+         CONFIG_HOSTPORT,                                                                          \
+         &(c).metrics,                                                                             \
+         0,                                                                                        \
+         0,                                                                                        \
+         0},                                                                                       \
+    {                                                                                              \
+        "log-level", "PUSH_LOG_LEVEL", "info", "debug, info, warn or error", CONFIG_LOGLEVEL,      \
+            &(c).log_level, 0, 0, 1                                                                \
+    }
 
 enum {
-    CONFIG_OK = 0,       /* parsed; carry on */
-    CONFIG_EXIT_OK = 1,  /* --help or --version printed; exit 0 */
+    CONFIG_OK = 0,         /* parsed; carry on */
+    CONFIG_EXIT_OK = 1,    /* --help or --version printed; exit 0 */
     CONFIG_EXIT_USAGE = 2, /* a bad flag or value; one line printed on stderr; exit 2 */
 };
 

@@ -41,7 +41,8 @@ static enum MHD_Result httpd_send(struct MHD_Connection *c, httpd_response_t *re
     struct MHD_Response *r =
         MHD_create_response_from_buffer(res->body_len, res->body ? res->body : (char *)"",
                                         res->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    MHD_add_response_header(r, "Content-Type", res->content_type ? res->content_type : "text/plain");
+    MHD_add_response_header(r, "Content-Type",
+                            res->content_type ? res->content_type : "text/plain");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)res->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -107,7 +108,8 @@ static void httpd_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
 }
 
-httpd_t *httpd_start(const char *hostport, size_t max_body_bytes, httpd_handler_fn handler, void *arg)
+httpd_t *httpd_start(const char *hostport, size_t max_body_bytes, httpd_handler_fn handler,
+                     void *arg)
 {
     char host[256];
     int port;

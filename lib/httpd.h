@@ -11,9 +11,9 @@
 typedef struct httpd httpd_t;
 
 typedef struct httpd_request {
-    const char *method;   /* "GET", "POST", ... */
-    const char *path;     /* without the query string */
-    const char *body;     /* NUL-terminated copy of the body (may contain NULs); "" if none */
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* without the query string */
+    const char *body;   /* NUL-terminated copy of the body (may contain NULs); "" if none */
     size_t body_len;
     const char *content_type; /* header value or NULL */
     int too_large;            /* the body was over max_body_bytes: not kept (body is "") */
@@ -32,7 +32,8 @@ typedef void (*httpd_handler_fn)(void *arg, const httpd_request_t *req, httpd_re
 /* Start listening on HOST:PORT. A body larger than max_body_bytes is not
  * kept: the handler sees too_large set and an empty body, and should answer
  * 413. Returns NULL (and logs why) on failure. */
-httpd_t *httpd_start(const char *hostport, size_t max_body_bytes, httpd_handler_fn handler, void *arg);
+httpd_t *httpd_start(const char *hostport, size_t max_body_bytes, httpd_handler_fn handler,
+                     void *arg);
 void httpd_stop(httpd_t *h);
 
 /* Helper: res->body = strdup(text). */

@@ -46,7 +46,10 @@ void ids_new_at(char out[IDS_LEN + 1], uint64_t unix_ms)
              ids_tag(), n);
 }
 
-void ids_new(char out[IDS_LEN + 1]) { ids_new_at(out, ids_now_ms()); }
+void ids_new(char out[IDS_LEN + 1])
+{
+    ids_new_at(out, ids_now_ms());
+}
 
 uint64_t ids_time_ms(const char *id)
 {

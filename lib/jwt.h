@@ -21,12 +21,12 @@
  * reasons, close reasons and metrics labels. */
 typedef enum {
     JWT_OK = 0,
-    JWT_MALFORMED,      /* "malformed": not three base64url segments of JSON objects */
-    JWT_BAD_ALG,        /* "bad_alg": alg is not HS256 (none included) */
-    JWT_BAD_SIGNATURE,  /* "bad_signature" */
-    JWT_EXPIRED,        /* "expired": now >= exp + leeway */
-    JWT_NOT_YET_VALID,  /* "not_yet_valid": now < nbf - leeway */
-    JWT_BAD_SUB,        /* "bad_sub": sub missing, not a string, empty, > 128 bytes or control chars */
+    JWT_MALFORMED,     /* "malformed": not three base64url segments of JSON objects */
+    JWT_BAD_ALG,       /* "bad_alg": alg is not HS256 (none included) */
+    JWT_BAD_SIGNATURE, /* "bad_signature" */
+    JWT_EXPIRED,       /* "expired": now >= exp + leeway */
+    JWT_NOT_YET_VALID, /* "not_yet_valid": now < nbf - leeway */
+    JWT_BAD_SUB, /* "bad_sub": sub missing, not a string, empty, > 128 bytes or control chars */
 } jwt_result_t;
 
 const char *jwt_reason_name(jwt_result_t r);

@@ -11,9 +11,15 @@ static const char *log_program = "push";
 static atomic_int log_level = LOG_INFO;
 static const char *const log_names[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
 
-void log_init(const char *program) { log_program = program; }
+void log_init(const char *program)
+{
+    log_program = program;
+}
 
-void log_set_level(log_level_t level) { atomic_store(&log_level, (int)level); }
+void log_set_level(log_level_t level)
+{
+    atomic_store(&log_level, (int)level);
+}
 
 int log_set_level_name(const char *name)
 {
@@ -27,7 +33,10 @@ int log_set_level_name(const char *name)
     return -1;
 }
 
-int log_enabled(log_level_t level) { return (int)level >= atomic_load(&log_level); }
+int log_enabled(log_level_t level)
+{
+    return (int)level >= atomic_load(&log_level);
+}
 
 void log_write(log_level_t level, const char *fmt, ...)
 {
@@ -45,5 +54,6 @@ void log_write(log_level_t level, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", when, ts.tv_nsec / 1000000L, log_names[level], log_program, msg);
+    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", when, ts.tv_nsec / 1000000L, log_names[level],
+            log_program, msg);
 }

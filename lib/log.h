@@ -20,7 +20,11 @@ int log_enabled(log_level_t level);
 
 void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define LOG_D(...) do { if (log_enabled(LOG_DEBUG)) log_write(LOG_DEBUG, __VA_ARGS__); } while (0)
+#define LOG_D(...)                                                                                 \
+    do {                                                                                           \
+        if (log_enabled(LOG_DEBUG))                                                                \
+            log_write(LOG_DEBUG, __VA_ARGS__);                                                     \
+    } while (0)
 #define LOG_I(...) log_write(LOG_INFO, __VA_ARGS__)
 #define LOG_W(...) log_write(LOG_WARN, __VA_ARGS__)
 #define LOG_E(...) log_write(LOG_ERROR, __VA_ARGS__)

@@ -99,7 +99,8 @@ char *metrics_render(void)
             done[j] = 1;
             long long v = atomic_load(&s->value);
             if (s->labels[0])
-                len += (size_t)snprintf(out + len, cap - len, "%s{%s} %lld\n", s->name, s->labels, v);
+                len +=
+                    (size_t)snprintf(out + len, cap - len, "%s{%s} %lld\n", s->name, s->labels, v);
             else
                 len += (size_t)snprintf(out + len, cap - len, "%s %lld\n", s->name, v);
         }

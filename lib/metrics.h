@@ -21,7 +21,10 @@ metrics_series_t *metrics_counter(const char *name, const char *labels, const ch
 metrics_series_t *metrics_gauge(const char *name, const char *labels, const char *help);
 
 void metrics_add(metrics_series_t *s, int64_t delta);
-static inline void metrics_inc(metrics_series_t *s) { metrics_add(s, 1); }
+static inline void metrics_inc(metrics_series_t *s)
+{
+    metrics_add(s, 1);
+}
 void metrics_set(metrics_series_t *s, int64_t value);
 int64_t metrics_get(const metrics_series_t *s);
 

@@ -122,7 +122,10 @@ void *strmap_remove(strmap_t *m, const char *key)
     return NULL;
 }
 
-size_t strmap_size(const strmap_t *m) { return m->size; }
+size_t strmap_size(const strmap_t *m)
+{
+    return m->size;
+}
 
 void strmap_each(const strmap_t *m, void (*fn)(void *arg, const char *key, void *value), void *arg)
 {

@@ -25,7 +25,7 @@ typedef struct connect_state {
     long count, messages;
     char *rx;
     size_t rx_len;
-    char **acks;          /* ids to ack, oldest at ack_head, sent when writeable */
+    char **acks; /* ids to ack, oldest at ack_head, sent when writeable */
     size_t ack_head, n_acks, cap_acks;
     int close_code;
     char close_reason[128];
@@ -63,7 +63,8 @@ static void connect_queue_ack(connect_state_t *st, char *id)
     st->acks[st->n_acks++] = id;
 }
 
-static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len)
 {
     (void)user;
     struct lws_context *ctx = lws_get_context(wsi);
@@ -72,7 +73,8 @@ static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *u
         return 0;
     switch (reason) {
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        fprintf(stderr, "pushctl: connection failed: %s\n", in ? (const char *)in : "unknown error");
+        fprintf(stderr, "pushctl: connection failed: %s\n",
+                in ? (const char *)in : "unknown error");
         st->rc = 1;
         atomic_store(&st->done, 1);
         return 0;
@@ -135,12 +137,14 @@ static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *u
         if (len >= 2) {
             const unsigned char *p = in;
             st->close_code = p[0] << 8 | p[1];
-            snprintf(st->close_reason, sizeof st->close_reason, "%.*s", (int)(len - 2), (const char *)in + 2);
+            snprintf(st->close_reason, sizeof st->close_reason, "%.*s", (int)(len - 2),
+                     (const char *)in + 2);
         }
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
         if (!atomic_load(&st->done)) {
-            fprintf(stderr, "closed %d %s\n", st->close_code ? st->close_code : 1006, st->close_reason);
+            fprintf(stderr, "closed %d %s\n", st->close_code ? st->close_code : 1006,
+                    st->close_reason);
             st->rc = 1;
             atomic_store(&st->done, 1);
         }
@@ -171,14 +175,16 @@ int pushctl_connect(int argc, char **argv)
     long count = 0;
     int ack = 0;
     config_opt_t opts[] = {
-        {"token", NULL, NULL, "the JWT to present (pushctl token mints one)", CONFIG_STR, &token, 0, 0, 1},
-        {"url", NULL, "ws://127.0.0.1:8080/ws", "the pusher's WebSocket URL", CONFIG_STR, &url, 0, 0, 1},
+        {"token", NULL, NULL, "the JWT to present (pushctl token mints one)", CONFIG_STR, &token, 0,
+         0, 1},
+        {"url", NULL, "ws://127.0.0.1:8080/ws", "the pusher's WebSocket URL", CONFIG_STR, &url, 0,
+         0, 1},
         {"ack", NULL, NULL, "ack every message frame", CONFIG_FLAG, &ack, 0, 0, 0},
-        {"count", NULL, "0", "exit 0 after this many message frames (0: never)", CONFIG_INT, &count, 0,
-         1000000000, 1},
+        {"count", NULL, "0", "exit 0 after this many message frames (0: never)", CONFIG_INT, &count,
+         0, 1000000000, 1},
     };
-    int rc = config_parse("pushctl", "pushctl connect --token T [--url URL] [--ack] [--count N]", opts,
-                          sizeof opts / sizeof opts[0], argc, argv, NULL);
+    int rc = config_parse("pushctl", "pushctl connect --token T [--url URL] [--ack] [--count N]",
+                          opts, sizeof opts / sizeof opts[0], argc, argv, NULL);
     if (rc != CONFIG_OK)
         return rc == CONFIG_EXIT_OK ? 0 : 2;
     char host[256], path[4096];

@@ -62,8 +62,8 @@ static int publish_run(int argc, char **argv, int broadcast)
         {"ttl", NULL, NULL, "seconds to keep for offline users (default 86400)", CONFIG_INT, &ttl,
          0, 31536000, 0},
         {"id", NULL, NULL, "idempotency key", CONFIG_STR, &id, 0, 0, 0},
-        {"timeout-ms", NULL, "5000", "how long to wait for the collector", CONFIG_INT,
-         &timeout_ms, 1, 600000, 1},
+        {"timeout-ms", NULL, "5000", "how long to wait for the collector", CONFIG_INT, &timeout_ms,
+         1, 600000, 1},
     };
     size_t n = sizeof opts / sizeof opts[0];
     int npos = 0;
@@ -79,7 +79,8 @@ static int publish_run(int argc, char **argv, int broadcast)
     json_t *req = json_object();
     if (broadcast) {
         if (to || ttl >= 0) {
-            fprintf(stderr, "pushctl: broadcast takes no --to and no --ttl (broadcasts are live only)\n");
+            fprintf(stderr,
+                    "pushctl: broadcast takes no --to and no --ttl (broadcasts are live only)\n");
             json_decref(req);
             return 2;
         }
@@ -107,5 +108,11 @@ static int publish_run(int argc, char **argv, int broadcast)
     return publish_send(&common, req, timeout_ms);
 }
 
-int pushctl_publish(int argc, char **argv) { return publish_run(argc, argv, 0); }
-int pushctl_broadcast(int argc, char **argv) { return publish_run(argc, argv, 1); }
+int pushctl_publish(int argc, char **argv)
+{
+    return publish_run(argc, argv, 0);
+}
+int pushctl_broadcast(int argc, char **argv)
+{
+    return publish_run(argc, argv, 1);
+}

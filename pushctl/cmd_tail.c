@@ -24,7 +24,8 @@ static const tail_kind_t tail_kinds[] = {
     {"dispatch.*", "push.v1.Dispatch", &push__v1__dispatch__descriptor},
     {"broadcast", "push.v1.NodeDelivery", &push__v1__node_delivery__descriptor},
     {"node.*", "push.v1.NodeDelivery", &push__v1__node_delivery__descriptor},
-    {"node.*.presence", "push.v1.NodePresenceRequest", &push__v1__node_presence_request__descriptor},
+    {"node.*.presence", "push.v1.NodePresenceRequest",
+     &push__v1__node_presence_request__descriptor},
     {"auth", "push.v1.AuthRequest", &push__v1__auth_request__descriptor},
     {"ack", "push.v1.Ack", &push__v1__ack__descriptor},
     {"pending", "push.v1.PendingRequest", &push__v1__pending_request__descriptor},
@@ -64,7 +65,8 @@ static json_t *tail_decode(const char *suffix, const char *data, int len, const 
             }
             desc = &push__v1__push_request__descriptor;
         }
-        ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, (size_t)len, (const uint8_t *)data);
+        ProtobufCMessage *m =
+            protobuf_c_message_unpack(desc, NULL, (size_t)len, (const uint8_t *)data);
         if (!m)
             break;
         json_t *j = cli_pb_to_json(m);

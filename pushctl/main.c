@@ -26,7 +26,8 @@ static const pushctl_cmd_t pushctl_cmds[] = {
 
 static void pushctl_usage(FILE *out)
 {
-    fprintf(out, "usage: pushctl COMMAND [flags] (pushctl COMMAND --help for its flags)\n\ncommands:\n");
+    fprintf(out,
+            "usage: pushctl COMMAND [flags] (pushctl COMMAND --help for its flags)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof pushctl_cmds / sizeof pushctl_cmds[0]; i++)
         fprintf(out, "  %-10s %s\n", pushctl_cmds[i].name, pushctl_cmds[i].what);
     fprintf(out, "\nevery command takes --nats URL (PUSH_NATS_URL), --prefix P (PUSH_PREFIX),\n"
@@ -41,7 +42,8 @@ int main(int argc, char **argv)
         pushctl_usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
         pushctl_usage(stdout);
         return 0;
     }

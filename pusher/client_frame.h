@@ -12,7 +12,11 @@
 #define CLIENT_FRAME_MAX_IDS 1000
 #define CLIENT_FRAME_MAX_ID 128
 
-typedef enum { CLIENT_FRAME_MALFORMED = 0, CLIENT_FRAME_ACK, CLIENT_FRAME_PING } client_frame_kind_t;
+typedef enum {
+    CLIENT_FRAME_MALFORMED = 0,
+    CLIENT_FRAME_ACK,
+    CLIENT_FRAME_PING
+} client_frame_kind_t;
 
 typedef struct client_frame {
     client_frame_kind_t kind;

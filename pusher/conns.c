@@ -88,7 +88,10 @@ conn_t *conns_open(conns_t *c, struct lws *wsi)
     return conn;
 }
 
-conn_t *conns_get(conns_t *c, const char *id) { return strmap_get(c->by_id, id); }
+conn_t *conns_get(conns_t *c, const char *id)
+{
+    return strmap_get(c->by_id, id);
+}
 
 int conns_authenticate(conns_t *c, conn_t *conn, const char *user)
 {
@@ -195,7 +198,10 @@ int conns_close(conns_t *c, conn_t *conn, char **user_out)
     return last;
 }
 
-conn_user_t *conns_user(conns_t *c, const char *user) { return strmap_get(c->by_user, user); }
+conn_user_t *conns_user(conns_t *c, const char *user)
+{
+    return strmap_get(c->by_user, user);
+}
 
 typedef struct conns_each_ctx {
     void (*fn)(void *arg, conn_t *conn);
@@ -214,10 +220,22 @@ void conns_each(conns_t *c, void (*fn)(void *arg, conn_t *conn), void *arg)
     conns_each_ctx_t ctx = {fn, arg};
     strmap_each(c->by_id, conns_each_one, &ctx);
 }
-conn_t *conns_all(conns_t *c) { return c->all; }
-size_t conns_count(const conns_t *c) { return strmap_size(c->by_id); }
-size_t conns_authed(const conns_t *c) { return c->authed; }
-size_t conns_users(const conns_t *c) { return strmap_size(c->by_user); }
+conn_t *conns_all(conns_t *c)
+{
+    return c->all;
+}
+size_t conns_count(const conns_t *c)
+{
+    return strmap_size(c->by_id);
+}
+size_t conns_authed(const conns_t *c)
+{
+    return c->authed;
+}
+size_t conns_users(const conns_t *c)
+{
+    return strmap_size(c->by_user);
+}
 
 int conn_enqueue(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes)
 {
@@ -267,7 +285,10 @@ void conn_drop_held(conn_t *conn)
     conn->n_held = conn->cap_held = conn->held_bytes = 0;
 }
 
-frame_t *conn_peek(conn_t *conn) { return conn->q_len ? conn->q[conn->q_head] : NULL; }
+frame_t *conn_peek(conn_t *conn)
+{
+    return conn->q_len ? conn->q[conn->q_head] : NULL;
+}
 
 void conn_pop(conn_t *conn)
 {

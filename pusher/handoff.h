@@ -16,7 +16,8 @@
 typedef enum {
     HANDOFF_AUTH,     /* authd answered for conn: ok + user, or reason */
     HANDOFF_DELIVERY, /* frames[0] for users (or every connection when broadcast) */
-    HANDOFF_PENDING,  /* the collector's stored messages for conn, oldest first; ok 0: no collector answered */
+    HANDOFF_PENDING,  /* the collector's stored messages for conn, oldest first; ok 0: no collector
+                         answered */
     HANDOFF_PRESENCE, /* how many connections does user have here? answer on reply */
     HANDOFF_ROUTED,   /* the route of user is in Redis now */
     HANDOFF_NATS,     /* the NATS connection was lost (ok 0) or is back (ok 1) */

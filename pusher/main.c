@@ -56,7 +56,8 @@ static unsigned pusher_raise_nofile(void)
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         getrlimit(RLIMIT_NOFILE, &rl);
-    unsigned long long cap = rl.rlim_cur > WS_FD_RESERVE * 2 ? rl.rlim_cur - WS_FD_RESERVE : rl.rlim_cur / 2;
+    unsigned long long cap =
+        rl.rlim_cur > WS_FD_RESERVE * 2 ? rl.rlim_cur - WS_FD_RESERVE : rl.rlim_cur / 2;
     if (cap > 4000000)
         cap = 4000000;
     LOG_I("open-file limit %llu: at most about %llu connections in this process; past that, "
@@ -74,18 +75,23 @@ int main(int argc, char **argv)
     long route_ttl = 60;
     config_opt_t opts[] = {
         CONFIG_COMMON_OPTS(common),
-        {"redis", "PUSH_REDIS_URL", "redis://127.0.0.1:6379", "Redis URL (routes)", CONFIG_STR, &redis_url, 0, 0, 1},
-        {"listen", "PUSH_LISTEN", "0.0.0.0:8080", "WebSocket address", CONFIG_HOSTPORT, &listen_at, 0, 0, 1},
-        {"node-id", "PUSH_NODE_ID", NULL, "this node's id (default: host name + port)", CONFIG_STR, &node_id, 0, 0, 0},
-        {"route-ttl", "PUSH_ROUTE_TTL", "60", "seconds a route counts without a refresh", CONFIG_INT,
-         &route_ttl, 5, 86400, 1},
+        {"redis", "PUSH_REDIS_URL", "redis://127.0.0.1:6379", "Redis URL (routes)", CONFIG_STR,
+         &redis_url, 0, 0, 1},
+        {"listen", "PUSH_LISTEN", "0.0.0.0:8080", "WebSocket address", CONFIG_HOSTPORT, &listen_at,
+         0, 0, 1},
+        {"node-id", "PUSH_NODE_ID", NULL, "this node's id (default: host name + port)", CONFIG_STR,
+         &node_id, 0, 0, 0},
+        {"route-ttl", "PUSH_ROUTE_TTL", "60", "seconds a route counts without a refresh",
+         CONFIG_INT, &route_ttl, 5, 86400, 1},
     };
-    int rc = config_parse("pusher", "pusher [flags]", opts, sizeof opts / sizeof opts[0], argc, argv, NULL);
+    int rc = config_parse("pusher", "pusher [flags]", opts, sizeof opts / sizeof opts[0], argc,
+                          argv, NULL);
     if (rc != CONFIG_OK)
         return rc == CONFIG_EXIT_OK ? 0 : 2;
     redisx_url_t redis;
     if (redisx_parse_url(redis_url, &redis) != 0) {
-        fprintf(stderr, "pusher: --redis: '%s' is not redis://[:password@]host[:port][/db]\n", redis_url);
+        fprintf(stderr, "pusher: --redis: '%s' is not redis://[:password@]host[:port][/db]\n",
+                redis_url);
         return 2;
     }
     char host[256], node[256];
@@ -93,7 +99,9 @@ int main(int argc, char **argv)
     config_split_hostport(listen_at, host, sizeof host, &port);
     if (node_id) {
         if (!pusher_node_id_ok(node_id)) {
-            fprintf(stderr, "pusher: --node-id: '%s' must be 1..200 characters without '.', '*', '>' or spaces\n",
+            fprintf(stderr,
+                    "pusher: --node-id: '%s' must be 1..200 characters without '.', '*', '>' or "
+                    "spaces\n",
                     node_id);
             return 2;
         }
@@ -122,7 +130,8 @@ int main(int argc, char **argv)
     ready.routes = routes;
     bus_t *bus = routes ? bus_start(nc, common.prefix, node, ws_handoff(ws)) : NULL;
     /* after the subscriptions: /readyz never says 200 before deliveries arrive */
-    httpd_t *metrics = bus && common.metrics ? httpd_start_metrics(common.metrics, pusher_ready, &ready) : NULL;
+    httpd_t *metrics =
+        bus && common.metrics ? httpd_start_metrics(common.metrics, pusher_ready, &ready) : NULL;
     int ok = bus && (!common.metrics || metrics);
     if (ok) {
         ws_attach(ws, bus, routes);

@@ -38,8 +38,8 @@ struct routes {
     atomic_int up;
     /* thread-owned */
     redisContext *c;
-    strmap_t *users;        /* users held here -> ROUTES_HELD or ROUTES_ANNOUNCED */
-    int need_full;          /* write every user (after connect) */
+    strmap_t *users; /* users held here -> ROUTES_HELD or ROUTES_ANNOUNCED */
+    int need_full;   /* write every user (after connect) */
     /* Refresh in slices: every second the users whose hash falls in that
      * second's slice, so each is written every `slices` seconds (route_ttl /
      * 3) and Redis sees a steady trickle, not every user at once (which at
@@ -69,16 +69,26 @@ static void routes_queue(routes_t *r, const char *user, int add)
     pthread_mutex_unlock(&r->lock);
 }
 
-void routes_add(routes_t *r, const char *user) { routes_queue(r, user, 1); }
-void routes_remove(routes_t *r, const char *user) { routes_queue(r, user, 0); }
-int routes_up(routes_t *r) { return atomic_load(&r->up); }
+void routes_add(routes_t *r, const char *user)
+{
+    routes_queue(r, user, 1);
+}
+void routes_remove(routes_t *r, const char *user)
+{
+    routes_queue(r, user, 0);
+}
+int routes_up(routes_t *r)
+{
+    return atomic_load(&r->up);
+}
 
 static void routes_down(routes_t *r, const char *why)
 {
     metrics_inc(r->errors);
     if (!r->logged_down)
         LOG_W("redis: routes of node %s not written (%s); retrying every second, connections stay "
-              "up and every route is written again when Redis answers", r->node, why);
+              "up and every route is written again when Redis answers",
+              r->node, why);
     r->logged_down = 1;
     atomic_store(&r->up, 0);
     if (r->c)
@@ -305,8 +315,10 @@ routes_t *routes_start(const redisx_url_t *url, const char *prefix, const char *
     r->slices = ttl_s / 3 > 0 ? (unsigned)(ttl_s / 3) : 1;
     r->to_service = to_service;
     r->users = strmap_new();
-    r->errors = metrics_counter("push_pusher_redis_errors_total", NULL, "Redis failures writing routes");
-    r->users_gauge = metrics_gauge("push_pusher_users", NULL, "Distinct users with a route from this node");
+    r->errors =
+        metrics_counter("push_pusher_redis_errors_total", NULL, "Redis failures writing routes");
+    r->users_gauge =
+        metrics_gauge("push_pusher_users", NULL, "Distinct users with a route from this node");
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
     r->c = redisx_connect(&r->url, 2000);
@@ -331,7 +343,8 @@ void routes_stop(routes_t *r)
         strmap_each(r->users, routes_remove_all_one, &b);
         if (!b.failed && b.pending)
             routes_read(r, b.pending);
-        LOG_I("redis: removed node %s from the routes of %zu user(s)", r->node, strmap_size(r->users));
+        LOG_I("redis: removed node %s from the routes of %zu user(s)", r->node,
+              strmap_size(r->users));
         redisFree(r->c);
     }
     strmap_free(r->users);

@@ -48,8 +48,8 @@ static void queue_is_fifo_and_bounded(void)
     conn_pop(a);
     CHECK(conn_peek(a) == f2);
     CHECK_INT(a->q_bytes, 3);
-    CHECK_INT(conn_enqueue(a, f1, 10, 5), -1);  /* over the byte bound */
-    for (int i = 0; i < 100; i++)               /* growth keeps order */
+    CHECK_INT(conn_enqueue(a, f1, 10, 5), -1); /* over the byte bound */
+    for (int i = 0; i < 100; i++)              /* growth keeps order */
         CHECK_INT(conn_enqueue(a, i % 2 ? f1 : f2, 1000, 100000), 0);
     conn_pop(a);
     CHECK(conn_peek(a) == f2);
@@ -79,12 +79,12 @@ static void deadlines_expire_in_order_and_leave_with_the_connection(void)
     CHECK_INT(a->wait_kind, CONN_WAIT_NONE);
     conns_wait(c, b, CONN_WAIT_REPLAY, 1000); /* moves: off the auth FIFO */
     CHECK(conns_wait_expired(c, CONN_WAIT_AUTH, 250) == NULL);
-    conns_unwait(c, d);                       /* answered: never expires */
-    conns_unwait(c, d);                       /* twice is harmless */
+    conns_unwait(c, d); /* answered: never expires */
+    conns_unwait(c, d); /* twice is harmless */
     CHECK(conns_wait_expired(c, CONN_WAIT_AUTH, 10000) == NULL);
     conns_wait(c, a, CONN_WAIT_REPLAY, 1100);
     CHECK(conns_wait_expired(c, CONN_WAIT_REPLAY, 999) == NULL);
-    CHECK_INT(conns_close(c, b, NULL), 0);    /* closing takes it off its FIFO */
+    CHECK_INT(conns_close(c, b, NULL), 0); /* closing takes it off its FIFO */
     CHECK(conns_wait_expired(c, CONN_WAIT_REPLAY, 1050) == NULL);
     CHECK(conns_wait_expired(c, CONN_WAIT_REPLAY, 1100) == a);
     CHECK(conns_wait_expired(c, CONN_WAIT_REPLAY, 5000) == NULL);

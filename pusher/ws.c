@@ -59,10 +59,11 @@ struct ws {
     routes_t *routes;
     atomic_int stop_requested;
     int closing_all;
-    int write_now; /* ws_send may write at once: set while handing off, outside any wsi's callback */
+    int write_now; /* ws_send may write at once: set while handing off, outside any wsi's callback
+                    */
     char (*again)[CONN_ID_LEN + 1]; /* connections to ask again for stored messages */
     size_t n_again, cap_again;
-    unsigned ticks; /* of ws_deadlines */
+    unsigned ticks;              /* of ws_deadlines */
     int fd_cap;                  /* lws keeps descriptors below this; see ws_create_context */
     int (*serve_until)(ws_t *w); /* the current ws_serve stops when this says 1 */
     struct timespec drain_start;
@@ -677,7 +678,8 @@ static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
 {
     ws_t *w = lws_container_of(sul, ws_t, idle_sweep);
     size_t n = conns_count(w->conns);
-    ws_sweep_t sweep = {w, ws_now_s(), n / WS_PINGS_SHARE > WS_PINGS_MIN ? n / WS_PINGS_SHARE : WS_PINGS_MIN};
+    ws_sweep_t sweep = {w, ws_now_s(),
+                        n / WS_PINGS_SHARE > WS_PINGS_MIN ? n / WS_PINGS_SHARE : WS_PINGS_MIN};
     conns_each(w->conns, ws_sweep_one, &sweep);
     lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
                      (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
@@ -866,9 +868,10 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     w->m_welcomed = metrics_counter("push_pusher_welcomed_total", NULL,
                                     "Connections authenticated and welcomed");
     w->m_nats_holds = metrics_counter("push_pusher_nats_holds_total", NULL,
-                                     "NATS losses during which live messages were held");
-    w->m_nats_catchups = metrics_counter("push_pusher_nats_catchups_total", NULL,
-                                   "NATS returns after which connections caught up from the store");
+                                      "NATS losses during which live messages were held");
+    w->m_nats_catchups =
+        metrics_counter("push_pusher_nats_catchups_total", NULL,
+                        "NATS returns after which connections caught up from the store");
     if (!w->conns || !w->handoff)
         goto fail;
     lws_set_log_level(LLL_ERR, NULL);

@@ -22,17 +22,19 @@
 #define WS_QUEUE_MAX_FRAMES 4096
 #define WS_QUEUE_MAX_BYTES (8 * 1024 * 1024)
 #define WS_HANDSHAKES_MAX 1024 /* HTTP upgrades lws parses at once */
-#define WS_RX_BUFFER 256 /* lws allocates this per connection: client frames are small */
+#define WS_RX_BUFFER 256       /* lws allocates this per connection: client frames are small */
 #define WS_PING_S 25
 #define WS_IDLE_S 60
-#define WS_IDLE_SWEEP_S 1 /* a silent connection is closed between WS_IDLE_S and WS_IDLE_S + this */
+/* a silent connection is closed between WS_IDLE_S and WS_IDLE_S + this */
+#define WS_IDLE_SWEEP_S 1
 /* At most this share of the connections is pinged per sweep (and at least
  * WS_PINGS_MIN): clients that connected together (a benchmark, a reconnect
  * storm after a deploy) would otherwise all be pinged in the same sweep,
  * 10k pings and pongs at once, stalling deliveries for ~300 ms. */
 #define WS_PINGS_SHARE 10 /* 1/10 per sweep: a herd spreads over 10 s */
 #define WS_PINGS_MIN 256
-#define WS_CLOSE_GRACE_S 10 /* a decided close not carried out by then is forced (no close frame) */
+/* a decided close not carried out by then is forced (no close frame) */
+#define WS_CLOSE_GRACE_S 10
 #define WS_DEADLINE_TICK_MS 100 /* how often the auth and replay deadlines are checked */
 
 typedef struct ws ws_t;

@@ -50,7 +50,10 @@ static void *mint(void *arg)
     return NULL;
 }
 
-static int cmp(const void *a, const void *b) { return strcmp(a, b); }
+static int cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
 
 static void ids_from_many_threads_are_unique(void)
 {
