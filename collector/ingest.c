@@ -179,7 +179,9 @@ static int decode_json(const void *buf, size_t len, ingest_request_t *r, const c
     json_int_t ttl_v = ttl ? json_integer_value(ttl) : INGEST_DEFAULT_TTL;
     r->ttl = ttl_v > (json_int_t)INGEST_MAX_TTL ? INGEST_MAX_TTL + 1 : (uint32_t)ttl_v;
     size_t n_to = to ? json_array_size(to) : 0;
-    int has_to = to && n_to > 0;
+    /* A present "to" counts as a choice of recipients even when empty, so
+     * {"to": [], "broadcast": true} is refused like any other mix. */
+    int has_to = to != NULL;
     if (to && n_to == 0 && !r->broadcast) {
         fail(reason, "no_recipients", err, n, "to is empty");
         goto done;

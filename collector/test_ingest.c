@@ -66,6 +66,7 @@ static void each_bad_json_input_has_its_reason(void)
     } cases[] = {
         {"{\"to\":[\"u1\"],", "invalid_json"},
         {"{\"to\":[\"u1\"],\"broadcast\":true}", "to_and_broadcast"},
+        {"{\"to\":[],\"broadcast\":true}", "to_and_broadcast"},
         {"{\"data\":1}", "no_recipients"},
         {"{\"to\":[]}", "no_recipients"},
         {"{\"to\":[\"\"]}", "empty_user_id"},
