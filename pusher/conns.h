@@ -20,7 +20,7 @@
 
 #include "frame.h"
 
-#define CONN_ID_LEN 20
+#define CONN_ID_LEN 32 /* 12 hex digits, "-", up to 16 more (conns.c) */
 #define CONN_USER_MAX 128
 
 typedef enum { CONN_AUTH_PENDING, CONN_AUTHED, CONN_CLOSING } conn_state_t;
@@ -69,7 +69,6 @@ typedef struct conn {
     /* inbound message being reassembled from fragments */
     char *rx;
     size_t rx_len;
-    size_t rx_discard; /* bytes of an oversize message read and thrown away */
 } conn_t;
 
 typedef struct conn_user {

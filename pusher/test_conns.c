@@ -91,6 +91,20 @@ static void deadlines_expire_in_order_and_leave_with_the_connection(void)
     conns_free(c);
 }
 
+/* Two pushers (two conns_t) never hand out the same id, the first
+ * connection included: ids were "c1" on every node. */
+static void ids_differ_across_pushers(void)
+{
+    conns_t *n1 = conns_new(), *n2 = conns_new();
+    conn_t *a = conns_open(n1, NULL), *b = conns_open(n2, NULL);
+    CHECK(strcmp(a->id, b->id) != 0);
+    CHECK_INT(strlen(a->id) <= CONN_ID_LEN, 1);
+    CHECK(strchr(a->id, '-') != NULL);
+    conns_free(n1);
+    conns_free(n2);
+}
+
 CHECK_MAIN(CHECK_CASE(users_hold_many_connections_and_the_last_close_is_reported),
+           CHECK_CASE(ids_differ_across_pushers),
            CHECK_CASE(queue_is_fifo_and_bounded),
            CHECK_CASE(deadlines_expire_in_order_and_leave_with_the_connection))
