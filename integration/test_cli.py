@@ -23,6 +23,8 @@ FLAGS = {
     "pusher": {"--nats": "PUSH_NATS_URL", "--prefix": "PUSH_PREFIX", "--metrics": "PUSH_METRICS",
                "--log-level": "PUSH_LOG_LEVEL", "--redis": "PUSH_REDIS_URL", "--listen": "PUSH_LISTEN",
                "--node-id": "PUSH_NODE_ID", "--route-ttl": "PUSH_ROUTE_TTL"},
+    "pushctl": {"--nats": "PUSH_NATS_URL", "--prefix": "PUSH_PREFIX", "--log-level": "PUSH_LOG_LEVEL",
+                "--jwt-secret": "PUSH_JWT_SECRET"},
 }
 
 
@@ -38,6 +40,21 @@ class Cli(unittest.TestCase):
             for flag, env in flags.items():
                 self.assertRegex(out.stdout, re.escape(flag) + r"\b", f"{prog} --help lacks {flag}")
                 self.assertIn(env, out.stdout, f"{prog} --help lacks {env}")
+
+    def test_help_shows_defaults_and_floors(self):
+        # The defaults of the common flags, in pushctl's top-level help too,
+        # and the route ttl's floor where an operator looks for it.
+        for prog in PROGRAMS:
+            out = run(os.path.join(BIN, prog), "--help")
+            self.assertIn("default nats://127.0.0.1:4222", out.stdout, prog)
+            self.assertIn("default info", out.stdout, prog)
+        out = run(os.path.join(BIN, "pushctl"), "--help")
+        for cmd in ("publish", "broadcast", "presence", "tail", "token", "connect"):
+            self.assertIn(f"\n{cmd}:\n", out.stdout, f"pushctl --help lacks the flags of {cmd}")
+        out = run(os.path.join(BIN, "pusher"), "--help")
+        self.assertIn("env PUSH_ROUTE_TTL, default 60, from 5 to 86400", out.stdout)
+        out = run(os.path.join(BIN, "pusher"), "--route-ttl", "4")
+        self.assertEqual(out.returncode, 2)
 
     def test_version_prints_program_and_version(self):
         for prog in PROGRAMS:

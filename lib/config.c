@@ -60,8 +60,11 @@ void config_print_help(const char *program, const char *usage, const config_opt_
         char left[64];
         snprintf(left, sizeof left, "--%s %s", o->name, kind_word(o->kind));
         printf("  %-26s %s\n", left, o->help);
+        char range[64] = "";
+        if (o->kind == CONFIG_INT) /* every floor and ceiling shows where it is set */
+            snprintf(range, sizeof range, ", from %ld to %ld", o->min, o->max);
         printf("  %-26s env %s, default %s%s\n", "", o->env ? o->env : "(none)",
-               o->def ? o->def : (o->required ? "(required)" : "(off)"), "");
+               o->def ? o->def : (o->required ? "(required)" : "(off)"), range);
     }
     printf("  %-26s %s\n  %-26s %s\n", "--help", "print this help and exit", "--version",
            "print the version and exit");

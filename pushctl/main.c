@@ -30,8 +30,23 @@ static void pushctl_usage(FILE *out)
             "usage: pushctl COMMAND [flags] (pushctl COMMAND --help for its flags)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof pushctl_cmds / sizeof pushctl_cmds[0]; i++)
         fprintf(out, "  %-10s %s\n", pushctl_cmds[i].name, pushctl_cmds[i].what);
-    fprintf(out, "\nevery command takes --nats URL (PUSH_NATS_URL), --prefix P (PUSH_PREFIX),\n"
-                 "--log-level L (PUSH_LOG_LEVEL); see COMMAND --help\n");
+}
+
+/* --help: the commands, then every command's own help, so that every flag
+ * shows with its env var and default from the one table that parses it. */
+static int pushctl_help(void)
+{
+    pushctl_usage(stdout);
+    for (size_t i = 0; i < sizeof pushctl_cmds / sizeof pushctl_cmds[0]; i++) {
+        char name[32], help[] = "--help";
+        snprintf(name, sizeof name, "%s", pushctl_cmds[i].name);
+        printf("\n%s:\n", name);
+        fflush(stdout);
+        char *argv[] = {name, help, NULL};
+        if (pushctl_cmds[i].run(2, argv) != 0)
+            return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -43,10 +58,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        pushctl_usage(stdout);
-        return 0;
-    }
+        strcmp(argv[1], "help") == 0)
+        return pushctl_help();
     if (strcmp(argv[1], "--version") == 0) {
         printf("pushctl %s\n", PUSH_VERSION);
         return 0;
