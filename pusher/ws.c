@@ -40,6 +40,7 @@
 #include "client_frame.h"
 #include "config.h"
 #include "conns.h"
+#include "gate.h"
 #include "jwt.h"
 #include "log.h"
 #include "metrics.h"
@@ -70,6 +71,7 @@ struct ws {
 #ifdef PUSHER_WITH_LIBEV
     struct ev_loop *loop; /* the epoll loop lws runs in, or NULL for lws's own poll() loop */
     ev_timer nudge;
+    gate_t *gate; /* accepts and reads request heads (gate.h); NULL when lws listens */
 #endif
     lws_retry_bo_t retry;
     lws_sorted_usec_list_t tick;       /* wakes the loop while shutting down */
@@ -458,6 +460,9 @@ static void ws_drain_handoff(ws_t *w)
     w->write_now = 0;
     if (atomic_load(&w->stop_requested) && !w->closing_all) {
         w->closing_all = 1;
+#ifdef PUSHER_WITH_LIBEV
+        gate_close(w->gate); /* no new connections while draining */
+#endif
         LOG_I("closing %zu connection(s) with 1001", conns_count(w->conns));
         conns_each(w->conns, ws_close_one, NULL);
         ws_break_if_done(w);
@@ -483,35 +488,34 @@ static void ws_on_client_text(ws_t *w, conn_t *conn, const char *text, size_t le
     client_frame_free(&cf);
 }
 
+/* A frame over WS_MAX_FRAME_BYTES, by what it announced or what arrived:
+ * counted, and the connection closes with 1009 at its next writeable
+ * callback, at once, not after the frame's last byte (a client announcing
+ * 2^63 bytes would never get there). Until lws's close handshake ends, the
+ * rest of the frame is read and dropped (ws_on_receive), so the kernel has
+ * no unread input to answer with a reset that could destroy the close
+ * frame. Returning -1 from the receive callback instead lost the close
+ * frame now and then (the client saw 1006). */
+static void ws_refuse_oversize(ws_t *w, conn_t *conn)
+{
+    metrics_inc(w->m_oversize);
+    free(conn->rx);
+    conn->rx = NULL;
+    conn->rx_len = 0;
+    ws_close_later(conn, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "frame over 64 KiB");
+}
+
 /* A client message, possibly in fragments. Returns -1 to hang up. */
 static int ws_on_receive(ws_t *w, struct lws *wsi, conn_t *conn, const char *in, size_t len)
 {
+    if (conn->close_code == LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE)
+        return 0; /* the rest of an oversize frame, while the 1009 goes out */
+    /* what the frame announced and has not sent yet */
     size_t remaining = lws_remaining_packet_payload(wsi);
-    if (conn->rx_discard) {
-        /* Reading out the rest of an oversize message: closing with unread
-         * input makes the kernel send a reset, and the client may never see
-         * the 1009 close frame. */
-        conn->rx_discard += len;
-        if (conn->rx_discard > WS_MAX_DISCARD_BYTES)
-            return -1;
-        if (lws_is_final_fragment(wsi) && remaining == 0 && conn->wsi)
-            lws_callback_on_writable(wsi);
-        return 0;
-    }
     if (lws_is_first_fragment(wsi))
         conn->rx_len = 0;
     if (conn->rx_len + len + remaining > WS_MAX_FRAME_BYTES) {
-        metrics_inc(w->m_oversize);
-        free(conn->rx);
-        conn->rx = NULL;
-        conn->rx_len = 0;
-        conn->rx_discard = len ? len : 1;
-        conn->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
-        conn->close_since_s = ws_now_s();
-        snprintf(conn->close_reason, sizeof conn->close_reason, "frame over 64 KiB");
-        conn->state = CONN_CLOSING;
-        if (lws_is_final_fragment(wsi) && remaining == 0)
-            lws_callback_on_writable(wsi);
+        ws_refuse_oversize(w, conn);
         return 0;
     }
     int done = lws_is_final_fragment(wsi) && remaining == 0;
@@ -572,8 +576,6 @@ static int ws_on_writeable(ws_t *w, struct lws *wsi, conn_t *conn)
                          (unsigned char *)conn->close_reason, strlen(conn->close_reason));
         return -1;
     }
-    if (conn->close_code == LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE && lws_remaining_packet_payload(wsi))
-        return 0; /* still reading out the oversize message; RECEIVE asks again */
     if (conn->close_code && conn->close_code != LWS_CLOSE_STATUS_GOINGAWAY) {
         /* refusals and slow clients close now, without draining */
         lws_close_reason(wsi, (enum lws_close_status)conn->close_code,
@@ -657,6 +659,14 @@ static void ws_sweep_one(void *arg, conn_t *c)
         /* Its close frame never went out (the client reads nothing, so lws
          * never called it writeable): drop the connection without it. */
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (!c->close_code && lws_remaining_packet_payload(c->wsi) > WS_MAX_FRAME_BYTES) {
+        /* A frame header announced more than the limit and no payload
+         * followed: lws calls RECEIVE only with payload. lws assembles the
+         * length most significant byte first, so even a partial header's
+         * value is a lower bound of what was announced. */
+        ws_refuse_oversize(w, c);
         return;
     }
     if (c->state != CONN_AUTHED)
@@ -820,6 +830,39 @@ static struct lws_context *ws_create_context(ws_t *w, struct lws_context_creatio
     return ctx;
 }
 
+#ifdef PUSHER_WITH_LIBEV
+/* A connection whose request head the gate read whole: lws parses it from
+ * head at once (HTTP_CONFIRM_UPGRADE and ESTABLISHED may run inside this
+ * call) and reads the socket from then on. On failure lws closed fd. */
+static void ws_adopt(void *arg, int fd, const char *head, size_t len)
+{
+    ws_t *w = arg;
+    if (w->closing_all) {
+        close(fd);
+        return;
+    }
+    if (!lws_adopt_socket_readbuf(w->ctx, fd, head, len))
+        LOG_W("libwebsockets could not take a new connection (out of memory?); closed it");
+}
+#endif
+
+/* lws's errors, in our log. lws_adopt_socket_readbuf logs "calling service"
+ * (or "deferring handling ah") at error level for every connection it
+ * takes, in lws 4.1: those are not errors, and the gate hands it every
+ * connection. */
+static void ws_lws_log(int level, const char *line)
+{
+    if (strstr(line, "calling service") || strstr(line, "deferring handling ah"))
+        return;
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    if (level & LLL_ERR)
+        LOG_E("libwebsockets: %.*s", (int)n, line);
+    else
+        LOG_W("libwebsockets: %.*s", (int)n, line);
+}
+
 static void ws_wake(void *arg)
 {
     ws_t *w = arg;
@@ -874,7 +917,7 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
                         "NATS returns after which connections caught up from the store");
     if (!w->conns || !w->handoff)
         goto fail;
-    lws_set_log_level(LLL_ERR, NULL);
+    lws_set_log_level(LLL_ERR, ws_lws_log);
     /* No validity (ping/hang-up) timers from lws: it keeps every timer in one
      * sorted list and inserts by walking it, a cost per connection that grows
      * with the number of connections. The idle sweep pings and closes. */
@@ -889,13 +932,16 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     info.retry_and_idle_policy = &w->retry;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = 10;
-    /* Handshakes parsed at once (each holds lws's ~4 KiB header buffer).
-     * More are accepted and wait, reading off, for a buffer (lws closes one
-     * that waits 10 s). With lws's default (one per descriptor) a connect
-     * storm left its peak of header buffers in the heap: 4.4 KB per idle
-     * connection instead of 2.5 KB. The price: about 1,024 clients that
-     * send their headers slowly hold every buffer for up to 10 s. */
+    /* Handshakes parsed at once, each in a header buffer as large as the
+     * largest head the gate passes. With the gate (gate.h) a connection
+     * reaches lws with its head complete and holds a buffer only while lws
+     * parses it, so a storm needs few. With lws's default (one per
+     * descriptor) a storm left its peak of buffers in the heap: 4.4 KB per
+     * idle connection instead of 2.5 KB. Without the gate (lws's poll()
+     * loop) a slow head holds a buffer for up to GATE_HEAD_DEADLINE_S. */
     info.max_http_header_pool = WS_HANDSHAKES_MAX;
+    info.max_http_header_data = GATE_MAX_HEAD_BYTES;
+    info.timeout_secs_ah_idle = GATE_HEAD_DEADLINE_S;
     w->fd_cap = fd_limit ? (int)fd_limit : INT_MAX;
 #ifdef PUSHER_WITH_LIBEV
     /* An epoll loop of our own (libev) rather than lws's poll() loop, which
@@ -908,8 +954,14 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
         loops[0] = w->loop;
         info.foreign_loops = loops;
         info.options |= LWS_SERVER_OPTION_LIBEV;
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* the gate listens */
         w->ctx = ws_create_context(w, &info);
-        if (!w->ctx) {
+        if (w->ctx) {
+            w->gate = gate_new(w->loop, host, port, w->fd_cap, ws_adopt, w);
+            if (!w->gate)
+                goto fail;
+        } else {
+            info.port = port;
             LOG_W("lws's libev event loop is not available (package libwebsockets-evlib-ev?); "
                   "using poll(), which costs more per connection");
             ev_loop_destroy(w->loop);
@@ -927,6 +979,13 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
         LOG_E("cannot listen on %s:%d (in use, or not an address of this host)", host, port);
         goto fail;
     }
+#ifdef PUSHER_WITH_LIBEV
+    if (!w->gate)
+        LOG_W("without the libev loop, request heads are read by libwebsockets: a slow or "
+              "stalled head holds one of its %d header buffers for up to %d s, and a head over "
+              "%d bytes gets no answer",
+              WS_HANDSHAKES_MAX, GATE_HEAD_DEADLINE_S, GATE_MAX_HEAD_BYTES);
+#endif
     lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
                      (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
     lws_sul_schedule(w->ctx, 0, &w->deadlines, ws_deadlines, WS_DEADLINE_TICK_MS * LWS_US_PER_MS);
@@ -940,6 +999,9 @@ void ws_free(ws_t *w)
 {
     if (!w)
         return;
+#ifdef PUSHER_WITH_LIBEV
+    gate_free(w->gate);
+#endif
     if (w->ctx) {
         lws_sul_cancel(&w->idle_sweep);
         lws_sul_cancel(&w->deadlines);

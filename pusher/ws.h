@@ -16,9 +16,6 @@
 #define WS_AUTH_TIMEOUT_S 2
 #define WS_REPLAY_TIMEOUT_S 5 /* how long live frames wait for the stored ones */
 #define WS_MAX_FRAME_BYTES (64 * 1024)
-/* An oversize message is read and dropped up to this much before the 1009
- * close, so the close frame is not lost to a TCP reset; past it we hang up. */
-#define WS_MAX_DISCARD_BYTES (1024 * 1024)
 #define WS_QUEUE_MAX_FRAMES 4096
 #define WS_QUEUE_MAX_BYTES (8 * 1024 * 1024)
 #define WS_HANDSHAKES_MAX 1024 /* HTTP upgrades lws parses at once */
