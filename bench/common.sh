@@ -46,7 +46,8 @@ bench_clients() {
   port=$(free_port)
   bench_start pusher pusher --listen "127.0.0.1:$port" --node-id "$node"
   "$BIN/wsload" --url "ws://127.0.0.1:$port/ws" --conns "$users" --rate 5000 --sources 10 \
-    --hold "$hold" --expect "$count" ${TIMELINE:+--timeline "$TIMELINE"} >"$DIR/wsload.json" &
+    --hold "$hold" --expect "$count" ${TIMELINE:+--timeline "$TIMELINE"} ${DUPS:+--dups} \
+    >"$DIR/wsload.json" &
   WS=$!
   local c
   for _ in $(seq 1 200); do
@@ -57,16 +58,30 @@ bench_clients() {
   echo "bench: only ${c:-0} of $users clients connected" >&2
 }
 
-# bench_latency_report FIGURE RATE COUNT: wait for wsload, print one JSON line.
+# bench_metric NAME SERIES: the value of SERIES on service NAME's /metrics (0 when absent).
+bench_metric() {
+  local url; eval "url=\${METRICS_$1:-}"
+  [ -n "$url" ] || { echo 0; return; }
+  curl -fs "$url/metrics" | awk -v s="$2" '$1 == s {print $2; f=1} END {if (!f) print 0}'
+}
+
+# bench_latency_report FIGURE RATE COUNT: wait for wsload, print one JSON line,
+# with where repeats came from (stream redeliveries, hand-over retries) and
+# how many the pusher kept off the wire.
 bench_latency_report() {
   wait "$WS" || true
+  REPEATS="{\"pusher_repeats_dropped\": $(bench_metric pusher push_pusher_repeats_dropped_total),
+    \"stream_redelivered\": $(bench_metric dispatcher push_dispatch_redelivered_total),
+    \"handover_retries\": $(bench_metric collector push_collect_handover_retries_total),
+    \"handover_errors\": $(bench_metric collector push_collect_handover_errors_total)}" \
   python3 -c '
-import json, sys
+import json, os, sys
 r = json.load(open(sys.argv[1]))
 span = r["message_span_s"]
 print(json.dumps({"figure": sys.argv[2], "rate_asked": int(sys.argv[3]), "sent": int(sys.argv[4]),
                   "received": r["messages"], "seconds": span,
                   "received_per_s": round(r["messages"] / span) if span else None,
-                  "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "max_ms": r["max_ms"]}))' \
+                  "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "max_ms": r["max_ms"],
+                  "duplicates": r.get("duplicates"), **json.loads(os.environ["REPEATS"])}))' \
     "$DIR/wsload.json" "$1" "$2" "$3"
 }

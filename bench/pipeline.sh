@@ -3,7 +3,9 @@
 #   bench/pipeline.sh ingest [COUNT]        durable ingest by one collector (SQLite), 1 recipient each:
 #                                           request/reply with 256 in flight, then fire-and-forget
 #   bench/pipeline.sh e2e RATE [COUNT]      publish -> collector -> store -> dispatcher -> pusher -> client,
-#                                           10,000 connected users, unicast at RATE msgs/s
+#                                           10,000 connected users, unicast at RATE msgs/s;
+#                                           TTL=S stores each message (default 0: live only);
+#                                           reports duplicates (a message id a client got twice)
 # Prints one JSON line per figure.
 source "$(dirname "$0")/common.sh"
 what=${1:-ingest}
@@ -35,9 +37,9 @@ COUNT=${3:-$(( RATE * 10 ))}
 USERS=10000
 bench_start authd authd
 bench_start dispatcher dispatcher
-bench_clients bench-e2e $USERS "$COUNT" $(( COUNT / RATE + 120 ))
+DUPS=1 bench_clients bench-e2e $USERS "$COUNT" $(( COUNT / RATE + 120 ))
 sleep 1
 # PERF_OUT=FILE: a system-wide perf profile of 4 s of the publishing
 [ -n "${PERF_OUT:-}" ] && { (sleep 2; perf record -a -g -o "$PERF_OUT" -- sleep 4 >/dev/null 2>&1) & }
-"$BIN/pubload" --mode collect --count "$COUNT" --rate "$RATE" --users $USERS --ttl 0
-bench_latency_report e2e_unicast "$RATE" "$COUNT"
+"$BIN/pubload" --mode collect --count "$COUNT" --rate "$RATE" --users $USERS --ttl "${TTL:-0}"
+bench_latency_report "e2e_unicast_ttl${TTL:-0}" "$RATE" "$COUNT"

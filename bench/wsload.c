@@ -9,7 +9,8 @@
  * welcomes, message frames, closes. A message whose data carries "ts":<unix
  * microseconds> gives a latency sample (publish -> frame read here).
  *
- * It stops after --hold seconds, or once --expect message frames have arrived,
+ * It stops after --hold seconds, or once --expect message frames have arrived
+ * (with --dups: distinct messages, then 2 s more to count late repeats),
  * or on SIGINT/SIGTERM, and prints one JSON line of results on stdout.
  * A process holds at most the open-file limit of sockets (20,000 on the build
  * machines): run several processes for more (the bench scripts do).
@@ -32,10 +33,12 @@
 
 #include "config.h"
 #include "jwt.h"
+#include "strmap.h"
 
 enum { WS_CONNECTING, WS_UPGRADING, WS_OPEN, WS_CLOSED };
 
 typedef struct wsconn {
+    long idx; /* its place in the connection table: a repeat is per connection */
     int fd;
     int state;
     int welcomed;
@@ -118,6 +121,11 @@ static double hist_pct(double p)
     return hist_max / 1000.0;
 }
 
+/* --dups: "<connection>:<message id>" of every message frame, so a frame
+ * whose id this connection already got counts as a duplicate. */
+static strmap_t *seen;
+static uint64_t duplicates;
+
 static struct {
     uint64_t attempted, connected, welcomed, refused, errors, closed, messages, bytes, pings;
     uint64_t first_connect_us, last_welcome_us, first_msg_us, last_msg_us;
@@ -180,6 +188,19 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
     if (memmem(p, n, "\"message\"", 9)) {
         uint64_t t = now_us();
         st.messages++;
+        const char *id = seen ? memmem(p, n, "\"id\":\"", 6) : NULL;
+        if (id) {
+            id += 6;
+            const char *end = memchr(id, '"', (size_t)(p + n - id));
+            char key[96];
+            if (end && end - id < 64) {
+                snprintf(key, sizeof key, "%ld:%.*s", c->idx, (int)(end - id), id);
+                if (strmap_get(seen, key))
+                    duplicates++;
+                else
+                    strmap_put(seen, key, (void *)1);
+            }
+        }
         if (!st.first_msg_us)
             st.first_msg_us = mono_us();
         st.last_msg_us = mono_us();
@@ -279,6 +300,7 @@ int main(int argc, char **argv)
                *timeline = NULL;
     long conns = 1000, rate = 1000, hold_s = 10, expect = 0, sources = 1, first_user = 0,
          linger_s = 0;
+    int dups = 0;
     config_opt_t opts[] = {
         {"url", NULL, "ws://127.0.0.1:8080/ws", "pusher WebSocket URL (ws://IP:PORT/PATH)",
          CONFIG_STR, &url, 0, 0, 1},
@@ -302,6 +324,8 @@ int main(int argc, char **argv)
          CONFIG_INT, &linger_s, 0, 3600, 1},
         {"timeline", NULL, NULL, "write per 10 ms of arrival: ms, samples, worst latency ms",
          CONFIG_STR, &timeline, 0, 0, 0},
+        {"dups", NULL, NULL, "count message ids a connection gets twice (memory per message)",
+         CONFIG_FLAG, &dups, 0, 0, 0},
     };
     int rc = config_parse("wsload", "wsload [flags]", opts, sizeof opts / sizeof opts[0], argc,
                           argv, NULL);
@@ -347,18 +371,21 @@ int main(int argc, char **argv)
         tl_max_us = calloc(TL_SLOTS, sizeof *tl_max_us);
     }
     wsconn_t *cs = calloc((size_t)conns, sizeof *cs);
+    if (dups)
+        seen = strmap_new();
     int ep = epoll_create1(0);
     if (!hist || !cs || ep < 0)
         return 1;
 
     long opened = 0;
-    uint64_t start = mono_us(), all_opened_at = 0;
+    uint64_t start = mono_us(), all_opened_at = 0, expect_met_at = 0;
     struct epoll_event evs[1024];
     while (!wsload_stop) {
         /* open as many as the rate allows by now */
         uint64_t due = (mono_us() - start) * (uint64_t)rate / 1000000u + 1;
         while (opened < conns && (uint64_t)opened < due) {
             wsconn_t *c = &cs[opened];
+            c->idx = opened;
             long i = opened++;
             st.attempted++;
             c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -409,8 +436,16 @@ int main(int argc, char **argv)
             all_opened_at = mono_us();
         if (all_opened_at && mono_us() - all_opened_at > (uint64_t)hold_s * 1000000u)
             break;
-        if (expect && st.messages >= (uint64_t)expect)
-            break;
+        /* With --dups, expect counts distinct messages, and the run goes on
+         * 2 s more so that late repeats are counted too. */
+        if (expect && st.messages - duplicates >= (uint64_t)expect) {
+            if (!seen)
+                break;
+            if (!expect_met_at)
+                expect_met_at = mono_us();
+            else if (mono_us() - expect_met_at > 2000000u)
+                break;
+        }
         int n = epoll_wait(ep, evs, 1024, opened < conns ? 1 : 50);
         for (int k = 0; k < n; k++) {
             wsconn_t *c = evs[k].data.ptr;
@@ -450,14 +485,14 @@ int main(int argc, char **argv)
            "\"refused\":%llu,\"errors\":%llu,\"closed_by_server\":%llu,\"welcome_span_s\":%.3f,"
            "\"welcome_rate\":%.0f,\"messages\":%llu,\"bytes\":%llu,\"message_span_s\":%.3f,"
            "\"latency_samples\":%llu,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
-           "\"max_ms\":%.3f,\"pings\":%llu}\n",
+           "\"max_ms\":%.3f,\"pings\":%llu,\"duplicates\":%llu}\n",
            (unsigned long long)st.attempted, (unsigned long long)st.connected,
            (unsigned long long)st.welcomed, (unsigned long long)open_now,
            (unsigned long long)st.refused, (unsigned long long)st.errors,
            (unsigned long long)st.closed, connect_s, connect_s > 0 ? st.welcomed / connect_s : 0,
            (unsigned long long)st.messages, (unsigned long long)st.bytes, msg_s,
            (unsigned long long)hist_count, hist_pct(50), hist_pct(90), hist_pct(99),
-           hist_max / 1000.0, (unsigned long long)st.pings);
+           hist_max / 1000.0, (unsigned long long)st.pings, (unsigned long long)duplicates);
     fflush(stdout);
     if (timeline && tl_count) {
         FILE *f = fopen(timeline, "w");

@@ -49,7 +49,7 @@ struct consume {
     atomic_int redis_up;
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
     metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts;
-    metrics_series_t *owned, *taken, *rebinds;
+    metrics_series_t *owned, *taken, *rebinds, *redelivered;
 };
 
 static long long consume_mono_ms(void)
@@ -228,6 +228,14 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
     size_t n_entries = 0;
     for (size_t i = 0; i < n_roots; i++) {
         natsMsg *m = list->Msgs[i];
+        /* A repeat from the stream is at-least-once at work; in a quiet run
+         * it should stay 0, and when it does not, this says which hop. */
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+            if (meta->NumDelivered > 1)
+                metrics_inc(c->redelivered);
+            jsMsgMetaData_Destroy(meta);
+        }
         b.roots[i] = push__v1__dispatch__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
                                                 (const uint8_t *)natsMsg_GetData(m));
         if (b.roots[i])
@@ -566,6 +574,9 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
                                "Shard leases taken (at start, rebalancing, failover)");
     c->rebinds = metrics_counter("push_dispatch_consumer_resets_total", NULL,
                                  "Shard consumers (re)created from their ack floor");
+    c->redelivered =
+        metrics_counter("push_dispatch_redelivered_total", NULL,
+                        "Stream messages taken more than once (ack wait passed, or a reset)");
     pthread_mutex_init(&c->wake_lock, NULL);
     pthread_cond_init(&c->wake, NULL);
     jsOptions jo;

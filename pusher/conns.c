@@ -33,8 +33,8 @@ conns_t *conns_new(void)
         /* no entropy source: time and pid still differ between pushers */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        c->id_prefix = (uint64_t)ts.tv_nsec * 2654435761u ^ (uint64_t)ts.tv_sec << 20 ^
-                       (uint64_t)getpid();
+        c->id_prefix =
+            (uint64_t)ts.tv_nsec * 2654435761u ^ (uint64_t)ts.tv_sec << 20 ^ (uint64_t)getpid();
     }
     c->id_prefix &= 0xffffffffffffull;
     c->by_id = strmap_new();
@@ -320,4 +320,18 @@ void conn_pop(conn_t *conn)
         conn->q = NULL;
         conn->q_cap = conn->q_head = 0;
     }
+}
+
+int conn_repeat(conn_t *conn, const char *id)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a; 0 marks an empty slot */
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h |= 1;
+    for (unsigned i = 0; i < CONN_RECENT; i++)
+        if (conn->recent[i] == h)
+            return 1;
+    conn->recent[conn->recent_next] = h;
+    conn->recent_next = (uint8_t)((conn->recent_next + 1) % CONN_RECENT);
+    return 0;
 }

@@ -20,6 +20,11 @@
 
 #include "frame.h"
 
+/* How many recent user message ids a connection remembers (as 64-bit
+ * hashes, 64 bytes) to drop exact repeats from upstream. Not an order
+ * check: with several collectors, ids minted in the same millisecond do
+ * not sort by acceptance. */
+#define CONN_RECENT 8
 #define CONN_ID_LEN 32 /* 12 hex digits, "-", up to 16 more (conns.c) */
 #define CONN_USER_MAX 128
 
@@ -50,6 +55,8 @@ typedef struct conn {
     /* 1: NATS was lost, catch up from last_id once it is back; 2: asked, and
      * asked again while no collector answers (it may reconnect after us) */
     uint8_t resync;
+    uint64_t recent[CONN_RECENT]; /* hashes of the last user message ids given (conn_repeat) */
+    uint8_t recent_next;
     char *token;            /* until the auth request is sent */
     struct conn_user *user; /* when AUTHED */
     struct conn *user_prev, *user_next;
@@ -122,6 +129,10 @@ int conn_enqueue(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes
  * messages. Returns 0, or -1 when it would pass max_frames or max_bytes
  * (the caller closes: the same bound as the outgoing queue). */
 int conn_hold(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes);
+
+/* 1 if id is one of the last CONN_RECENT ids passed here for conn (a
+ * repeat), else 0, and id is remembered. Service thread. */
+int conn_repeat(conn_t *conn, const char *id);
 /* Drop every held frame. */
 void conn_drop_held(conn_t *conn);
 

@@ -104,7 +104,26 @@ static void ids_differ_across_pushers(void)
     conns_free(n2);
 }
 
+/* The last CONN_RECENT ids given to a connection are repeats; older ones
+ * and other connections' are not. */
+static void repeats_are_the_recent_ids_only(void)
+{
+    conns_t *c = conns_new();
+    conn_t *a = conns_open(c, NULL), *b = conns_open(c, NULL);
+    char id[32];
+    for (int i = 0; i < CONN_RECENT; i++) {
+        snprintf(id, sizeof id, "m%d", i);
+        CHECK_INT(conn_repeat(a, id), 0);
+    }
+    CHECK_INT(conn_repeat(a, "m0"), 1);
+    CHECK_INT(conn_repeat(a, "m7"), 1);
+    CHECK_INT(conn_repeat(b, "m0"), 0); /* per connection */
+    CHECK_INT(conn_repeat(a, "m8"), 0); /* pushes m0 out */
+    CHECK_INT(conn_repeat(a, "m0"), 0);
+    conns_free(c);
+}
+
 CHECK_MAIN(CHECK_CASE(users_hold_many_connections_and_the_last_close_is_reported),
-           CHECK_CASE(ids_differ_across_pushers),
+           CHECK_CASE(repeats_are_the_recent_ids_only), CHECK_CASE(ids_differ_across_pushers),
            CHECK_CASE(queue_is_fifo_and_bounded),
            CHECK_CASE(deadlines_expire_in_order_and_leave_with_the_connection))

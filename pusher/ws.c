@@ -80,7 +80,7 @@ struct ws {
     metrics_series_t *m_refused[7];    /* by reason, as ws_refusal_reasons; the last is "other" */
     metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames, *m_acks,
         *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped, *m_idle, *m_fd_refused,
-        *m_nats_holds, *m_nats_catchups;
+        *m_nats_holds, *m_nats_catchups, *m_repeats;
 };
 
 /* authd's refusal reasons (jwt_reason_name), then a catch-all. */
@@ -158,6 +158,14 @@ static void ws_send(ws_t *w, conn_t *conn, frame_t *f)
         conn_drop_held(conn);
         metrics_inc(w->m_slow);
         ws_close_later(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+        return;
+    }
+    if (f->id[0] && !f->broadcast && conn_repeat(conn, f->id)) {
+        /* One of the last CONN_RECENT messages this connection was given,
+         * again (held frames come here once, when the replay ends): a
+         * stream redelivery or a hand-over retry upstream. At-least-once
+         * allows it; this keeps it off the wire. */
+        metrics_inc(w->m_repeats);
         return;
     }
     if (f->id[0] && !f->broadcast && strcmp(f->id, conn->last_id) > 0)
@@ -910,6 +918,10 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
                         "Connections closed on accept: the open-file cap was reached");
     w->m_welcomed = metrics_counter("push_pusher_welcomed_total", NULL,
                                     "Connections authenticated and welcomed");
+    w->m_repeats =
+        metrics_counter("push_pusher_repeats_dropped_total", NULL,
+                        "User messages not sent again: the connection was given the same id just "
+                        "before (a repeat from the stream or a hand-over retry)");
     w->m_nats_holds = metrics_counter("push_pusher_nats_holds_total", NULL,
                                       "NATS losses during which live messages were held");
     w->m_nats_catchups =
