@@ -96,6 +96,11 @@ int store_expire(store_t *s, uint64_t now_ms)
 {
     return s->ops->expire(s->h, now_ms);
 }
+int store_history(store_t *s, const char *channel, const char *since, uint64_t now_ms, size_t keep,
+                  store_msg_fn fn, void *arg, int *recovered)
+{
+    return s->ops->history(s->h, channel, since ? since : "", now_ms, keep, fn, arg, recovered);
+}
 int store_healthy(store_t *s)
 {
     return s->ops->healthy(s->h);

@@ -19,6 +19,8 @@ typedef struct store_ops {
     int (*ack)(void *h, const char *user, char *const *ids, size_t n_ids);
     int (*undispatched)(void *h, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg);
     int (*expire)(void *h, uint64_t now_ms);
+    int (*history)(void *h, const char *channel, const char *since, uint64_t now_ms, size_t keep,
+                   store_msg_fn fn, void *arg, int *recovered); /* since: never NULL */
     int (*healthy)(void *h);
     void (*close)(void *h);
 } store_ops_t;
