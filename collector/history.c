@@ -100,7 +100,7 @@ uint8_t *history_answer(store_t *store, const void *req_buf, size_t req_len, uin
             }
             bytes += cost;
         }
-        reply.messages = acc.msgs + first;
+        reply.messages = acc.n ? acc.msgs + first : NULL;
         reply.n_messages = acc.n - first;
         reply.has_recovered = 1;
         reply.recovered = recovered != 0;

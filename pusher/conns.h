@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "replay.h"
 
 #define CONN_ID_LEN 20
 #define CONN_USER_MAX 128
@@ -34,16 +35,10 @@ typedef struct conn {
     char id[CONN_ID_LEN + 1];
     conn_state_t state;
     int pending_asked; /* stored messages were requested */
-    int replaying;     /* until they arrive, live frames wait in held */
-    frame_t **held;
-    uint32_t n_held, cap_held;
-    uint32_t held_bytes;
+    replay_t replay;   /* until they arrive (replay.active), live frames wait */
     uint32_t last_rx_s;   /* monotonic seconds of the last frame or pong */
     uint32_t last_ping_s; /* when the idle sweep last pinged it */
     uint8_t ping_due;     /* write a ping at the next writeable callback */
-    /* after a replay: the ids it delivered, until a newer live one arrives */
-    struct strmap *replayed;
-    char replay_max[32];
     /* the newest message (not broadcast) queued for the client: after a
      * NATS outage, stored messages newer than it are asked for again */
     char last_id[32];
@@ -51,6 +46,10 @@ typedef struct conn {
      * asked again while no collector answers (it may reconnect after us) */
     uint8_t resync;
     char *token;            /* until the auth request is sent */
+    char **grants;          /* the token's channels claim (names, or prefixes ending in '*') */
+    size_t n_grants;
+    struct sub **subs;      /* its channel subscriptions (subs.h), in no order */
+    uint32_t n_subs, cap_subs;
     struct conn_user *user; /* when AUTHED */
     struct conn *user_prev, *user_next;
     struct conn *all_prev, *all_next;

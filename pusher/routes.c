@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "chan.h"
 #include "log.h"
 #include "metrics.h"
 #include "strmap.h"
@@ -77,6 +78,26 @@ void routes_remove(routes_t *r, const char *user)
 {
     routes_queue(r, user, 0);
 }
+
+/* A channel is kept in the same map as the users, as "\x01<channel>":
+ * user ids hold no control characters, so the two never meet, and a
+ * channel's entry is written, refreshed, rewritten after an outage and
+ * removed exactly as a user's is, in its own key (lib/chan.h). */
+static void routes_queue_channel(routes_t *r, const char *channel, int add)
+{
+    char name[CHAN_MAX_NAME + 2];
+    snprintf(name, sizeof name, "%c%s", ROUTES_CHANNEL_MARK, channel);
+    routes_queue(r, name, add);
+}
+
+void routes_add_channel(routes_t *r, const char *channel)
+{
+    routes_queue_channel(r, channel, 1);
+}
+void routes_remove_channel(routes_t *r, const char *channel)
+{
+    routes_queue_channel(r, channel, 0);
+}
 int routes_up(routes_t *r)
 {
     return atomic_load(&r->up);
@@ -100,7 +121,8 @@ static void routes_down(routes_t *r, const char *why)
 static int routes_append(routes_t *r, const char *user, int add, time_t now)
 {
     char key[512], score[32], ttl[32];
-    size_t kl = redisx_route_key(key, sizeof key, r->prefix, user);
+    size_t kl = user[0] == ROUTES_CHANNEL_MARK ? chan_route_key(key, sizeof key, r->prefix, user + 1)
+                                               : redisx_route_key(key, sizeof key, r->prefix, user);
     if (!add) {
         const char *argv[] = {"ZREM", key, r->node};
         size_t lens[] = {4, kl, strlen(r->node)};
@@ -343,7 +365,7 @@ void routes_stop(routes_t *r)
         strmap_each(r->users, routes_remove_all_one, &b);
         if (!b.failed && b.pending)
             routes_read(r, b.pending);
-        LOG_I("redis: removed node %s from the routes of %zu user(s)", r->node,
+        LOG_I("redis: removed node %s from the routes of %zu user(s) and channel(s)", r->node,
               strmap_size(r->users));
         redisFree(r->c);
     }

@@ -56,10 +56,10 @@ static void queue_is_fifo_and_bounded(void)
     CHECK_INT(conn_hold(a, f1, 1, 1000), 0);
     CHECK_INT(conn_hold(a, f1, 1, 1000), -1); /* over the frame bound */
     conn_drop_held(a);
-    CHECK_INT(a->held_bytes, 0);
+    CHECK_INT(a->replay.held_bytes, 0);
     CHECK_INT(conn_hold(a, f1, 10, f1->len * 2), 0);
     CHECK_INT(conn_hold(a, f1, 10, f1->len * 2), 0);
-    CHECK_INT(a->held_bytes, f1->len * 2);
+    CHECK_INT(a->replay.held_bytes, f1->len * 2);
     CHECK_INT(conn_hold(a, f1, 10, f1->len * 2), -1); /* over the byte bound */
     frame_unref(f1);
     frame_unref(f2);

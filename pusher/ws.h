@@ -55,6 +55,10 @@ void ws_free(ws_t *w);
 /* The queue other threads use to reach the service thread. */
 handoff_t *ws_handoff(ws_t *w);
 
+/* At most this many channel subscriptions per connection (--max-channels;
+ * 128 until set). Before ws_run. */
+void ws_set_max_channels(ws_t *w, long max_channels);
+
 /* Give the server its NATS and Redis sides (before ws_run). */
 void ws_attach(ws_t *w, bus_t *bus, routes_t *routes);
 
