@@ -112,8 +112,8 @@ static void verifier_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
     Push__V1__AuthRequest *req = push__v1__auth_request__unpack(
         NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
     if (req) {
-        r = jwt_verify_claims(req->token, strlen(req->token), v->secret, v->secret_len,
-                              time(NULL), VERIFIER_LEEWAY_S, user, &claims);
+        r = jwt_verify_claims(req->token, strlen(req->token), v->secret, v->secret_len, time(NULL),
+                              VERIFIER_LEEWAY_S, user, &claims);
         if (req->channel) {
             metrics_inc(v->sub_requests);
             reply.channel = req->channel;

@@ -267,8 +267,8 @@ static int decode_protobuf(const void *buf, size_t len, ingest_request_t *r, con
     r->broadcast = pb->has_broadcast && pb->broadcast;
     if (pb->channel) {
         /* protobuf cannot tell an empty `to` from an absent one */
-        if (check_channel(pb->channel, strlen(pb->channel), pb->n_to > 0, r->broadcast, reason,
-                          err, n))
+        if (check_channel(pb->channel, strlen(pb->channel), pb->n_to > 0, r->broadcast, reason, err,
+                          n))
             goto done;
         if (!(r->channel = strdup(pb->channel))) {
             fail(reason, "bad_field", err, n, "out of memory");
@@ -324,8 +324,8 @@ int ingest_decode(const void *buf, size_t len, const char *content_type, ingest_
                     "the publish is %zu bytes; at most %d", len, INGEST_MAX_BYTES);
     int rc = out->json ? decode_json(buf, len, out, reason, err, err_size)
                        : decode_protobuf(buf, len, out, reason, err, err_size);
-    if (rc == 0 &&
-        (!out->topic || !out->content_type || !out->data || (out->n_to == 0 && !out->broadcast && !out->channel)))
+    if (rc == 0 && (!out->topic || !out->content_type || !out->data ||
+                    (out->n_to == 0 && !out->broadcast && !out->channel)))
         rc = fail(reason, "bad_field", err, err_size, "out of memory");
     if (rc != 0)
         ingest_free(out);

@@ -28,7 +28,7 @@ typedef struct ingest_request {
     int json; /* arrived as JSON: answer in JSON */
     int broadcast;
     char *channel; /* a channel message, else NULL */
-    char **to; /* n_to user ids, each malloc'd, no duplicates */
+    char **to;     /* n_to user ids, each malloc'd, no duplicates */
     size_t n_to;
     char *topic;         /* never NULL ("" when absent) */
     unsigned char *data; /* data_len bytes; JSON text when content_type is application/json */

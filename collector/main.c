@@ -75,8 +75,9 @@ int main(int argc, char **argv)
     handover_t *handover = handover_start(nc, common.prefix, store);
     accept_t *accept = handover ? accept_new(store, handover) : NULL;
     writer_t *writer = accept ? writer_start(nc, store, handover, accept) : NULL;
-    collect_t *collect = writer ? collect_start(nc, common.prefix, accept, writer, store,
-                                                    (size_t)channel_history) : NULL;
+    collect_t *collect =
+        writer ? collect_start(nc, common.prefix, accept, writer, store, (size_t)channel_history)
+               : NULL;
     httpd_t *http = http_at && collect ? http_ingest_start(http_at, accept, writer) : NULL;
     expiry_t *expiry = expiry_start(store);
     int ok = collect && expiry && (!common.metrics || metrics) && (!http_at || http);

@@ -1138,9 +1138,9 @@ static long store_mongo_expired_ids(store_mongo_t *s, mongoc_collection_t *messa
 {
     bson_t *filter = BCON_NEW("dispatched", BCON_BOOL(true), "expire_at", "{", "$lte",
                               BCON_DATE_TIME((int64_t)now_ms), "}");
-    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "channel", BCON_INT32(1),
-                            "ttl", BCON_INT32(1), "}", "limit",
-                            BCON_INT64(STORE_MONGO_EXPIRE_CHUNK));
+    bson_t *opts =
+        BCON_NEW("projection", "{", "_id", BCON_INT32(1), "channel", BCON_INT32(1), "ttl",
+                 BCON_INT32(1), "}", "limit", BCON_INT64(STORE_MONGO_EXPIRE_CHUNK));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
     const bson_t *doc;
     long n = 0;
@@ -1274,8 +1274,8 @@ static int store_mongo_history(void *handle, const char *channel, const char *si
     bson_t *filter = BCON_NEW("channel", BCON_UTF8(channel), "_id", "{", "$gt", BCON_UTF8(since),
                               "}", "ttl", "{", "$gt", BCON_INT64(0), "}", "expire_at", "{", "$gt",
                               BCON_DATE_TIME((int64_t)now_ms), "}");
-    bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(-1), "}", "limit",
-                            BCON_INT64((int64_t)keep + 1));
+    bson_t *opts =
+        BCON_NEW("sort", "{", "_id", BCON_INT32(-1), "}", "limit", BCON_INT64((int64_t)keep + 1));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
     const bson_t *doc;
     int rc = 0;
@@ -1303,7 +1303,8 @@ static int store_mongo_history(void *handle, const char *channel, const char *si
             bson_destroy(f);
         }
         if (gone == 0) {
-            bson_t *f = BCON_NEW("_id", BCON_UTF8(channel), "id", "{", "$gt", BCON_UTF8(since), "}");
+            bson_t *f =
+                BCON_NEW("_id", BCON_UTF8(channel), "id", "{", "$gt", BCON_UTF8(since), "}");
             gone = store_mongo_exists(s, floors, f);
             bson_destroy(f);
         }

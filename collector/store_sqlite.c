@@ -716,11 +716,10 @@ static void store_sqlite_close(void *handle)
     if (!s)
         return;
     sqlite3_stmt **all[] = {
-        &s->begin,        &s->commit,           &s->rollback,    &s->find_idem,
-        &s->ins_msg,      &s->ins_rcpt,         &s->pending,     &s->ack,
-        &s->undispatched, &s->rcpts_of,         &s->mark,        &s->expire_rcpts,
-        &s->expire_msgs,  &s->ins_undispatched, &s->sync_normal, &s->sync_full,
-        &s->expire_floor, &s->history,          &s->history_gone, &s->history_floor};
+        &s->begin,     &s->commit,       &s->rollback,    &s->find_idem,        &s->ins_msg,
+        &s->ins_rcpt,  &s->pending,      &s->ack,         &s->undispatched,     &s->rcpts_of,
+        &s->mark,      &s->expire_rcpts, &s->expire_msgs, &s->ins_undispatched, &s->sync_normal,
+        &s->sync_full, &s->expire_floor, &s->history,     &s->history_gone,     &s->history_floor};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(*all[i]);
     sqlite3_close(s->db);

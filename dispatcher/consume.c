@@ -586,8 +586,9 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         metrics_counter("push_dispatch_node_messages_total", NULL,
                         "NATS messages to nodes (each carries one or more deliveries)");
     c->broadcasts = metrics_counter("push_dispatch_broadcasts_total", NULL, "Broadcasts published");
-    c->channel_messages = metrics_counter("push_dispatch_channel_messages_total", NULL,
-                                          "Channel messages dispatched (to the nodes with subscribers)");
+    c->channel_messages =
+        metrics_counter("push_dispatch_channel_messages_total", NULL,
+                        "Channel messages dispatched (to the nodes with subscribers)");
     c->offline = metrics_counter("push_dispatch_offline_recipients_total", NULL,
                                  "Recipients with no live node (they get it on reconnect)");
     c->malformed =

@@ -168,11 +168,11 @@ static void bus_on_subauth_reply(bus_t *b, const char *sub, natsMsg *msg)
  * the subscription's recovery. */
 static void bus_on_history_reply(bus_t *b, const char *sub, natsMsg *msg)
 {
-    Push__V1__HistoryReply *r = natsMsg_GetDataLength(msg)
-                                    ? push__v1__history_reply__unpack(
-                                          NULL, (size_t)natsMsg_GetDataLength(msg),
-                                          (const uint8_t *)natsMsg_GetData(msg))
-                                    : NULL;
+    Push__V1__HistoryReply *r =
+        natsMsg_GetDataLength(msg)
+            ? push__v1__history_reply__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+                                              (const uint8_t *)natsMsg_GetData(msg))
+            : NULL;
     if (!r && natsMsg_GetDataLength(msg))
         metrics_inc(b->bad);
     handoff_ev_t *ev = handoff_ev_new(HANDOFF_HISTORY);

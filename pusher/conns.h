@@ -34,8 +34,8 @@ typedef struct conn {
     struct lws *wsi; /* NULL once lws closed it */
     char id[CONN_ID_LEN + 1];
     conn_state_t state;
-    int pending_asked; /* stored messages were requested */
-    replay_t replay;   /* until they arrive (replay.active), live frames wait */
+    int pending_asked;    /* stored messages were requested */
+    replay_t replay;      /* until they arrive (replay.active), live frames wait */
     uint32_t last_rx_s;   /* monotonic seconds of the last frame or pong */
     uint32_t last_ping_s; /* when the idle sweep last pinged it */
     uint8_t ping_due;     /* write a ping at the next writeable callback */
@@ -45,10 +45,10 @@ typedef struct conn {
     /* 1: NATS was lost, catch up from last_id once it is back; 2: asked, and
      * asked again while no collector answers (it may reconnect after us) */
     uint8_t resync;
-    char *token;            /* until the auth request is sent */
-    char **grants;          /* the token's channels claim (names, or prefixes ending in '*') */
+    char *token;   /* until the auth request is sent */
+    char **grants; /* the token's channels claim (names, or prefixes ending in '*') */
     size_t n_grants;
-    struct sub **subs;      /* its channel subscriptions (subs.h), in no order */
+    struct sub **subs; /* its channel subscriptions (subs.h), in no order */
     uint32_t n_subs, cap_subs;
     struct conn_user *user; /* when AUTHED */
     struct conn *user_prev, *user_next;

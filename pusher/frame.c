@@ -46,7 +46,8 @@ frame_t *frame_message(const Push__V1__Message *m)
     size_t body = is_json ? data_len : b64_encoded_len(data_len, 0) + 2;
     size_t cap = 64 + strlen(id ? id : "") + strlen(topic ? topic : "") + body + 32 +
                  (channel ? strlen(channel) + 12 : 0);
-    frame_t *f = id && topic && (channel || !m->channel) ? malloc(sizeof *f + FRAME_PRE + cap) : NULL;
+    frame_t *f =
+        id && topic && (channel || !m->channel) ? malloc(sizeof *f + FRAME_PRE + cap) : NULL;
     if (f) {
         char *p = (char *)frame_payload(f);
         size_t n = (size_t)sprintf(p, "{\"type\":\"message\",\"id\":%s,", id);

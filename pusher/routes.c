@@ -121,8 +121,9 @@ static void routes_down(routes_t *r, const char *why)
 static int routes_append(routes_t *r, const char *user, int add, time_t now)
 {
     char key[512], score[32], ttl[32];
-    size_t kl = user[0] == ROUTES_CHANNEL_MARK ? chan_route_key(key, sizeof key, r->prefix, user + 1)
-                                               : redisx_route_key(key, sizeof key, r->prefix, user);
+    size_t kl = user[0] == ROUTES_CHANNEL_MARK
+                    ? chan_route_key(key, sizeof key, r->prefix, user + 1)
+                    : redisx_route_key(key, sizeof key, r->prefix, user);
     if (!add) {
         const char *argv[] = {"ZREM", key, r->node};
         size_t lens[] = {4, kl, strlen(r->node)};

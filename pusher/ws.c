@@ -504,8 +504,7 @@ static void ws_sub_routed(ws_t *w, sub_t *sub)
     }
     sub->asked = 1;
     if (bus_request_history(w->bus, sub->id, sub->channel, sub->since) != 0) {
-        LOG_W("cannot ask for the history of %s (NATS down?); subscribed without it",
-              sub->channel);
+        LOG_W("cannot ask for the history of %s (NATS down?); subscribed without it", sub->channel);
         ws_sub_ready(w, sub, NULL, 0, 0);
     }
 }
@@ -1149,8 +1148,8 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
                                        "Channel subscriptions of this node's connections");
     w->m_channels =
         metrics_gauge("push_pusher_channels", NULL, "Channels with a subscriber on this node");
-    w->m_subscribed = metrics_counter("push_pusher_subscribed_total", NULL,
-                                      "Subscriptions answered subscribed");
+    w->m_subscribed =
+        metrics_counter("push_pusher_subscribed_total", NULL, "Subscriptions answered subscribed");
     w->m_channel_frames = metrics_counter("push_pusher_channel_frames_total", NULL,
                                           "Channel message frames queued for subscribers");
     w->m_conns = metrics_gauge("push_pusher_connections", NULL, "Authenticated connections");
