@@ -288,6 +288,38 @@ class Routes(ChannelTest):
         await ws.close()
 
 
+class Cli(ChannelTest):
+    async def test_pushctl_connect_publish_and_presence_with_a_channel(self):
+        room = "room.cli"
+        token = self.c.token("u1", channels=["room.*"])
+        proc = await asyncio.create_subprocess_exec(
+            os.path.join(os.environ.get("PUSH_BIN", ""), "pushctl"), "connect", "--token", token,
+            "--url", self.c.ws_url(), "--channel", room, "--count", "1",
+            stdout=asyncio.subprocess.PIPE, env=self.c.env)
+        try:
+            welcome = json.loads(await asyncio.wait_for(proc.stdout.readline(), 10))
+            self.assertEqual(welcome["type"], "welcome")
+            self.assertEqual(json.loads(await asyncio.wait_for(proc.stdout.readline(), 10)),
+                             {"type": "subscribed", "channel": room, "recovered": True})
+            out = await asyncio.to_thread(self.c.pushctl, "presence", "--channel", room)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(json.loads(out.stdout),
+                             {"channel": room, "subscribers": 1, "nodes": ["pusher"]})
+            out = await asyncio.to_thread(self.c.pushctl, "publish", "--channel", room, "--topic",
+                                          "news", '{"k":1}')
+            self.assertEqual(out.returncode, 0, out.stderr)
+            mid = json.loads(out.stdout)["id"]
+            self.assertEqual(json.loads(await asyncio.wait_for(proc.stdout.readline(), 10)),
+                             self.message(mid, room, {"k": 1}, topic="news"))
+            self.assertEqual(await asyncio.wait_for(proc.wait(), 10), 0)  # --count 1
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        out = await asyncio.to_thread(self.c.pushctl, "publish", "--channel", room, "--to", "u1", "x")
+        self.assertEqual(out.returncode, 2)
+
+
 class BadInput(ChannelTest):
     pusher_args = ("--max-channels", "2")
 
