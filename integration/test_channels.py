@@ -288,6 +288,33 @@ class Routes(ChannelTest):
         await ws.close()
 
 
+class NatsCutOff(ChannelTest):
+    async def test_a_pusher_cut_off_from_nats_recovers_channel_messages_in_order_once(self):
+        # Deliveries to the node go nowhere while the pusher is away from
+        # NATS; when it is back each subscription asks the collector for the
+        # history after the last message it had.
+        from test_pipeline_failures import Cutter
+        proxy = await Cutter(self.c.nats_port).start()
+        self.c.procs["pusher"].stop()
+        await asyncio.to_thread(self.c.start_pusher, "pusher", None, "--nats",
+                                f"nats://127.0.0.1:{proxy.port}")
+        room = "room.cut"
+        ws = await self.connect("u1", channels=[room])
+        await self.subscribe(ws, room)
+        m0 = await self.publish(room, 0, ttl=60)
+        self.assertEqual(await ws_recv_json(ws), self.message(m0, room, 0))
+        proxy.cut()
+        ids = [await self.publish(room, n, ttl=60) for n in range(1, 21)]
+        await eventually(lambda: metric(self.c.scrape("dispatcher"),
+                                        "push_dispatch_channel_messages_total") >= 21, timeout=20)
+        proxy.resume()
+        got = [await ws_recv_json(ws, timeout=20) for _ in range(20)]
+        self.assertEqual(got, [self.message(i, room, n) for n, i in zip(range(1, 21), ids)])
+        m21 = await self.publish(room, 21, ttl=60)
+        self.assertEqual(await ws_recv_json(ws, timeout=10), self.message(m21, room, 21))
+        await ws.close()
+
+
 class Cli(ChannelTest):
     async def test_pushctl_connect_publish_and_presence_with_a_channel(self):
         room = "room.cli"
