@@ -155,6 +155,7 @@ static void bus_on_subauth_reply(bus_t *b, const char *sub, natsMsg *msg)
         snprintf(ev->conn, sizeof ev->conn, "%s", sub);
         ev->ok = r && r->ok && r->user;
         ev->user = r && r->user ? strdup(r->user) : NULL;
+        ev->channel = r && r->channel ? strdup(r->channel) : NULL;
         ev->reason = strdup(r && r->reason ? r->reason : "refused");
         handoff_push(b->to_service, ev);
     }

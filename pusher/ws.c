@@ -602,6 +602,10 @@ static void ws_on_subauth(ws_t *w, handoff_ev_t *ev)
         why = ev->reason && strcmp(ev->reason, "forbidden") == 0
                   ? "the subscription token is for another channel"
                   : "the subscription token was refused";
+    else if (!ev->channel || strcmp(ev->channel, sub->channel) != 0)
+        /* an authd that does not know subscription tokens ignores the
+         * channel and does not echo it: its "ok" says nothing about it */
+        why = "the subscription token could not be checked for this channel";
     else if (!ev->user || !conn->user || strcmp(ev->user, conn->user->id) != 0)
         why = "the subscription token is for another user";
     if (why) {
