@@ -646,17 +646,36 @@ static void ws_on_unsubscribe(ws_t *w, conn_t *conn, client_frame_t *cf)
 
 /* NATS is back after an outage (ws_nats_one): channel messages published
  * meanwhile went nowhere. Each ready subscription that has seen a message
- * holds its live frames again and asks for the history after that one. */
+ * holds its live frames again and asks for the history after that one. A
+ * request made before or during the outage may have lost its answer: a
+ * history request is made again (a late first answer finds the
+ * subscription ready and is ignored); a subscription token still with
+ * authd is refused, to be sent again by the client. */
 static void ws_subs_resync(ws_t *w, conn_t *c)
 {
-    for (uint32_t i = 0; i < c->n_subs; i++) {
-        sub_t *sub = c->subs[i];
-        if (sub->waiting || !sub->chan || !sub->last_id[0])
+    for (uint32_t i = c->n_subs; i > 0; i--) { /* backwards: a refusal removes one */
+        sub_t *sub = c->subs[i - 1];
+        if (!sub->chan) {
+            char *channel = strdup(sub->channel);
+            ws_sub_close(w, sub);
+            ws_sub_refuse(w, c, channel, WS_SUB_FORBIDDEN,
+                          "the subscription token could not be checked (NATS was lost); "
+                          "subscribe again");
+            free(channel);
             continue;
-        sub->waiting = 2;
+        }
+        const char *since = NULL;
+        if (sub->waiting && sub->asked)
+            since = sub->waiting == 1 ? sub->since : sub->last_id; /* asked; maybe lost */
+        else if (!sub->waiting && sub->last_id[0])
+            since = sub->last_id;
+        if (!since)
+            continue; /* waiting for its route (Redis), or nothing seen yet */
+        if (!sub->waiting)
+            sub->waiting = 2;
         sub->asked = 1;
         sub->replay.active = 1;
-        if (bus_request_history(w->bus, sub->id, sub->channel, sub->last_id) != 0)
+        if (bus_request_history(w->bus, sub->id, sub->channel, since) != 0)
             ws_sub_ready(w, sub, NULL, 0, 0);
     }
 }
