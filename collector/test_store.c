@@ -655,8 +655,65 @@ static void sqlite_version_1_database_is_migrated(void)
     store_close(s);
 }
 
+/* A version-2 database (before channels) gets the channel column, its
+ * index and the floor table; its messages keep their meaning. */
+static void sqlite_version_2_database_is_migrated_to_3(void)
+{
+    store_t *s = fresh_sqlite();
+    store_close(s);
+    unlink(path);
+    sqlite3 *db = NULL;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[2048];
+    snprintf(
+        sql, sizeof sql,
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE messages(id TEXT PRIMARY KEY, topic TEXT NOT NULL, data BLOB NOT NULL,"
+        " content_type TEXT NOT NULL, accepted_ms INTEGER NOT NULL, ttl INTEGER NOT NULL,"
+        " expires_ms INTEGER NOT NULL, idem_key TEXT, broadcast INTEGER NOT NULL, rcpt BLOB)"
+        " WITHOUT ROWID;"
+        "CREATE UNIQUE INDEX messages_by_idem ON messages(idem_key) WHERE idem_key IS NOT NULL;"
+        "CREATE INDEX messages_by_expiry ON messages(expires_ms);"
+        "CREATE TABLE undispatched(id TEXT PRIMARY KEY) WITHOUT ROWID;"
+        "CREATE TABLE recipients(user TEXT NOT NULL, msg_id TEXT NOT NULL,"
+        " acked INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(user, msg_id)) WITHOUT ROWID;"
+        "CREATE INDEX recipients_by_msg ON recipients(msg_id);"
+        "INSERT INTO messages VALUES('a', 't', x'31', 'application/json', %llu, 60, %llu,"
+        " NULL, 0, NULL);"
+        "INSERT INTO undispatched VALUES('a');"
+        "INSERT INTO recipients(user, msg_id) VALUES('u1', 'a');"
+        "PRAGMA user_version=2;",
+        (unsigned long long)(T0 + 1000), (unsigned long long)(T0 + 61000));
+    CHECK_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char uri[80], err[256];
+    snprintf(uri, sizeof uri, "sqlite:%s", path);
+    s = store_open(uri, err, sizeof err);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    chan_seen_t seen = {0};
+    seen_t users = {0};
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &users), 1);
+    CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &users), 1);
+    put_chan(s, "b", T0 + 2000, 60, "room");
+    int recovered = -1;
+    CHECK_INT(store_history(s, "room", "", T0 + 2500, 10, collect_chan, &seen, &recovered), 1);
+    CHECK_STR(seen.ids[0], "b");
+    store_close(s);
+    db = NULL;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    CHECK_INT(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(st, 0), 3);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static const check_case_t once_cases[] = {
     CHECK_CASE(sqlite_version_1_database_is_migrated),
+    CHECK_CASE(sqlite_version_2_database_is_migrated_to_3),
     CHECK_CASE(unknown_or_empty_store_uris_are_refused),
     CHECK_CASE(mongo_store_without_a_server_is_unhealthy_and_fails_fast),
 };
