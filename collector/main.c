@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         writer ? collect_start(nc, common.prefix, accept, writer, store, (size_t)channel_history)
                : NULL;
     httpd_t *http = http_at && collect ? http_ingest_start(http_at, accept, writer) : NULL;
-    expiry_t *expiry = expiry_start(store);
+    expiry_t *expiry = expiry_start(store, (size_t)channel_history);
     int ok = collect && expiry && (!common.metrics || metrics) && (!http_at || http);
     if (ok) {
         atomic_store(&ready.started, 1);

@@ -109,6 +109,15 @@ int store_expire(store_t *s, uint64_t now_ms);
 int store_history(store_t *s, const char *channel, const char *since, uint64_t now_ms, size_t keep,
                   store_msg_fn fn, void *arg, int *recovered);
 
+/* Delete what is beyond the newest `keep` kept messages (ttl > 0) of each
+ * channel that got at least STORE_TRIM_EVERY(keep) of them since its last
+ * trim by this process, once handed over; raises the channel's floor (so
+ * store_history still says they are gone). Messages past the bound are
+ * never served anyway; this only bounds the storage. Returns how many
+ * were deleted, or STORE_ERR. The expiry thread calls it every second. */
+#define STORE_TRIM_EVERY(keep) ((keep) / 10 > 0 ? (keep) / 10 : 1)
+int store_trim_channels(store_t *s, size_t keep);
+
 /* 1 while the store answers (MongoDB: the last ping, at most ~1 s old, got
  * an answer and the indexes are in place). Does not block. */
 int store_healthy(store_t *s);

@@ -1255,6 +1255,82 @@ static int store_mongo_exists(store_mongo_t *s, mongoc_collection_t *coll, const
     return found;
 }
 
+/* The id of the kept (ttl > 0) message of channel `skip` places below the
+ * newest (extra: more conditions), into out. 1 found, 0 none, -1 error. */
+static int store_mongo_nth(store_mongo_t *s, mongoc_collection_t *messages, const char *channel,
+                           size_t skip, const char *upto, char out[IDS_LEN + 1])
+{
+    bson_t *filter =
+        upto ? BCON_NEW("channel", BCON_UTF8(channel), "ttl", "{", "$gt", BCON_INT64(0), "}",
+                        "dispatched", BCON_BOOL(true), "_id", "{", "$lte", BCON_UTF8(upto), "}")
+             : BCON_NEW("channel", BCON_UTF8(channel), "ttl", "{", "$gt", BCON_INT64(0), "}");
+    bson_t *opts =
+        BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "sort", "{", "_id", BCON_INT32(-1),
+                 "}", "skip", BCON_INT64((int64_t)skip), "limit", BCON_INT64(1));
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
+    const bson_t *doc;
+    int found = 0;
+    if (mongoc_cursor_next(c, &doc)) {
+        const char *id = store_mongo_str(doc, "_id");
+        if (id && strlen(id) <= IDS_LEN) {
+            snprintf(out, IDS_LEN + 1, "%s", id);
+            found = 1;
+        }
+    }
+    bson_error_t e;
+    if (mongoc_cursor_error(c, &e)) {
+        store_mongo_failed(s, "channel trim lookup", &e);
+        found = -1;
+    }
+    mongoc_cursor_destroy(c);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    return found;
+}
+
+/* As store_sqlite_trim_channel: the edge (`keep` below the newest), the
+ * newest handed-over one at or below it raises the floor, then those go. */
+static int store_mongo_trim_channel(void *handle, const char *channel, size_t keep)
+{
+    store_mongo_t *s = handle;
+    mongoc_client_t *client = store_mongo_pop(s);
+    if (!client)
+        return STORE_ERR;
+    mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
+    mongoc_collection_t *floors = mongoc_client_get_collection(client, s->db, "channel_floor");
+    char edge[IDS_LEN + 1], top[IDS_LEN + 1];
+    long n = 0;
+    int found = store_mongo_nth(s, messages, channel, keep, NULL, edge);
+    if (found == 1)
+        found = store_mongo_nth(s, messages, channel, 0, edge, top);
+    if (found < 0) {
+        n = -1;
+    } else if (found == 1) {
+        n = store_mongo_raise_floor(s, floors, channel, top);
+        if (n == 0) {
+            bson_t *filter =
+                BCON_NEW("channel", BCON_UTF8(channel), "ttl", "{", "$gt", BCON_INT64(0), "}",
+                         "dispatched", BCON_BOOL(true), "_id", "{", "$lte", BCON_UTF8(edge), "}");
+            bson_t reply;
+            bson_error_t e;
+            if (mongoc_collection_delete_many(messages, filter, NULL, &reply, &e)) {
+                bson_iter_t it;
+                n = bson_iter_init_find(&it, &reply, "deletedCount") ? (long)bson_iter_as_int64(&it)
+                                                                     : 0;
+            } else {
+                store_mongo_failed(s, "channel trim", &e);
+                n = -1;
+            }
+            bson_destroy(&reply);
+            bson_destroy(filter);
+        }
+    }
+    mongoc_collection_destroy(messages);
+    mongoc_collection_destroy(floors);
+    mongoc_client_pool_push(s->pool, client);
+    return n < 0 ? STORE_ERR : (int)n;
+}
+
 /* As store_sqlite_history: the newest keep + 1 after since, newest first
  * (one more than keep: some are beyond the bound), then expired ones still
  * there, then the floor. Documents that MongoDB's TTL monitor deleted
@@ -1339,6 +1415,7 @@ const store_ops_t store_mongo_ops = {
     .undispatched = store_mongo_undispatched,
     .expire = store_mongo_expire,
     .history = store_mongo_history,
+    .trim_channel = store_mongo_trim_channel,
     .healthy = store_mongo_healthy,
     .close = store_mongo_close,
 };

@@ -42,7 +42,8 @@ struct store_sqlite {
     pthread_mutex_t lock;
     sqlite3_stmt *begin, *commit, *rollback, *find_idem, *ins_msg, *ins_rcpt, *pending, *ack,
         *undispatched, *rcpts_of, *ins_undispatched, *mark, *sync_normal, *sync_full, *expire_rcpts,
-        *expire_msgs, *expire_floor, *history, *history_gone, *history_floor;
+        *expire_msgs, *expire_floor, *history, *history_gone, *history_floor, *trim_edge,
+        *trim_floor, *trim_msgs;
     int healthy;
 };
 
@@ -229,7 +230,18 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
         prep(s, &s->history_gone,
              "SELECT 1 FROM messages WHERE channel = ?1 AND id > ?2 AND ttl > 0"
              " AND expires_ms <= ?3 LIMIT 1") ||
-        prep(s, &s->history_floor, "SELECT 1 FROM channel_floor WHERE channel = ?1 AND id > ?2")) {
+        prep(s, &s->history_floor, "SELECT 1 FROM channel_floor WHERE channel = ?1 AND id > ?2") ||
+        prep(s, &s->trim_edge,
+             "SELECT id FROM messages WHERE channel = ?1 AND ttl > 0 ORDER BY id DESC"
+             " LIMIT 1 OFFSET ?2") ||
+        prep(s, &s->trim_floor,
+             "INSERT INTO channel_floor(channel, id) SELECT channel, MAX(id) FROM messages m"
+             " WHERE channel = ?1 AND ttl > 0 AND id <= ?2 AND NOT EXISTS"
+             " (SELECT 1 FROM undispatched u WHERE u.id = m.id) GROUP BY channel"
+             " ON CONFLICT(channel) DO UPDATE SET id = MAX(id, excluded.id)") ||
+        prep(s, &s->trim_msgs,
+             "DELETE FROM messages WHERE channel = ?1 AND ttl > 0 AND id <= ?2 AND NOT EXISTS"
+             " (SELECT 1 FROM undispatched u WHERE u.id = messages.id)")) {
         snprintf(err, err_size, "cannot prepare statements on %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
@@ -641,6 +653,48 @@ static int store_sqlite_expire(void *handle, uint64_t now_ms)
     }
 }
 
+/* The newest `keep` stay; the one `keep` places below the newest and
+ * everything older go (once handed over), the floor raised first. One
+ * transaction: the index walk to the edge is `keep` entries, done at most
+ * once per STORE_TRIM_EVERY(keep) kept messages of the channel. */
+static int store_sqlite_trim_channel(void *handle, const char *channel, size_t keep)
+{
+    store_sqlite_t *s = handle;
+    int n = STORE_ERR;
+    char edge[IDS_LEN + 1] = "";
+    pthread_mutex_lock(&s->lock);
+    if (step_done(s, s->begin))
+        goto out;
+    sqlite3_bind_text(s->trim_edge, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->trim_edge, 2, (sqlite3_int64)keep);
+    int rc = sqlite3_step(s->trim_edge);
+    if (rc == SQLITE_ROW)
+        snprintf(edge, sizeof edge, "%s", (const char *)sqlite3_column_text(s->trim_edge, 0));
+    sqlite3_reset(s->trim_edge);
+    n = 0;
+    if (rc == SQLITE_ROW) {
+        for (int i = 0; i < 2 && n >= 0; i++) {
+            sqlite3_stmt *st = i == 0 ? s->trim_floor : s->trim_msgs;
+            sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, edge, -1, SQLITE_STATIC);
+            if (step_done(s, st))
+                n = STORE_ERR;
+            else if (i == 1)
+                n = sqlite3_changes(s->db);
+        }
+    } else if (rc != SQLITE_DONE) {
+        LOG_E("store: trimming channel %s: %s", channel, sqlite3_errmsg(s->db));
+        n = STORE_ERR;
+    }
+    if (n < 0 || step_done(s, s->commit)) {
+        step_done(s, s->rollback);
+        n = STORE_ERR;
+    }
+out:
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
 /* A single-row query with ?1 channel, ?2 since and optionally ?3 now:
  * 1 if it found a row, 0 if not, -1 on error. */
 static int store_sqlite_exists(store_sqlite_t *s, sqlite3_stmt *st, const char *channel,
@@ -719,7 +773,8 @@ static void store_sqlite_close(void *handle)
         &s->begin,     &s->commit,       &s->rollback,    &s->find_idem,        &s->ins_msg,
         &s->ins_rcpt,  &s->pending,      &s->ack,         &s->undispatched,     &s->rcpts_of,
         &s->mark,      &s->expire_rcpts, &s->expire_msgs, &s->ins_undispatched, &s->sync_normal,
-        &s->sync_full, &s->expire_floor, &s->history,     &s->history_gone,     &s->history_floor};
+        &s->sync_full, &s->expire_floor, &s->history,     &s->history_gone,     &s->history_floor,
+        &s->trim_edge, &s->trim_floor,   &s->trim_msgs};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(*all[i]);
     sqlite3_close(s->db);
@@ -737,6 +792,7 @@ const store_ops_t store_sqlite_ops = {
     .undispatched = store_sqlite_undispatched,
     .expire = store_sqlite_expire,
     .history = store_sqlite_history,
+    .trim_channel = store_sqlite_trim_channel,
     .healthy = store_sqlite_healthy,
     .close = store_sqlite_close,
 };

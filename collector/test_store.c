@@ -568,7 +568,46 @@ static void history_keeps_the_newest_per_channel_and_says_what_is_lost(void)
     store_close(s);
 }
 
+static void trim_keeps_the_newest_per_channel_once_handed_over(void)
+{
+    store_t *s = fresh();
+    char id[16];
+    char *ids[12];
+    for (int i = 0; i < 12; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        put_chan(s, id, T0 + 1000, 60, "room.1");
+        ids[i] = strdup(id);
+    }
+    put_chan(s, "z", T0 + 1000, 60, "room.2"); /* below STORE_TRIM_EVERY(4) for its channel */
+    CHECK_INT(store_trim_channels(s, 4), 0);   /* none handed over yet: all kept */
+    CHECK_INT(store_mark_dispatched_many(s, ids, 10), STORE_OK); /* m10, m11 are not */
+    char *more[] = {"n0", "n1", "n2", "n3"};
+    for (int i = 0; i < 4; i++)
+        put_chan(s, more[i], T0 + 1000, 60, "room.1"); /* due again */
+    CHECK_INT(store_mark_dispatched_many(s, more, 4), STORE_OK);
+    CHECK_INT(store_trim_channels(s, 4), 10); /* m00..m09: beyond the newest 4, handed over */
+    CHECK_INT(store_trim_channels(s, 4), 0);  /* not due again */
+    chan_seen_t seen = {0};
+    int recovered = -1;
+    /* the newest 4 are n0..n3; m10, m11 are kept until handed over, not served */
+    CHECK_INT(store_history(s, "room.1", "m05", T0 + 1500, 4, collect_chan, &seen, &recovered), 4);
+    CHECK_INT(recovered, 0);
+    CHECK_STR(seen.ids[0], "n0");
+    CHECK_STR(seen.ids[3], "n3");
+    CHECK_INT(store_history(s, "room.1", "m11", T0 + 1500, 4, collect_chan, &seen, &recovered), 4);
+    CHECK_INT(recovered, 1); /* nothing after m11 is gone */
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_history(s, "room.1", "m08", T0 + 1500, 20, collect_chan, &seen, &recovered), 6);
+    CHECK_INT(recovered, 0); /* m09 was trimmed: the floor says so */
+    CHECK_STR(seen.ids[0], "m10");
+    CHECK_INT(store_history(s, "room.2", "", T0 + 1500, 4, collect_chan, &seen, &recovered), 1);
+    for (int i = 0; i < 12; i++)
+        free(ids[i]);
+    store_close(s);
+}
+
 static const check_case_t store_cases[] = {
+    CHECK_CASE(trim_keeps_the_newest_per_channel_once_handed_over),
     CHECK_CASE(channel_message_is_handed_over_with_its_channel),
     CHECK_CASE(history_is_kept_messages_after_since_oldest_first),
     CHECK_CASE(history_keeps_the_newest_per_channel_and_says_what_is_lost),
