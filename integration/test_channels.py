@@ -315,6 +315,27 @@ class NatsCutOff(ChannelTest):
         await ws.close()
 
 
+class Http(ChannelTest):
+    async def test_http_channel_publish_is_delivered_and_a_bad_one_is_400(self):
+        self.c.procs["collector"].stop()
+        from harness import free_port
+        port = free_port()
+        self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db", "--http",
+                     f"127.0.0.1:{port}")
+        url = f"http://127.0.0.1:{port}/v1/messages"
+        ws = await self.connect("u1", channels=["room.h"])
+        await self.subscribe(ws, "room.h")
+        status, body = await asyncio.to_thread(http_post, url, json.dumps(
+            {"channel": "room.h", "topic": "t", "data": [1, 2]}))
+        self.assertEqual(status, 202, body)
+        self.assertEqual(await ws_recv_json(ws), self.message(json.loads(body)["id"], "room.h", [1, 2]))
+        status, body = await asyncio.to_thread(http_post, url, json.dumps(
+            {"channel": "room.h", "broadcast": True}))
+        self.assertEqual(status, 400, body)
+        self.assertEqual(list(json.loads(body)), ["error"])
+        await ws.close()
+
+
 class Cli(ChannelTest):
     async def test_pushctl_connect_publish_and_presence_with_a_channel(self):
         room = "room.cli"
