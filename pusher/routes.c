@@ -39,8 +39,9 @@ struct routes {
     atomic_int up;
     /* thread-owned */
     redisContext *c;
-    strmap_t *users; /* users held here -> ROUTES_HELD or ROUTES_ANNOUNCED */
-    int need_full;   /* write every user (after connect) */
+    strmap_t *users;   /* users (and channels) held here -> ROUTES_HELD or ROUTES_ANNOUNCED */
+    size_t n_channels; /* of which channels ("\x01<channel>") */
+    int need_full;     /* write every user (after connect) */
     /* Refresh in slices: every second the users whose hash falls in that
      * second's slice, so each is written every `slices` seconds (route_ttl /
      * 3) and Redis sees a steady trickle, not every user at once (which at
@@ -231,11 +232,12 @@ static void routes_apply(routes_t *r, routes_op_t *ops, time_t now)
      * Redis is away; what fails to be written is written by the next full pass. */
     routes_batch_t b = {.r = r, .now = now};
     for (routes_op_t *op = ops; op; op = op->next) {
+        int is_channel = op->user[0] == ROUTES_CHANNEL_MARK;
         if (op->add) {
-            if (!strmap_get(r->users, op->user))
-                strmap_put(r->users, op->user, ROUTES_HELD);
-        } else {
-            strmap_remove(r->users, op->user);
+            if (!strmap_get(r->users, op->user) && strmap_put(r->users, op->user, ROUTES_HELD) == 0)
+                r->n_channels += is_channel;
+        } else if (strmap_remove(r->users, op->user)) {
+            r->n_channels -= is_channel;
         }
     }
     if (!r->c || r->need_full)
@@ -304,7 +306,7 @@ static void *routes_loop(void *arg)
             routes_refresh(r, now, -1);
         else if (r->c && now >= r->next_slice)
             routes_refresh(r, now, (int)(r->slice++ % r->slices));
-        metrics_set(r->users_gauge, (int64_t)strmap_size(r->users));
+        metrics_set(r->users_gauge, (int64_t)(strmap_size(r->users) - r->n_channels));
         if (stop)
             break;
     }
