@@ -1164,8 +1164,9 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     for (size_t i = 0; i < 3; i++) {
         char labels[64];
         snprintf(labels, sizeof labels, "reason=\"%s\"", ws_sub_codes[i]);
-        w->m_sub_refused[i] = metrics_counter("push_pusher_subscribe_refused_total", labels,
-                                              "Subscribe frames refused, by reason");
+        w->m_sub_refused[i] =
+            metrics_counter("push_pusher_subscribe_refused_total", labels,
+                            "Subscribe and unsubscribe frames refused, by reason");
     }
     w->m_subscriptions = metrics_gauge("push_pusher_subscriptions", NULL,
                                        "Channel subscriptions of this node's connections");
