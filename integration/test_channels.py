@@ -13,6 +13,7 @@ the one that must not arrive, and the first frame seen must be the marker.
 import asyncio
 import json
 import os
+import signal
 import time
 import unittest
 
@@ -313,6 +314,30 @@ class NatsCutOff(ChannelTest):
         m21 = await self.publish(room, 21, ttl=60)
         self.assertEqual(await ws_recv_json(ws, timeout=10), self.message(m21, room, 21))
         await ws.close()
+
+
+class SlowCollector(ChannelTest):
+    async def test_history_that_does_not_come_in_time_gives_recovered_false_and_live_frames(self):
+        room = "room.slow"
+        ws = await self.connect("u1", channels=[room])
+        await self.subscribe(ws, room)
+        m1 = await self.publish(room, 1, ttl=60)
+        self.assertEqual(await ws_recv_json(ws), self.message(m1, room, 1))
+        collector = self.c.procs["collector"].p
+        collector.send_signal(signal.SIGSTOP)  # subscribed to push.history, answers nothing
+        try:
+            ws2 = await self.connect("u2", channels=[room])
+            await ws2.send(json.dumps({"type": "subscribe", "channel": room, "since": m1}))
+            # WS_SUB_TIMEOUT_S later
+            self.assertEqual(await ws_recv_json(ws2, timeout=20),
+                             {"type": "subscribed", "channel": room, "recovered": False})
+        finally:
+            collector.send_signal(signal.SIGCONT)
+        m2 = await self.publish(room, 2, ttl=60)
+        self.assertEqual(await ws_recv_json(ws2), self.message(m2, room, 2))  # the late history is dropped
+        self.assertEqual(await ws_recv_json(ws), self.message(m2, room, 2))
+        await ws.close()
+        await ws2.close()
 
 
 class Http(ChannelTest):

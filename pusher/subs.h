@@ -37,13 +37,14 @@ typedef struct chan {
 typedef struct sub {
     char id[SUB_ID_LEN + 1];
     conn_t *conn;
-    char *channel;   /* the name (also chan->name once joined) */
-    chan_t *chan;    /* NULL while authorizing */
-    uint32_t at;     /* index in chan->subs */
-    char *since;     /* recovery asked for: history requested once routed */
-    uint8_t waiting; /* 1: joined, not yet answered `subscribed`; 2: catching up after a NATS
-                        outage; frames wait in replay meanwhile */
-    uint8_t asked;   /* its history was requested */
+    char *channel;     /* the name (also chan->name once joined) */
+    chan_t *chan;      /* NULL while authorizing */
+    uint32_t at;       /* index in chan->subs */
+    char *since;       /* recovery asked for: history requested once routed */
+    uint8_t waiting;   /* 1: joined, not yet answered `subscribed`; 2: catching up after a NATS
+                          outage; frames wait in replay meanwhile */
+    uint8_t asked;     /* its history was requested */
+    uint32_t wait_seq; /* which of its waits for an answer is the current one (ws.c) */
     replay_t replay;
     char last_id[32]; /* the newest channel message queued for the client */
 } sub_t;

@@ -53,6 +53,15 @@ _Static_assert(FRAME_PRE >= LWS_PRE, "frame headroom must cover LWS_PRE");
 #define WS_WRITES_PER_WAKE 64
 #define WS_RETRY_TICKS 5 /* WS_DEADLINE_TICK_MS each */
 
+/* A subscription waiting for an answer (subscription token, history),
+ * with its deadline: every wait has the same length, so a FIFO is in
+ * deadline order (conns.h says why these are not lws timers). */
+typedef struct ws_sub_wait {
+    char id[SUB_ID_LEN + 1];
+    uint32_t seq; /* sub->wait_seq when it began: a later wait replaces it */
+    uint64_t deadline_ms;
+} ws_sub_wait_t;
+
 struct ws {
     struct lws_context *ctx;
     char node[256];
@@ -67,6 +76,8 @@ struct ws {
     int write_now; /* ws_send may write at once: set while handing off, outside any wsi's callback
                     */
     char (*again)[CONN_ID_LEN + 1]; /* connections to ask again for stored messages */
+    ws_sub_wait_t *sub_waits;       /* subscriptions waiting for authd or the collector, a FIFO */
+    size_t sub_waits_head, n_sub_waits, cap_sub_waits;
     size_t n_again, cap_again;
     unsigned ticks;              /* of ws_deadlines */
     int fd_cap;                  /* lws keeps descriptors below this; see ws_create_context */
@@ -494,6 +505,32 @@ static void ws_sub_ready(ws_t *w, sub_t *sub, frame_t *const *history, size_t n,
 }
 
 /* The channel's route is in Redis: recover, or be ready now. */
+/* Remember that sub waits for an answer (ws_sub_deadlines). */
+static void ws_sub_wait(ws_t *w, sub_t *sub)
+{
+    if (w->sub_waits_head && w->sub_waits_head == w->n_sub_waits)
+        w->sub_waits_head = w->n_sub_waits = 0;
+    if (w->n_sub_waits == w->cap_sub_waits) {
+        if (w->sub_waits_head) { /* reuse the room the FIFO's head left */
+            memmove(w->sub_waits, w->sub_waits + w->sub_waits_head,
+                    (w->n_sub_waits - w->sub_waits_head) * sizeof *w->sub_waits);
+            w->n_sub_waits -= w->sub_waits_head;
+            w->sub_waits_head = 0;
+        } else {
+            size_t cap = w->cap_sub_waits ? w->cap_sub_waits * 2 : 64;
+            ws_sub_wait_t *nw = realloc(w->sub_waits, cap * sizeof *nw);
+            if (!nw)
+                return; /* then only an answer ends the wait */
+            w->sub_waits = nw;
+            w->cap_sub_waits = cap;
+        }
+    }
+    ws_sub_wait_t *e = &w->sub_waits[w->n_sub_waits++];
+    memcpy(e->id, sub->id, sizeof e->id);
+    e->seq = ++sub->wait_seq;
+    e->deadline_ms = ws_now_ms() + WS_SUB_TIMEOUT_S * 1000u;
+}
+
 static void ws_sub_routed(ws_t *w, sub_t *sub)
 {
     if (!sub->waiting || sub->asked)
@@ -503,6 +540,7 @@ static void ws_sub_routed(ws_t *w, sub_t *sub)
         return;
     }
     sub->asked = 1;
+    ws_sub_wait(w, sub);
     if (bus_request_history(w->bus, sub->id, sub->channel, sub->since) != 0) {
         LOG_W("cannot ask for the history of %s (NATS down?); subscribed without it", sub->channel);
         ws_sub_ready(w, sub, NULL, 0, 0);
@@ -583,6 +621,7 @@ static void ws_on_subscribe(ws_t *w, conn_t *conn, client_frame_t *cf)
         return;
     }
     /* authd checks the subscription token; the answer is HANDOFF_SUBAUTH */
+    ws_sub_wait(w, sub);
     if (bus_request_subscription(w->bus, sub->id, cf->token, cf->channel) != 0) {
         ws_sub_close(w, sub);
         ws_sub_refuse(w, conn, cf->channel, WS_SUB_FORBIDDEN,
@@ -675,8 +714,37 @@ static void ws_subs_resync(ws_t *w, conn_t *c)
             sub->waiting = 2;
         sub->asked = 1;
         sub->replay.active = 1;
+        ws_sub_wait(w, sub);
         if (bus_request_history(w->bus, sub->id, sub->channel, since) != 0)
             ws_sub_ready(w, sub, NULL, 0, 0);
+    }
+}
+
+/* Every deadline tick: subscriptions whose answer is late. A subscription
+ * token authd did not check in time is refused (the client may subscribe
+ * again); a history that did not come in time gives `recovered: false`
+ * and the live frames go out. */
+static void ws_sub_deadlines(ws_t *w, uint64_t now)
+{
+    while (w->sub_waits_head < w->n_sub_waits &&
+           w->sub_waits[w->sub_waits_head].deadline_ms <= now) {
+        ws_sub_wait_t *e = &w->sub_waits[w->sub_waits_head++];
+        sub_t *sub = subs_get(w->subs, e->id);
+        if (!sub || sub->wait_seq != e->seq)
+            continue; /* gone meanwhile, or waiting again since */
+        if (!sub->chan) {
+            conn_t *conn = sub->conn;
+            char *channel = strdup(sub->channel);
+            ws_sub_close(w, sub);
+            ws_sub_refuse(w, conn, channel, WS_SUB_FORBIDDEN,
+                          "authd did not check the subscription token in time; try again");
+            free(channel);
+        } else if (sub->waiting && sub->asked) {
+            LOG_W("no history for %s within %d s (collector slow?); subscribed with recovered "
+                  "false",
+                  sub->channel, WS_SUB_TIMEOUT_S);
+            ws_sub_ready(w, sub, NULL, 0, 0);
+        }
     }
 }
 
@@ -945,6 +1013,7 @@ static void ws_deadlines(lws_sorted_usec_list_t *sul)
     }
     if (late > 1)
         LOG_W("... and for %zu more connection(s)", late - 1);
+    ws_sub_deadlines(w, now);
     /* every WS_RETRY_TICKS ticks: a connection asks at most every 500 ms */
     size_t n_again = ++w->ticks % WS_RETRY_TICKS == 0 ? w->n_again : 0;
     w->n_again -= n_again;
@@ -1295,6 +1364,7 @@ void ws_free(ws_t *w)
     subs_free(w->subs);
     conns_free(w->conns);
     free(w->again);
+    free(w->sub_waits);
     free(w);
 }
 

@@ -15,6 +15,9 @@
 
 #define WS_AUTH_TIMEOUT_S 2
 #define WS_REPLAY_TIMEOUT_S 5 /* how long live frames wait for the stored ones */
+/* how long a subscription waits for authd (subscription token) or for its
+ * history; then refused, or subscribed with recovered false */
+#define WS_SUB_TIMEOUT_S 5
 #define WS_MAX_FRAME_BYTES (64 * 1024)
 /* An oversize message is read and dropped up to this much before the 1009
  * close, so the close frame is not lost to a TCP reset; past it we hang up. */
