@@ -482,9 +482,9 @@ static void ws_sub_close(ws_t *w, sub_t *sub)
     ws_gauges_subs(w);
 }
 
-/* The subscription is ready: `subscribed`, then what its replay has.
- * history may be NULL. resync: a catch-up after a NATS outage, already
- * answered. */
+/* The subscription is ready: `subscribed` (unless this was a catch-up
+ * after a NATS outage, waiting 2: answered already), then what its replay
+ * has. history may be NULL. */
 static void ws_sub_ready(ws_t *w, sub_t *sub, frame_t *const *history, size_t n, int recovered)
 {
     if (sub->waiting == 1) {
@@ -504,7 +504,6 @@ static void ws_sub_ready(ws_t *w, sub_t *sub, frame_t *const *history, size_t n,
     metrics_add(w->m_dup_dropped, (int64_t)dups);
 }
 
-/* The channel's route is in Redis: recover, or be ready now. */
 /* Remember that sub waits for an answer (ws_sub_deadlines). */
 static void ws_sub_wait(ws_t *w, sub_t *sub)
 {
@@ -531,6 +530,7 @@ static void ws_sub_wait(ws_t *w, sub_t *sub)
     e->deadline_ms = ws_now_ms() + WS_SUB_TIMEOUT_S * 1000u;
 }
 
+/* The channel's route is in Redis: recover, or be ready now. */
 static void ws_sub_routed(ws_t *w, sub_t *sub)
 {
     if (!sub->waiting || sub->asked)
