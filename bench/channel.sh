@@ -40,13 +40,14 @@ round() {
   rm -f "$DIR"/wsload*.json
   for i in $(seq 1 "$PUSHERS"); do
     "$BIN/wsload" --url "ws://127.0.0.1:${PORTS[$((i-1))]}/ws" --conns "$PER" \
-      --rate $(( RATE / PUSHERS )) --sources 20 --first-user $(( (i-1) * PER )) --hold 120 \
+      --rate $(( RATE / PUSHERS )) --sources ${SOURCES:-50} --first-user $(( (i-1) * PER )) --hold 120 \
       --expect "$PER" --linger 2 --channel "$CHANNEL" >"$DIR/wsload$i.json" 2>"$DIR/wsload$i.err" &
     WS+=($!)
   done
   local target=$(( PER * PUSHERS )) start=$SECONDS n
   until [ "$(sum_metric push_pusher_subscriptions)" -ge "$target" ]; do
-    if [ $(( SECONDS - start )) -gt 120 ]; then echo "bench: subscriptions not all there" >&2; break; fi
+    if [ $(( SECONDS - start )) -gt 120 ]; then
+      echo "bench: $(sum_metric push_pusher_subscriptions) subscriptions of $target, $(sum_metric push_pusher_connections) connections after 120 s" >&2; break; fi
     sleep 0.2
   done
   # every subscription answered (the routes are written) before the publish
@@ -57,6 +58,7 @@ round() {
   sleep 1
   "$@" >/dev/null
   for pid in "${WS[@]}"; do wait "$pid" || true; done
+  cat "$DIR"/wsload*.json >&2   # each load generator's own counts, for the record
   cat "$DIR"/wsload*.json | FIGURE=$figure python3 -c '
 import json, os, sys
 rs = [json.loads(l) for l in sys.stdin if l.strip()]
