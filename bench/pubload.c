@@ -10,6 +10,10 @@
  *   node       a NodeDelivery straight to <prefix>.node.<--node>, bypassing
  *              collector and dispatcher (measures the pusher alone)
  *   broadcast  a NodeDelivery to <prefix>.broadcast
+ * With --channel C: collect/request publish to channel C instead of users;
+ * node and broadcast send a channel NodeDelivery (message.channel = C, no
+ * users) to <prefix>.node.<--node> for each comma-separated node (the
+ * dispatcher's output for a channel, bypassing collector and dispatcher).
  * Recipients cycle through <user-prefix><first-user> .. +users-1.
  * Prints one JSON line: sent, replies, errors, seconds, achieved rate.
  */
@@ -58,7 +62,8 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 
 int main(int argc, char **argv)
 {
-    const char *nats_url = NULL, *prefix = NULL, *mode = NULL, *node = NULL, *user_prefix = NULL;
+    const char *nats_url = NULL, *prefix = NULL, *mode = NULL, *node = NULL, *user_prefix = NULL,
+               *channel = NULL;
     long rate = 1000, count = 10000, users = 1000, first_user = 0, inflight = 256, ttl = 0;
     config_opt_t opts[] = {
         {"nats", "PUSH_NATS_URL", "nats://127.0.0.1:4222", "NATS URL", CONFIG_STR, &nats_url, 0, 0,
@@ -78,6 +83,8 @@ int main(int argc, char **argv)
          100000, 1},
         {"ttl", NULL, "0", "ttl of each message (collect/request)", CONFIG_INT, &ttl, 0, 31536000,
          1},
+        {"channel", NULL, NULL, "publish to this channel instead of users", CONFIG_STR, &channel, 0,
+         0, 0},
     };
     int rc = config_parse("pubload", "pubload [flags]", opts, sizeof opts / sizeof opts[0], argc,
                           argv, NULL);
@@ -131,11 +138,14 @@ int main(int argc, char **argv)
         long u = first_user + sent % users;
         uint64_t ts = wall_us();
         if (m_collect || m_request) {
-            int n = snprintf(
-                body, sizeof body,
-                "{\"to\":[\"%s%ld\"],\"topic\":\"bench\",\"ttl\":%ld,\"data\":{\"ts\":%" PRIu64
-                ",\"seq\":%ld}}",
-                user_prefix, u, ttl, ts, sent);
+            int n = channel ? snprintf(body, sizeof body,
+                                       "{\"channel\":\"%s\",\"topic\":\"bench\",\"ttl\":%ld,"
+                                       "\"data\":{\"ts\":%" PRIu64 ",\"seq\":%ld}}",
+                                       channel, ttl, ts, sent)
+                            : snprintf(body, sizeof body,
+                                       "{\"to\":[\"%s%ld\"],\"topic\":\"bench\",\"ttl\":%ld,"
+                                       "\"data\":{\"ts\":%" PRIu64 ",\"seq\":%ld}}",
+                                       user_prefix, u, ttl, ts, sent);
             if (m_request) {
                 snprintf(reply, sizeof reply, "%s.%ld", inbox_base, sent);
                 atomic_fetch_add(&pub_inflight, 1);
@@ -158,12 +168,24 @@ int main(int argc, char **argv)
             Push__V1__NodeDelivery d = PUSH__V1__NODE_DELIVERY__INIT;
             d.message = &msg;
             char *users_arr[1] = {user};
-            if (m_node) {
+            if (m_node && !channel) {
                 d.n_users = 1;
                 d.users = users_arr;
             }
+            msg.channel = (char *)channel;
             size_t n = push__v1__node_delivery__pack(&d, pb);
-            s = natsConnection_Publish(nc, subject, pb, (int)n);
+            if (channel && node) {
+                /* the dispatcher's output: one delivery per node with subscribers */
+                for (const char *p = node; *p;) {
+                    size_t k = strcspn(p, ",");
+                    char nsubj[300];
+                    snprintf(nsubj, sizeof nsubj, "%s.node.%.*s", prefix, (int)k, p);
+                    s = natsConnection_Publish(nc, nsubj, pb, (int)n);
+                    p += k + (p[k] == ',');
+                }
+            } else {
+                s = natsConnection_Publish(nc, subject, pb, (int)n);
+            }
         }
         if (s != NATS_OK)
             atomic_fetch_add(&pub_errors, 1);

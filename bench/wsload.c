@@ -9,6 +9,10 @@
  * welcomes, message frames, closes. A message whose data carries "ts":<unix
  * microseconds> gives a latency sample (publish -> frame read here).
  *
+ * With --channel C each connection's token grants C (a `channels` claim) and
+ * the connection subscribes to C once welcomed; "subscribed" answers are
+ * counted.
+ *
  * It stops after --hold seconds, or once --expect message frames have arrived
  * (with --dups: distinct messages, then 2 s more to count late repeats),
  * or on SIGINT/SIGTERM, and prints one JSON line of results on stdout.
@@ -127,7 +131,8 @@ static strmap_t *seen;
 static uint64_t duplicates;
 
 static struct {
-    uint64_t attempted, connected, welcomed, refused, errors, closed, messages, bytes, pings;
+    uint64_t attempted, connected, welcomed, refused, errors, closed, messages, bytes, pings,
+        subscribed;
     uint64_t first_connect_us, last_welcome_us, first_msg_us, last_msg_us;
 } st;
 
@@ -177,12 +182,25 @@ static int flush_tx(wsconn_t *c)
     return 0;
 }
 
+static const char *wsload_channel; /* --channel: subscribe once welcomed */
+
 static void on_text(wsconn_t *c, const char *p, size_t n)
 {
     if (!c->welcomed && n > 16 && memmem(p, n, "\"welcome\"", 9)) {
         c->welcomed = 1;
         st.welcomed++;
         st.last_welcome_us = mono_us();
+        if (wsload_channel) {
+            char sub[160];
+            int k = snprintf(sub, sizeof sub, "{\"type\":\"subscribe\",\"channel\":\"%s\"}",
+                             wsload_channel);
+            send_frame(c, 0x1, sub, (size_t)k);
+            flush_tx(c);
+        }
+        return;
+    }
+    if (memmem(p, n, "\"subscribed\"", 12)) {
+        st.subscribed++;
         return;
     }
     if (memmem(p, n, "\"message\"", 9)) {
@@ -326,6 +344,8 @@ int main(int argc, char **argv)
          CONFIG_STR, &timeline, 0, 0, 0},
         {"dups", NULL, NULL, "count message ids a connection gets twice (memory per message)",
          CONFIG_FLAG, &dups, 0, 0, 0},
+        {"channel", NULL, NULL, "subscribe every connection to this channel once welcomed",
+         CONFIG_STR, &wsload_channel, 0, 0, 0},
     };
     int rc = config_parse("wsload", "wsload [flags]", opts, sizeof opts / sizeof opts[0], argc,
                           argv, NULL);
@@ -414,7 +434,11 @@ int main(int argc, char **argv)
             } else {
                 char sub[160];
                 snprintf(sub, sizeof sub, "%s%ld", user_prefix, first_user + i);
-                char *t = jwt_sign(sub, 86400, secret, strlen(secret), time(NULL));
+                char claims[200];
+                snprintf(claims, sizeof claims, "{\"channels\":[\"%s\"]}",
+                         wsload_channel ? wsload_channel : "");
+                char *t = jwt_sign_claims(sub, 86400, wsload_channel ? claims : NULL, secret,
+                                          strlen(secret), time(NULL));
                 snprintf(token, sizeof token, "%s", t ? t : "");
                 free(t);
             }
@@ -485,14 +509,15 @@ int main(int argc, char **argv)
            "\"refused\":%llu,\"errors\":%llu,\"closed_by_server\":%llu,\"welcome_span_s\":%.3f,"
            "\"welcome_rate\":%.0f,\"messages\":%llu,\"bytes\":%llu,\"message_span_s\":%.3f,"
            "\"latency_samples\":%llu,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
-           "\"max_ms\":%.3f,\"pings\":%llu,\"duplicates\":%llu}\n",
+           "\"max_ms\":%.3f,\"pings\":%llu,\"subscribed\":%llu,\"duplicates\":%llu}\n",
            (unsigned long long)st.attempted, (unsigned long long)st.connected,
            (unsigned long long)st.welcomed, (unsigned long long)open_now,
            (unsigned long long)st.refused, (unsigned long long)st.errors,
            (unsigned long long)st.closed, connect_s, connect_s > 0 ? st.welcomed / connect_s : 0,
            (unsigned long long)st.messages, (unsigned long long)st.bytes, msg_s,
            (unsigned long long)hist_count, hist_pct(50), hist_pct(90), hist_pct(99),
-           hist_max / 1000.0, (unsigned long long)st.pings, (unsigned long long)duplicates);
+           hist_max / 1000.0, (unsigned long long)st.pings, (unsigned long long)st.subscribed,
+           (unsigned long long)duplicates);
     fflush(stdout);
     if (timeline && tl_count) {
         FILE *f = fopen(timeline, "w");

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "natsx.h"
+#include "history.h"
 #include "pending.h"
 #include "push/v1/push.pb-c.h"
 
@@ -15,8 +16,9 @@ struct collect {
     accept_t *accept;
     writer_t *writer;
     store_t *store;
-    natsSubscription *sub_collect, *sub_pending, *sub_ack;
-    metrics_series_t *pending_requests, *acks, *malformed;
+    natsSubscription *sub_collect, *sub_pending, *sub_ack, *sub_history;
+    size_t channel_history;
+    metrics_series_t *pending_requests, *acks, *malformed, *history_requests;
 };
 
 static void collect_on_publish(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
@@ -72,6 +74,35 @@ static void collect_on_pending(natsConnection *nc, natsSubscription *sub, natsMs
     natsMsg_Destroy(msg);
 }
 
+static void collect_on_history(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                               void *closure)
+{
+    (void)sub;
+    collect_t *c = closure;
+    metrics_inc(c->history_requests);
+    int64_t max_payload = natsConnection_GetMaxPayload(nc);
+    size_t max_bytes = max_payload > 2 * COLLECT_PENDING_MAX_BYTES ? (size_t)max_payload / 2
+                                                                   : COLLECT_PENDING_MAX_BYTES;
+    size_t len = 0, n = 0;
+    history_status_t status;
+    uint8_t *reply =
+        history_answer(c->store, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
+                       ids_now_ms(), c->channel_history, max_bytes, &len, &status, &n);
+    if (status == HISTORY_MALFORMED) {
+        metrics_inc(c->malformed);
+        LOG_D("answered a malformed history request with an error");
+    }
+    const char *reply_to = natsMsg_GetReply(msg);
+    if (reply && reply_to) {
+        natsStatus st = natsConnection_Publish(nc, reply_to, reply, (int)len);
+        if (st != NATS_OK)
+            LOG_W("history reply (%zu message(s), %zu bytes) not sent: %s", n, len,
+                  natsStatus_GetText(st));
+    }
+    free(reply);
+    natsMsg_Destroy(msg);
+}
+
 static void collect_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     (void)nc, (void)sub;
@@ -107,7 +138,7 @@ static natsStatus collect_sub(collect_t *c, natsSubscription **sub, const char *
 }
 
 collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accept, writer_t *writer,
-                         store_t *store)
+                         store_t *store, size_t channel_history)
 {
     collect_t *c = calloc(1, sizeof *c);
     if (!c)
@@ -116,6 +147,9 @@ collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accep
     c->accept = accept;
     c->writer = writer;
     c->store = store;
+    c->channel_history = channel_history;
+    c->history_requests = metrics_counter("push_collect_history_requests_total", NULL,
+                                          "Channel history requests from pushers");
     c->pending_requests = metrics_counter("push_collect_pending_requests_total", NULL,
                                           "Pending-message requests from pushers");
     c->acks = metrics_counter("push_collect_acks_total", NULL, "Message ids acked by clients");
@@ -123,7 +157,8 @@ collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accep
                                    "Malformed pending or ack messages ignored");
     if (collect_sub(c, &c->sub_collect, prefix, NATSX_COLLECT, collect_on_publish) != NATS_OK ||
         collect_sub(c, &c->sub_pending, prefix, NATSX_PENDING, collect_on_pending) != NATS_OK ||
-        collect_sub(c, &c->sub_ack, prefix, NATSX_ACK, collect_on_ack) != NATS_OK) {
+        collect_sub(c, &c->sub_ack, prefix, NATSX_ACK, collect_on_ack) != NATS_OK ||
+        collect_sub(c, &c->sub_history, prefix, NATSX_HISTORY, collect_on_history) != NATS_OK) {
         collect_stop(c);
         return NULL;
     }
@@ -137,5 +172,6 @@ void collect_stop(collect_t *c)
     natsx_sub_close(c->sub_collect, c->nc, 3000);
     natsx_sub_close(c->sub_pending, c->nc, 1000);
     natsx_sub_close(c->sub_ack, c->nc, 1000);
+    natsx_sub_close(c->sub_history, c->nc, 1000);
     free(c);
 }

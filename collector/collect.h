@@ -1,8 +1,9 @@
 /*
  * collect: the collector's NATS side. Subscribes, as queue group
  * "collector", to <prefix>.collect (publishes; see accept.h),
- * <prefix>.pending (a connecting user's stored messages; see pending.h) and <prefix>.ack
- * (client acks relayed by pushers). Callbacks run on nats.c's threads.
+ * <prefix>.pending (a connecting user's stored messages; see pending.h), <prefix>.ack
+ * (client acks relayed by pushers) and <prefix>.history (a channel's kept
+ * messages for a recovering subscriber; see history.h). Callbacks run on nats.c's threads.
  */
 #ifndef COLLECTOR_COLLECT_H
 #define COLLECTOR_COLLECT_H
@@ -26,7 +27,7 @@ typedef struct collect collect_t;
 /* Publishes that pass validation go to writer (group commit); the rest are
  * answered here. */
 collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accept, writer_t *writer,
-                         store_t *store);
+                         store_t *store, size_t channel_history);
 
 /* Drain the subscriptions (requests already received are answered), then free. */
 void collect_stop(collect_t *c);

@@ -10,11 +10,12 @@
 
 struct expiry {
     store_t *store;
+    size_t channel_history;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     int stop;
-    metrics_series_t *dropped;
+    metrics_series_t *dropped, *trimmed;
 };
 
 static void *expiry_loop(void *arg)
@@ -35,18 +36,26 @@ static void *expiry_loop(void *arg)
             metrics_add(e->dropped, n);
             LOG_D("dropped %d expired message(s)", n);
         }
+        n = store_trim_channels(e->store, e->channel_history);
+        if (n > 0) {
+            metrics_add(e->trimmed, n);
+            LOG_D("dropped %d channel message(s) beyond --channel-history", n);
+        }
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
     return NULL;
 }
 
-expiry_t *expiry_start(store_t *store)
+expiry_t *expiry_start(store_t *store, size_t channel_history)
 {
     expiry_t *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     e->store = store;
+    e->channel_history = channel_history;
+    e->trimmed = metrics_counter("push_collect_channel_trimmed_total", NULL,
+                                 "Channel messages dropped beyond --channel-history");
     e->dropped = metrics_counter("push_collect_expired_total", NULL,
                                  "Expired messages dropped from the store");
     pthread_mutex_init(&e->lock, NULL);

@@ -1,7 +1,9 @@
 /*
  * expiry: a thread that drops expired messages from the store every
  * EXPIRY_INTERVAL_S, EXPIRY_GRACE_MS after they expired (see store_expire),
- * so the store holds only what may still be delivered or deduplicated.
+ * so the store holds only what may still be delivered or deduplicated; and
+ * trims each busy channel's history to its newest `channel_history`
+ * (store_trim_channels).
  */
 #ifndef COLLECTOR_EXPIRY_H
 #define COLLECTOR_EXPIRY_H
@@ -16,7 +18,7 @@
 
 typedef struct expiry expiry_t;
 
-expiry_t *expiry_start(store_t *store);
+expiry_t *expiry_start(store_t *store, size_t channel_history);
 void expiry_stop(expiry_t *e);
 
 #endif

@@ -55,6 +55,7 @@ static uint8_t *handover_pack(const store_msg_t *m, char *const *to, size_t n_to
     msg.accepted_ms = m->accepted_ms;
     msg.has_ttl = 1;
     msg.ttl = m->ttl;
+    msg.channel = (char *)m->channel;
     Push__V1__Dispatch d = PUSH__V1__DISPATCH__INIT;
     d.message = &msg;
     d.to = (char **)to;
@@ -70,18 +71,22 @@ static uint8_t *handover_pack(const store_msg_t *m, char *const *to, size_t n_to
 
 /* The parts of a message, one per shard of its recipients (jsx.h): the
  * recipients of shard k, in their order, are parts->to[parts->start[k] ..
- * parts->start[k+1]). A broadcast is one part on shard 0. */
+ * parts->start[k+1]). A broadcast is one part on shard 0; a channel
+ * message one part on the shard of the channel's name, so a channel's
+ * messages keep their order as a user's do. */
 typedef struct handover_parts {
     char **to;
     size_t start[JSX_SHARDS + 1];
     int broadcast;
+    int whole_shard; /* broadcast or channel: one part, on this shard, no recipients */
 } handover_parts_t;
 
 static int handover_split(handover_parts_t *p, const store_msg_t *m, char *const *to, size_t n_to)
 {
     memset(p, 0, sizeof *p);
-    p->broadcast = m->broadcast;
-    if (m->broadcast || n_to == 0)
+    p->broadcast = m->broadcast || m->channel;
+    p->whole_shard = m->channel ? (int)jsx_shard_of(m->channel) : 0;
+    if (p->broadcast || n_to == 0)
         return 0;
     if (!(p->to = malloc(n_to * sizeof *p->to)))
         return -1;
@@ -109,7 +114,7 @@ typedef int (*handover_part_fn)(void *arg, unsigned shard, char *const *to, size
 static int handover_each_part(const handover_parts_t *p, handover_part_fn fn, void *arg)
 {
     if (p->broadcast)
-        return fn(arg, 0, NULL, 0);
+        return fn(arg, (unsigned)p->whole_shard, NULL, 0);
     for (unsigned k = 0; k < JSX_SHARDS; k++) {
         size_t n = p->start[k + 1] - p->start[k];
         int rc = n ? fn(arg, k, p->to + p->start[k], n) : 0;

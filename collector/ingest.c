@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "chan.h"
 #include "push/v1/push.pb-c.h"
 
 #define JSON_CT "application/json"
@@ -44,6 +45,7 @@ void ingest_free(ingest_request_t *r)
     for (size_t i = 0; i < r->n_to; i++)
         free(r->to[i]);
     free(r->to);
+    free(r->channel);
     free(r->topic);
     free(r->data);
     free(r->content_type);
@@ -115,9 +117,25 @@ static int check_user(const char *u, size_t len, size_t index, const char **reas
     return 0;
 }
 
+/* The channel rules, before any other: a channel with to (even empty) or
+ * broadcast: true is refused, and so is a name outside lib/chan.h's set. */
+static int check_channel(const char *channel, size_t len, int to_present, int broadcast,
+                         const char **reason, char *err, size_t n)
+{
+    if (to_present || broadcast)
+        return fail(reason, "channel_and_other", err, n,
+                    "give exactly one of to, broadcast or channel");
+    if (!chan_name_ok(channel, len))
+        return fail(reason, "bad_channel", err, n,
+                    "channel must be 1..%d bytes of A-Z a-z 0-9 _ . : @ -", CHAN_MAX_NAME);
+    return 0;
+}
+
 static int check_common(ingest_request_t *r, int has_to, size_t n_to, const char **reason,
                         char *err, size_t n)
 {
+    if (r->channel)
+        has_to = 1; /* a channel is the recipient; to and broadcast were checked */
     if (has_to && r->broadcast)
         return fail(reason, "to_and_broadcast", err, n, "give either to or broadcast, not both");
     if (!has_to && !r->broadcast)
@@ -153,11 +171,22 @@ static int decode_json(const void *buf, size_t len, ingest_request_t *r, const c
     json_t *to = json_object_get(root, "to"), *bc = json_object_get(root, "broadcast");
     json_t *topic = json_object_get(root, "topic"), *data = json_object_get(root, "data");
     json_t *ttl = json_object_get(root, "ttl"), *id = json_object_get(root, "id");
+    json_t *chan = json_object_get(root, "channel");
     if (bc && !json_is_boolean(bc)) {
         fail(reason, "bad_field", err, n, "broadcast must be true or false");
         goto done;
     }
     r->broadcast = json_is_true(bc);
+    if (chan) {
+        if (!json_is_string(chan)) {
+            fail(reason, "bad_channel", err, n, "channel must be a string");
+            goto done;
+        }
+        if (check_channel(json_string_value(chan), json_string_length(chan), to != NULL,
+                          r->broadcast, reason, err, n))
+            goto done;
+        r->channel = strdup(json_string_value(chan));
+    }
     if (to && !json_is_array(to)) {
         fail(reason, "bad_field", err, n, "to must be an array of user ids");
         goto done;
@@ -182,6 +211,10 @@ static int decode_json(const void *buf, size_t len, ingest_request_t *r, const c
     /* A present "to" counts as a choice of recipients even when empty, so
      * {"to": [], "broadcast": true} is refused like any other mix. */
     int has_to = to != NULL;
+    if (chan && !r->channel) {
+        fail(reason, "bad_field", err, n, "out of memory");
+        goto done;
+    }
     if (to && n_to == 0 && !r->broadcast) {
         fail(reason, "no_recipients", err, n, "to is empty");
         goto done;
@@ -234,6 +267,16 @@ static int decode_protobuf(const void *buf, size_t len, ingest_request_t *r, con
         goto done;
     }
     r->broadcast = pb->has_broadcast && pb->broadcast;
+    if (pb->channel) {
+        /* protobuf cannot tell an empty `to` from an absent one */
+        if (check_channel(pb->channel, strlen(pb->channel), pb->n_to > 0, r->broadcast, reason, err,
+                          n))
+            goto done;
+        if (!(r->channel = strdup(pb->channel))) {
+            fail(reason, "bad_field", err, n, "out of memory");
+            goto done;
+        }
+    }
     r->topic = strdup(pb->topic ? pb->topic : "");
     r->idem = pb->id ? strdup(pb->id) : NULL;
     r->ttl = pb->has_ttl ? pb->ttl : INGEST_DEFAULT_TTL;
@@ -283,8 +326,8 @@ int ingest_decode(const void *buf, size_t len, const char *content_type, ingest_
                     "the publish is %zu bytes; at most %d", len, INGEST_MAX_BYTES);
     int rc = out->json ? decode_json(buf, len, out, reason, err, err_size)
                        : decode_protobuf(buf, len, out, reason, err, err_size);
-    if (rc == 0 &&
-        (!out->topic || !out->content_type || !out->data || (out->n_to == 0 && !out->broadcast)))
+    if (rc == 0 && (!out->topic || !out->content_type || !out->data ||
+                    (out->n_to == 0 && !out->broadcast && !out->channel)))
         rc = fail(reason, "bad_field", err, err_size, "out of memory");
     if (rc != 0)
         ingest_free(out);

@@ -5,7 +5,8 @@
  * The publish is JSON when the Content-Type says application/json or its
  * first non-blank byte is '{'; otherwise protobuf push.v1.PushRequest. The
  * rules are the contract's: exactly one of to (1..1000 user ids of 1..128
- * bytes, no control characters) or broadcast; the whole publish at most
+ * bytes, no control characters), broadcast or channel (a name of lib/chan.h;
+ * a present `to`, even empty, counts as one); the whole publish at most
  * INGEST_MAX_BYTES; ttl defaults to 86400 and is 0 for broadcasts. Duplicate
  * recipients are folded into one. Pure; any thread.
  */
@@ -26,7 +27,8 @@
 typedef struct ingest_request {
     int json; /* arrived as JSON: answer in JSON */
     int broadcast;
-    char **to; /* n_to user ids, each malloc'd, no duplicates */
+    char *channel; /* a channel message, else NULL */
+    char **to;     /* n_to user ids, each malloc'd, no duplicates */
     size_t n_to;
     char *topic;         /* never NULL ("" when absent) */
     unsigned char *data; /* data_len bytes; JSON text when content_type is application/json */
@@ -38,11 +40,12 @@ typedef struct ingest_request {
 
 /* Reason codes (metric labels): "payload_too_large", "not_json_or_protobuf",
  * "invalid_json", "to_and_broadcast", "no_recipients", "too_many_recipients",
- * "empty_user_id", "user_id_too_long", "bad_user_id", "bad_ttl", "bad_field". */
+ * "empty_user_id", "user_id_too_long", "bad_user_id", "bad_ttl", "bad_field",
+ * "channel_and_other" (channel with to or broadcast), "bad_channel". */
 #define INGEST_REASONS                                                                             \
     "payload_too_large", "not_json_or_protobuf", "invalid_json", "to_and_broadcast",               \
         "no_recipients", "too_many_recipients", "empty_user_id", "user_id_too_long",               \
-        "bad_user_id", "bad_ttl", "bad_field"
+        "bad_user_id", "bad_ttl", "bad_field", "channel_and_other", "bad_channel"
 
 /* Decode and validate. content_type may be NULL. Returns 0 and fills *out
  * (free with ingest_free), or -1 with *reason set to a static reason code and

@@ -8,6 +8,7 @@
 #include "collect.h"
 #include "config.h"
 #include "handover.h"
+#include "history.h"
 #include "http.h"
 #include "httpd.h"
 #include "log.h"
@@ -35,12 +36,16 @@ int main(int argc, char **argv)
     log_init("collector");
     config_common_t common = {0};
     const char *store_uri = NULL, *http_at = NULL;
+    long channel_history = HISTORY_DEFAULT_KEEP;
     config_opt_t opts[] = {
         CONFIG_COMMON_OPTS(common),
         {"store", "PUSH_STORE", "sqlite:push.db", "sqlite:PATH or mongodb://...", CONFIG_STR,
          &store_uri, 0, 0, 1},
         {"http", "PUSH_HTTP", NULL, "HOST:PORT for HTTP ingest, POST /v1/messages (off)",
          CONFIG_HOSTPORT, &http_at, 0, 0, 0},
+        {"channel-history", "PUSH_CHANNEL_HISTORY", "1000",
+         "kept messages per channel (those with ttl > 0) for recovery with since", CONFIG_INT,
+         &channel_history, 0, 1000000, 1},
     };
     int rc = config_parse("collector", "collector [flags]", opts, sizeof opts / sizeof opts[0],
                           argc, argv, NULL);
@@ -70,9 +75,11 @@ int main(int argc, char **argv)
     handover_t *handover = handover_start(nc, common.prefix, store);
     accept_t *accept = handover ? accept_new(store, handover) : NULL;
     writer_t *writer = accept ? writer_start(nc, store, handover, accept) : NULL;
-    collect_t *collect = writer ? collect_start(nc, common.prefix, accept, writer, store) : NULL;
+    collect_t *collect =
+        writer ? collect_start(nc, common.prefix, accept, writer, store, (size_t)channel_history)
+               : NULL;
     httpd_t *http = http_at && collect ? http_ingest_start(http_at, accept, writer) : NULL;
-    expiry_t *expiry = expiry_start(store);
+    expiry_t *expiry = expiry_start(store, (size_t)channel_history);
     int ok = collect && expiry && (!common.metrics || metrics) && (!http_at || http);
     if (ok) {
         atomic_store(&ready.started, 1);

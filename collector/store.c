@@ -1,13 +1,20 @@
 /* store: see store.h. Picks the backend by URI scheme and forwards. */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store_backend.h"
+#include "strmap.h"
 
 struct store {
     const store_ops_t *ops;
     void *h;
+    /* channel -> kept (ttl > 0) messages stored since its last trim, as a
+     * count in the pointer: which channels store_trim_channels visits */
+    pthread_mutex_t trim_lock;
+    strmap_t *trim_counts;
 };
 
 int store_uri_known(const char *uri)
@@ -44,6 +51,14 @@ store_t *store_open(const char *uri, char *err, size_t err_size)
     }
     s->ops = ops;
     s->h = h;
+    pthread_mutex_init(&s->trim_lock, NULL);
+    if (!(s->trim_counts = strmap_new())) {
+        ops->close(h);
+        pthread_mutex_destroy(&s->trim_lock);
+        free(s);
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
     return s;
 }
 
@@ -52,18 +67,90 @@ void store_close(store_t *s)
     if (!s)
         return;
     s->ops->close(s->h);
+    strmap_free(s->trim_counts);
+    pthread_mutex_destroy(&s->trim_lock);
     free(s);
 }
+
+static void store_count_channels(store_t *s, const store_put_item_t *items, size_t n);
 
 int store_put(store_t *s, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
               char existing_id[IDS_LEN + 1])
 {
-    return s->ops->put(s->h, m, to, n_to, idem, existing_id);
+    int rc = s->ops->put(s->h, m, to, n_to, idem, existing_id);
+    store_put_item_t item = {.m = m, .result = rc};
+    store_count_channels(s, &item, 1);
+    return rc;
+}
+
+/* Count the kept channel messages a put stored (store_trim_channels). */
+static void store_count_channels(store_t *s, const store_put_item_t *items, size_t n)
+{
+    pthread_mutex_lock(&s->trim_lock);
+    for (size_t i = 0; i < n; i++) {
+        const store_msg_t *m = items[i].m;
+        if (!m->channel || !m->ttl || items[i].result != STORE_OK)
+            continue;
+        uintptr_t c = (uintptr_t)strmap_get(s->trim_counts, m->channel);
+        strmap_put(s->trim_counts, m->channel, (void *)(c + 1));
+    }
+    pthread_mutex_unlock(&s->trim_lock);
 }
 
 int store_put_batch(store_t *s, store_put_item_t *items, size_t n)
 {
-    return s->ops->put_batch(s->h, items, n);
+    int rc = s->ops->put_batch(s->h, items, n);
+    if (rc == STORE_OK)
+        store_count_channels(s, items, n);
+    return rc;
+}
+
+typedef struct store_due {
+    size_t every;
+    char **names;
+    size_t n, cap;
+} store_due_t;
+
+static void store_due_one(void *arg, const char *key, void *value)
+{
+    store_due_t *d = arg;
+    if ((uintptr_t)value < d->every)
+        return;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 16;
+        char **nn = realloc(d->names, cap * sizeof *nn);
+        if (!nn)
+            return;
+        d->names = nn;
+        d->cap = cap;
+    }
+    if ((d->names[d->n] = strdup(key)))
+        d->n++;
+}
+
+int store_trim_channels(store_t *s, size_t keep)
+{
+    store_due_t due = {.every = STORE_TRIM_EVERY(keep)};
+    pthread_mutex_lock(&s->trim_lock);
+    strmap_each(s->trim_counts, store_due_one, &due);
+    for (size_t i = 0; i < due.n; i++)
+        strmap_remove(s->trim_counts, due.names[i]);
+    pthread_mutex_unlock(&s->trim_lock);
+    int total = 0, failed = 0;
+    for (size_t i = 0; i < due.n; i++) {
+        int n = failed ? STORE_ERR : s->ops->trim_channel(s->h, due.names[i], keep);
+        if (n < 0) {
+            failed = 1; /* counted again, so it is tried at the next pass */
+            pthread_mutex_lock(&s->trim_lock);
+            strmap_put(s->trim_counts, due.names[i], (void *)(uintptr_t)due.every);
+            pthread_mutex_unlock(&s->trim_lock);
+        } else {
+            total += n;
+        }
+        free(due.names[i]);
+    }
+    free(due.names);
+    return failed && !total ? STORE_ERR : total;
 }
 
 int store_mark_dispatched_many(store_t *s, char *const *ids, size_t n)
@@ -95,6 +182,11 @@ int store_mark_dispatched(store_t *s, const char *id)
 int store_expire(store_t *s, uint64_t now_ms)
 {
     return s->ops->expire(s->h, now_ms);
+}
+int store_history(store_t *s, const char *channel, const char *since, uint64_t now_ms, size_t keep,
+                  store_msg_fn fn, void *arg, int *recovered)
+{
+    return s->ops->history(s->h, channel, since ? since : "", now_ms, keep, fn, arg, recovered);
 }
 int store_healthy(store_t *s)
 {

@@ -30,6 +30,7 @@ typedef struct store_msg {
     uint64_t accepted_ms;
     uint32_t ttl; /* seconds; 0 = live only (kept until handed over, never pending) */
     int broadcast;
+    const char *channel; /* a channel message (no recipients), else NULL */
 } store_msg_t;
 
 enum { STORE_OK = 0, STORE_DUPLICATE = 1, STORE_ERR = -1 };
@@ -97,6 +98,25 @@ int store_mark_dispatched(store_t *s, const char *id);
 /* Drop messages (and their recipients) that expired and were handed over.
  * Returns how many messages were dropped, or STORE_ERR. */
 int store_expire(store_t *s, uint64_t now_ms);
+
+/* A channel's history: its messages with ttl > 0 not expired at now_ms,
+ * the newest `keep` of them (--channel-history), with an id greater than
+ * since (NULL or "": every kept one), oldest first; fn gets to = NULL.
+ * *recovered is 1 when nothing of the channel newer than since is missing
+ * from the answer (with since NULL or "": 1), and 0 when some message after
+ * since is no longer kept: expired (and perhaps deleted), or older than
+ * the newest `keep`. Returns the count or STORE_ERR. */
+int store_history(store_t *s, const char *channel, const char *since, uint64_t now_ms, size_t keep,
+                  store_msg_fn fn, void *arg, int *recovered);
+
+/* Delete what is beyond the newest `keep` kept messages (ttl > 0) of each
+ * channel that got at least STORE_TRIM_EVERY(keep) of them since its last
+ * trim by this process, once handed over; raises the channel's floor (so
+ * store_history still says they are gone). Messages past the bound are
+ * never served anyway; this only bounds the storage. Returns how many
+ * were deleted, or STORE_ERR. The expiry thread calls it every second. */
+#define STORE_TRIM_EVERY(keep) ((keep) / 10 > 0 ? (keep) / 10 : 1)
+int store_trim_channels(store_t *s, size_t keep);
 
 /* 1 while the store answers (MongoDB: the last ping, at most ~1 s old, got
  * an answer and the indexes are in place). Does not block. */

@@ -19,6 +19,11 @@ typedef struct store_ops {
     int (*ack)(void *h, const char *user, char *const *ids, size_t n_ids);
     int (*undispatched)(void *h, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg);
     int (*expire)(void *h, uint64_t now_ms);
+    /* delete channel's ttl > 0 messages older than its newest keep, once
+     * handed over, raising its floor; returns how many, or STORE_ERR */
+    int (*trim_channel)(void *h, const char *channel, size_t keep);
+    int (*history)(void *h, const char *channel, const char *since, uint64_t now_ms, size_t keep,
+                   store_msg_fn fn, void *arg, int *recovered); /* since: never NULL */
     int (*healthy)(void *h);
     void (*close)(void *h);
 } store_ops_t;

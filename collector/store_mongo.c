@@ -6,7 +6,10 @@
  *   messages   {_id: message id, topic, data: binary, content_type,
  *               accepted_ms: int64, ttl: int64, broadcast: bool,
  *               dispatched: bool, expire_at: Date(accepted_ms + ttl*1000),
- *               idem: key (only when the publish had one)}
+ *               idem: key (only when the publish had one),
+ *               channel: name (only for a channel message)}
+ *   channel_floor {_id: channel, id: the newest ttl > 0 message of the
+ *               channel that store_expire deleted}
  *   recipients {_id: ObjectId, msg: message id, user, acked: bool, ttl,
  *               accepted_ms, expire_at: Date (the message's), dispatched: bool}
  * Indexes (created by the health thread when the server is first reachable,
@@ -14,6 +17,7 @@
  *   messages   {dispatched:1, _id:1}                undispatched, oldest first
  *              {idem:1} unique, partial on idem:string   idempotency keys
  *              {expire_at:1} TTL 0s, partial on dispatched:true
+ *              {channel:1, _id:1}, partial on channel:string   history
  *   recipients {user:1, msg:1}                      pending, oldest first
  *              {msg:1, user:1} unique                recipients of a message;
  *                                                    makes retried inserts no-ops
@@ -219,6 +223,9 @@ static int store_mongo_ensure_indexes(store_mongo_t *s, mongoc_client_t *client)
         "{", "key", "{", "expire_at", BCON_INT32(1), "}", "name", BCON_UTF8("expire_dispatched"),
         "expireAfterSeconds", BCON_INT32(0), "partialFilterExpression", "{", "dispatched",
         BCON_BOOL(true), "}", "}",
+        "{", "key", "{", "channel", BCON_INT32(1), "_id", BCON_INT32(1), "}",
+        "name", BCON_UTF8("history"), "partialFilterExpression", "{", "channel", "{", "$type",
+        BCON_UTF8("string"), "}", "}", "}",
         "]");
     bson_t *rcpts = BCON_NEW(
         "createIndexes", BCON_UTF8("recipients"), "indexes", "[",
@@ -607,6 +614,8 @@ static void store_mongo_message_doc(bson_t *doc, const store_put_item_t *it)
     BSON_APPEND_DATE_TIME(doc, "expire_at", store_mongo_expire_ms(m));
     if (it->idem)
         BSON_APPEND_UTF8(doc, "idem", it->idem);
+    if (m->channel)
+        BSON_APPEND_UTF8(doc, "channel", m->channel);
 }
 
 /* One bulk insert of the message documents, last (the commit point). An
@@ -714,7 +723,7 @@ static int store_mongo_put(void *handle, const store_msg_t *m, char *const *to, 
 
 typedef struct store_mongo_row {
     store_msg_t m;
-    char *topic, *content_type;
+    char *topic, *content_type, *channel;
     unsigned char *data;
     char **to;
     size_t n_to, cap_to;
@@ -731,6 +740,7 @@ static void store_mongo_rows_free(store_mongo_rows_t *rs)
         store_mongo_row_t *r = &rs->rows[i];
         free(r->topic);
         free(r->content_type);
+        free(r->channel);
         free(r->data);
         for (size_t k = 0; k < r->n_to; k++)
             free(r->to[k]);
@@ -780,6 +790,12 @@ static store_mongo_row_t *store_mongo_rows_add(store_mongo_rows_t *rs, const bso
         r->m.ttl = (uint32_t)bson_iter_as_int64(&it);
     if (bson_iter_init_find(&it, doc, "broadcast"))
         r->m.broadcast = bson_iter_as_bool(&it);
+    const char *channel = store_mongo_str(doc, "channel");
+    if (channel) {
+        if (!(r->channel = strdup(channel)))
+            return NULL;
+        r->m.channel = r->channel;
+    }
     r->m.topic = r->topic;
     r->m.data = r->data;
     r->m.content_type = r->content_type;
@@ -1096,25 +1112,56 @@ static int store_mongo_mark_dispatched_many(void *handle, char *const *ids, size
 
 /* --- expiry --------------------------------------------------------------------- */
 
+/* Raise the floor of channel to at least id (channel_floor, store_history). */
+static int store_mongo_raise_floor(store_mongo_t *s, mongoc_collection_t *floors,
+                                   const char *channel, const char *id)
+{
+    bson_t *sel = BCON_NEW("_id", BCON_UTF8(channel));
+    bson_t *upd = BCON_NEW("$max", "{", "id", BCON_UTF8(id), "}");
+    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+    bson_error_t e;
+    int ok = mongoc_collection_update_one(floors, sel, upd, opts, NULL, &e);
+    if (!ok)
+        store_mongo_failed(s, "channel floor", &e);
+    bson_destroy(sel);
+    bson_destroy(upd);
+    bson_destroy(opts);
+    return ok ? 0 : -1;
+}
+
 /* Up to STORE_MONGO_EXPIRE_CHUNK ids of expired, handed-over messages into
- * ids (caller frees each). Returns how many, or -1. */
+ * ids (caller frees each); the floor of each channel among them is raised
+ * to its newest kept (ttl > 0) one before they are deleted. Returns how
+ * many, or -1. */
 static long store_mongo_expired_ids(store_mongo_t *s, mongoc_collection_t *messages,
-                                    uint64_t now_ms, char **ids)
+                                    mongoc_collection_t *floors, uint64_t now_ms, char **ids)
 {
     bson_t *filter = BCON_NEW("dispatched", BCON_BOOL(true), "expire_at", "{", "$lte",
                               BCON_DATE_TIME((int64_t)now_ms), "}");
-    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit",
-                            BCON_INT64(STORE_MONGO_EXPIRE_CHUNK));
+    bson_t *opts =
+        BCON_NEW("projection", "{", "_id", BCON_INT32(1), "channel", BCON_INT32(1), "ttl",
+                 BCON_INT32(1), "}", "limit", BCON_INT64(STORE_MONGO_EXPIRE_CHUNK));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
     const bson_t *doc;
     long n = 0;
+    int floor_failed = 0;
     while (n < STORE_MONGO_EXPIRE_CHUNK && mongoc_cursor_next(c, &doc)) {
-        const char *id = store_mongo_str(doc, "_id");
+        const char *id = store_mongo_str(doc, "_id"), *channel = store_mongo_str(doc, "channel");
+        bson_iter_t it;
+        int64_t ttl = bson_iter_init_find(&it, doc, "ttl") ? bson_iter_as_int64(&it) : 0;
+        /* one update per expired channel message: $max keeps the newest */
+        if (id && channel && ttl > 0 && store_mongo_raise_floor(s, floors, channel, id) != 0)
+            floor_failed = 1;
         if (id && (ids[n] = strdup(id)))
             n++;
     }
+    if (floor_failed) { /* deleting now would lose what the floor must say */
+        for (long i = 0; i < n; i++)
+            free(ids[i]);
+        n = -1;
+    }
     bson_error_t e;
-    if (mongoc_cursor_error(c, &e)) {
+    if (n >= 0 && mongoc_cursor_error(c, &e)) {
         store_mongo_failed(s, "expired lookup", &e);
         for (long i = 0; i < n; i++)
             free(ids[i]);
@@ -1159,10 +1206,11 @@ static int store_mongo_expire(void *handle, uint64_t now_ms)
         return STORE_ERR;
     mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
     mongoc_collection_t *recipients = mongoc_client_get_collection(client, s->db, "recipients");
+    mongoc_collection_t *floors = mongoc_client_get_collection(client, s->db, "channel_floor");
     char **ids = calloc(STORE_MONGO_EXPIRE_CHUNK, sizeof *ids);
     long total = ids ? 0 : -1;
     while (total >= 0) {
-        long n = store_mongo_expired_ids(s, messages, now_ms, ids);
+        long n = store_mongo_expired_ids(s, messages, floors, now_ms, ids);
         if (n <= 0) {
             total = n < 0 ? -1 : total;
             break;
@@ -1183,8 +1231,172 @@ static int store_mongo_expire(void *handle, uint64_t now_ms)
     free(ids);
     mongoc_collection_destroy(messages);
     mongoc_collection_destroy(recipients);
+    mongoc_collection_destroy(floors);
     mongoc_client_pool_push(s->pool, client);
     return total < 0 ? STORE_ERR : (int)total;
+}
+
+/* --- channel history ---------------------------------------------------------------- */
+
+/* 1 if coll has a document matching filter, 0 if not, -1 on error. */
+static int store_mongo_exists(store_mongo_t *s, mongoc_collection_t *coll, const bson_t *filter)
+{
+    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1));
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    const bson_t *doc;
+    int found = mongoc_cursor_next(c, &doc) ? 1 : 0;
+    bson_error_t e;
+    if (mongoc_cursor_error(c, &e)) {
+        store_mongo_failed(s, "history lookup", &e);
+        found = -1;
+    }
+    mongoc_cursor_destroy(c);
+    bson_destroy(opts);
+    return found;
+}
+
+/* The id of the kept (ttl > 0) message of channel `skip` places below the
+ * newest (extra: more conditions), into out. 1 found, 0 none, -1 error. */
+static int store_mongo_nth(store_mongo_t *s, mongoc_collection_t *messages, const char *channel,
+                           size_t skip, const char *upto, char out[IDS_LEN + 1])
+{
+    bson_t *filter =
+        upto ? BCON_NEW("channel", BCON_UTF8(channel), "ttl", "{", "$gt", BCON_INT64(0), "}",
+                        "dispatched", BCON_BOOL(true), "_id", "{", "$lte", BCON_UTF8(upto), "}")
+             : BCON_NEW("channel", BCON_UTF8(channel), "ttl", "{", "$gt", BCON_INT64(0), "}");
+    bson_t *opts =
+        BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "sort", "{", "_id", BCON_INT32(-1),
+                 "}", "skip", BCON_INT64((int64_t)skip), "limit", BCON_INT64(1));
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
+    const bson_t *doc;
+    int found = 0;
+    if (mongoc_cursor_next(c, &doc)) {
+        const char *id = store_mongo_str(doc, "_id");
+        if (id && strlen(id) <= IDS_LEN) {
+            snprintf(out, IDS_LEN + 1, "%s", id);
+            found = 1;
+        }
+    }
+    bson_error_t e;
+    if (mongoc_cursor_error(c, &e)) {
+        store_mongo_failed(s, "channel trim lookup", &e);
+        found = -1;
+    }
+    mongoc_cursor_destroy(c);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    return found;
+}
+
+/* As store_sqlite_trim_channel: the edge (`keep` below the newest), the
+ * newest handed-over one at or below it raises the floor, then those go. */
+static int store_mongo_trim_channel(void *handle, const char *channel, size_t keep)
+{
+    store_mongo_t *s = handle;
+    mongoc_client_t *client = store_mongo_pop(s);
+    if (!client)
+        return STORE_ERR;
+    mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
+    mongoc_collection_t *floors = mongoc_client_get_collection(client, s->db, "channel_floor");
+    char edge[IDS_LEN + 1], top[IDS_LEN + 1];
+    long n = 0;
+    int found = store_mongo_nth(s, messages, channel, keep, NULL, edge);
+    if (found == 1)
+        found = store_mongo_nth(s, messages, channel, 0, edge, top);
+    if (found < 0) {
+        n = -1;
+    } else if (found == 1) {
+        n = store_mongo_raise_floor(s, floors, channel, top);
+        if (n == 0) {
+            bson_t *filter =
+                BCON_NEW("channel", BCON_UTF8(channel), "ttl", "{", "$gt", BCON_INT64(0), "}",
+                         "dispatched", BCON_BOOL(true), "_id", "{", "$lte", BCON_UTF8(edge), "}");
+            bson_t reply;
+            bson_error_t e;
+            if (mongoc_collection_delete_many(messages, filter, NULL, &reply, &e)) {
+                bson_iter_t it;
+                n = bson_iter_init_find(&it, &reply, "deletedCount") ? (long)bson_iter_as_int64(&it)
+                                                                     : 0;
+            } else {
+                store_mongo_failed(s, "channel trim", &e);
+                n = -1;
+            }
+            bson_destroy(&reply);
+            bson_destroy(filter);
+        }
+    }
+    mongoc_collection_destroy(messages);
+    mongoc_collection_destroy(floors);
+    mongoc_client_pool_push(s->pool, client);
+    return n < 0 ? STORE_ERR : (int)n;
+}
+
+/* As store_sqlite_history: the newest keep + 1 after since, newest first
+ * (one more than keep: some are beyond the bound), then expired ones still
+ * there, then the floor. Documents that MongoDB's TTL monitor deleted
+ * before store_expire saw them raise no floor (docs/ARCHITECTURE.md). */
+static int store_mongo_history(void *handle, const char *channel, const char *since,
+                               uint64_t now_ms, size_t keep, store_msg_fn fn, void *arg,
+                               int *recovered)
+{
+    store_mongo_t *s = handle;
+    *recovered = 1;
+    mongoc_client_t *client = store_mongo_pop(s);
+    if (!client)
+        return STORE_ERR;
+    mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
+    mongoc_collection_t *floors = mongoc_client_get_collection(client, s->db, "channel_floor");
+    store_mongo_rows_t rs = {0};
+    bson_t *filter = BCON_NEW("channel", BCON_UTF8(channel), "_id", "{", "$gt", BCON_UTF8(since),
+                              "}", "ttl", "{", "$gt", BCON_INT64(0), "}", "expire_at", "{", "$gt",
+                              BCON_DATE_TIME((int64_t)now_ms), "}");
+    bson_t *opts =
+        BCON_NEW("sort", "{", "_id", BCON_INT32(-1), "}", "limit", BCON_INT64((int64_t)keep + 1));
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
+    const bson_t *doc;
+    int rc = 0;
+    while (mongoc_cursor_next(c, &doc))
+        if (!store_mongo_rows_add(&rs, doc)) {
+            LOG_E("store: a stored message is malformed or memory ran out");
+            rc = -1;
+            break;
+        }
+    bson_error_t e;
+    if (mongoc_cursor_error(c, &e)) {
+        store_mongo_failed(s, "history", &e);
+        rc = -1;
+    }
+    mongoc_cursor_destroy(c);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    if (rc == 0 && since[0]) {
+        int gone = rs.n > keep;
+        if (!gone) {
+            bson_t *f = BCON_NEW("channel", BCON_UTF8(channel), "_id", "{", "$gt", BCON_UTF8(since),
+                                 "}", "ttl", "{", "$gt", BCON_INT64(0), "}", "expire_at", "{",
+                                 "$lte", BCON_DATE_TIME((int64_t)now_ms), "}");
+            gone = store_mongo_exists(s, messages, f);
+            bson_destroy(f);
+        }
+        if (gone == 0) {
+            bson_t *f =
+                BCON_NEW("_id", BCON_UTF8(channel), "id", "{", "$gt", BCON_UTF8(since), "}");
+            gone = store_mongo_exists(s, floors, f);
+            bson_destroy(f);
+        }
+        if (gone < 0)
+            rc = -1;
+        *recovered = gone == 0;
+    }
+    mongoc_collection_destroy(messages);
+    mongoc_collection_destroy(floors);
+    mongoc_client_pool_push(s->pool, client);
+    int n = 0;
+    size_t top = rs.n > keep ? keep : rs.n;
+    for (size_t i = top; rc == 0 && i > 0; i--, n++)
+        fn(arg, &rs.rows[i - 1].m, NULL, 0);
+    store_mongo_rows_free(&rs);
+    return rc == 0 ? n : STORE_ERR;
 }
 
 static int store_mongo_healthy(void *handle)
@@ -1202,6 +1414,8 @@ const store_ops_t store_mongo_ops = {
     .ack = store_mongo_ack,
     .undispatched = store_mongo_undispatched,
     .expire = store_mongo_expire,
+    .history = store_mongo_history,
+    .trim_channel = store_mongo_trim_channel,
     .healthy = store_mongo_healthy,
     .close = store_mongo_close,
 };

@@ -9,6 +9,11 @@
  *            idem_key (unique where set), broadcast)
  *   recipients(user, msg_id, acked, PK(user, msg_id))
  *   undispatched(id PK)   messages not yet handed to the dispatcher
+ *   messages.channel      (version 3) the channel of a channel message, else NULL;
+ *                         indexed (channel, id) where set: the history
+ *   channel_floor(channel PK, id)  per channel, the newest message with ttl > 0
+ *                         that expiry deleted: a `since` below it cannot be
+ *                         recovered (store_history)
  * A ttl-0 message keeps its recipients inline (messages.rcpt) instead: it
  * is never pending nor acked.
  * A message row is written once and never updated: handing it over deletes
@@ -37,7 +42,8 @@ struct store_sqlite {
     pthread_mutex_t lock;
     sqlite3_stmt *begin, *commit, *rollback, *find_idem, *ins_msg, *ins_rcpt, *pending, *ack,
         *undispatched, *rcpts_of, *ins_undispatched, *mark, *sync_normal, *sync_full, *expire_rcpts,
-        *expire_msgs;
+        *expire_msgs, *expire_floor, *history, *history_gone, *history_floor, *trim_edge,
+        *trim_floor, *trim_msgs;
     int healthy;
 };
 
@@ -70,6 +76,15 @@ static const char *store_schema_v2 =
     "CREATE INDEX IF NOT EXISTS recipients_by_msg ON recipients(msg_id);"
     "PRAGMA user_version=2;";
 
+/* Version 3: channels. Run inside the same transaction as the steps before. */
+static const char *store_schema_v3 =
+    "ALTER TABLE messages ADD COLUMN channel TEXT;"
+    "CREATE INDEX IF NOT EXISTS messages_by_channel ON messages(channel, id)"
+    " WHERE channel IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS channel_floor(channel TEXT PRIMARY KEY, id TEXT NOT NULL)"
+    " WITHOUT ROWID;"
+    "PRAGMA user_version=3;";
+
 /* From version 1 (messages.dispatched, idem_key UNIQUE): the same rows,
  * the undispatched ones listed in their own table. */
 static const char *store_migrate_v1 = "ALTER TABLE messages RENAME TO messages_v1;"
@@ -93,7 +108,7 @@ static int store_sqlite_exec(store_sqlite_t *s, const char *sql, char *err, size
     return -1;
 }
 
-/* Bring the schema to version 2, in one transaction. */
+/* Bring the schema to version 3, in one transaction. */
 static int store_sqlite_migrate(store_sqlite_t *s, const char *path, char *err, size_t err_size)
 {
     sqlite3_stmt *st = NULL;
@@ -107,10 +122,21 @@ static int store_sqlite_migrate(store_sqlite_t *s, const char *path, char *err, 
                  sqlite3_errmsg(s->db));
         return -1;
     }
-    if (version == 2)
+    if (version == 3)
         return 0;
+    if (version == 2) {
+        if (store_sqlite_exec(s, "BEGIN IMMEDIATE", err, err_size, path))
+            return -1;
+        if (store_sqlite_exec(s, store_schema_v3, err, err_size, path) ||
+            store_sqlite_exec(s, "COMMIT", err, err_size, path)) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        LOG_I("store: %s migrated to schema version 3", path);
+        return 0;
+    }
     if (version != 0) {
-        snprintf(err, err_size, "%s has schema version %d; this collector knows 1 and 2", path,
+        snprintf(err, err_size, "%s has schema version %d; this collector knows 1 to 3", path,
                  version);
         return -1;
     }
@@ -126,18 +152,20 @@ static int store_sqlite_migrate(store_sqlite_t *s, const char *path, char *err, 
     if ((v1 && store_sqlite_exec(s, store_migrate_v1, err, err_size, path)) ||
         store_sqlite_exec(s, store_schema_v2, err, err_size, path) ||
         (v1 && store_sqlite_exec(s, store_migrate_v1_copy, err, err_size, path)) ||
+        store_sqlite_exec(s, store_schema_v3, err, err_size, path) ||
         store_sqlite_exec(s, "COMMIT", err, err_size, path)) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
     if (v1)
-        LOG_I("store: %s migrated to schema version 2", path);
+        LOG_I("store: %s migrated to schema version 3", path);
     return 0;
 }
 
 static void store_sqlite_close(void *handle);
 
-#define STORE_MSG_COLS "m.id, m.topic, m.data, m.content_type, m.accepted_ms, m.ttl, m.broadcast"
+#define STORE_MSG_COLS                                                                             \
+    "m.id, m.topic, m.data, m.content_type, m.accepted_ms, m.ttl, m.broadcast, m.channel"
 
 static int prep(store_sqlite_t *s, sqlite3_stmt **st, const char *sql)
 {
@@ -173,7 +201,8 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
         prep(s, &s->find_idem, "SELECT id FROM messages WHERE idem_key = ?1") ||
         prep(s, &s->ins_msg,
              "INSERT INTO messages(id, topic, data, content_type, accepted_ms, ttl, expires_ms,"
-             " idem_key, broadcast, rcpt) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") ||
+             " idem_key, broadcast, rcpt, channel)"
+             " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") ||
         prep(s, &s->ins_rcpt, "INSERT OR IGNORE INTO recipients(user, msg_id) VALUES(?1, ?2)") ||
         prep(s, &s->pending,
              "SELECT " STORE_MSG_COLS " FROM recipients r JOIN messages m ON m.id = r.msg_id"
@@ -190,7 +219,29 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
         prep(s, &s->sync_full, "PRAGMA synchronous=FULL") ||
         prep(s, &s->expire_rcpts,
              "DELETE FROM recipients WHERE msg_id IN (" STORE_EXPIRED_IDS ")") ||
-        prep(s, &s->expire_msgs, "DELETE FROM messages WHERE id IN (" STORE_EXPIRED_IDS ")")) {
+        prep(s, &s->expire_msgs, "DELETE FROM messages WHERE id IN (" STORE_EXPIRED_IDS ")") ||
+        prep(s, &s->expire_floor,
+             "INSERT INTO channel_floor(channel, id) SELECT channel, MAX(id) FROM messages"
+             " WHERE id IN (" STORE_EXPIRED_IDS ") AND channel IS NOT NULL AND ttl > 0"
+             " GROUP BY channel ON CONFLICT(channel) DO UPDATE SET id = MAX(id, excluded.id)") ||
+        prep(s, &s->history,
+             "SELECT " STORE_MSG_COLS " FROM messages m WHERE m.channel = ?1 AND m.id > ?2"
+             " AND m.ttl > 0 AND m.expires_ms > ?3 ORDER BY m.id DESC LIMIT ?4") ||
+        prep(s, &s->history_gone,
+             "SELECT 1 FROM messages WHERE channel = ?1 AND id > ?2 AND ttl > 0"
+             " AND expires_ms <= ?3 LIMIT 1") ||
+        prep(s, &s->history_floor, "SELECT 1 FROM channel_floor WHERE channel = ?1 AND id > ?2") ||
+        prep(s, &s->trim_edge,
+             "SELECT id FROM messages WHERE channel = ?1 AND ttl > 0 ORDER BY id DESC"
+             " LIMIT 1 OFFSET ?2") ||
+        prep(s, &s->trim_floor,
+             "INSERT INTO channel_floor(channel, id) SELECT channel, MAX(id) FROM messages m"
+             " WHERE channel = ?1 AND ttl > 0 AND id <= ?2 AND NOT EXISTS"
+             " (SELECT 1 FROM undispatched u WHERE u.id = m.id) GROUP BY channel"
+             " ON CONFLICT(channel) DO UPDATE SET id = MAX(id, excluded.id)") ||
+        prep(s, &s->trim_msgs,
+             "DELETE FROM messages WHERE channel = ?1 AND ttl > 0 AND id <= ?2 AND NOT EXISTS"
+             " (SELECT 1 FROM undispatched u WHERE u.id = messages.id)")) {
         snprintf(err, err_size, "cannot prepare statements on %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
@@ -282,6 +333,10 @@ static int store_sqlite_put_one(store_sqlite_t *s, const store_msg_t *m, char *c
         sqlite3_bind_blob(st, 10, inline_to, (int)inline_len, free);
     else
         sqlite3_bind_null(st, 10);
+    if (m->channel)
+        sqlite3_bind_text(st, 11, m->channel, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 11);
     if (step_done(s, st))
         return STORE_ERR;
     sqlite3_bind_text(s->ins_undispatched, 1, m->id, -1, SQLITE_STATIC);
@@ -338,7 +393,7 @@ static int store_sqlite_put(void *handle, const store_msg_t *m, char *const *to,
  * sent) and never see pointers into a statement. */
 typedef struct store_row {
     store_msg_t m;
-    char *topic, *content_type;
+    char *topic, *content_type, *channel;
     unsigned char *data;
     char **to;
     size_t n_to;
@@ -355,6 +410,7 @@ static void store_rows_free(store_rows_t *rs)
         store_row_t *r = &rs->rows[i];
         free(r->topic);
         free(r->content_type);
+        free(r->channel);
         free(r->data);
         for (size_t k = 0; k < r->n_to; k++)
             free(r->to[k]);
@@ -396,6 +452,10 @@ static store_row_t *store_rows_add(store_rows_t *rs, sqlite3_stmt *st)
     r->m.accepted_ms = (uint64_t)sqlite3_column_int64(st, 4);
     r->m.ttl = (uint32_t)sqlite3_column_int64(st, 5);
     r->m.broadcast = sqlite3_column_int(st, 6);
+    if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+        r->channel = store_col_text(st, 7);
+        r->m.channel = r->channel;
+    }
     r->m.topic = r->topic;
     r->m.data = r->data;
     r->m.content_type = r->content_type;
@@ -509,8 +569,8 @@ static int store_sqlite_undispatched(void *handle, uint64_t before_ms, size_t li
     int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_row_t *r = store_rows_add(&rs, st);
-        const char *blob = r ? sqlite3_column_blob(st, 7) : NULL;
-        if (!r || (blob ? store_rows_split_recipients(r, blob, (size_t)sqlite3_column_bytes(st, 7))
+        const char *blob = r ? sqlite3_column_blob(st, 8) : NULL;
+        if (!r || (blob ? store_rows_split_recipients(r, blob, (size_t)sqlite3_column_bytes(st, 8))
                         : store_rows_add_recipients(s, r)) != 0)
             break;
     }
@@ -567,8 +627,9 @@ static int store_sqlite_expire(void *handle, uint64_t now_ms)
         int n = STORE_ERR;
         if (step_done(s, s->begin))
             goto out;
-        for (int i = 0; i < 2; i++) {
-            sqlite3_stmt *st = i == 0 ? s->expire_rcpts : s->expire_msgs;
+        /* the floor first: it needs the rows that the deletes remove */
+        for (int i = 0; i < 3; i++) {
+            sqlite3_stmt *st = i == 0 ? s->expire_floor : i == 1 ? s->expire_rcpts : s->expire_msgs;
             sqlite3_bind_int64(st, 1, (sqlite3_int64)now_ms);
             sqlite3_bind_int64(st, 2, STORE_EXPIRE_CHUNK);
             if (step_done(s, st)) {
@@ -592,6 +653,111 @@ static int store_sqlite_expire(void *handle, uint64_t now_ms)
     }
 }
 
+/* The newest `keep` stay; the one `keep` places below the newest and
+ * everything older go (once handed over), the floor raised first. One
+ * transaction: the index walk to the edge is `keep` entries, done at most
+ * once per STORE_TRIM_EVERY(keep) kept messages of the channel. */
+static int store_sqlite_trim_channel(void *handle, const char *channel, size_t keep)
+{
+    store_sqlite_t *s = handle;
+    int n = STORE_ERR;
+    char edge[IDS_LEN + 1] = "";
+    pthread_mutex_lock(&s->lock);
+    if (step_done(s, s->begin))
+        goto out;
+    sqlite3_bind_text(s->trim_edge, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->trim_edge, 2, (sqlite3_int64)keep);
+    int rc = sqlite3_step(s->trim_edge);
+    if (rc == SQLITE_ROW)
+        snprintf(edge, sizeof edge, "%s", (const char *)sqlite3_column_text(s->trim_edge, 0));
+    sqlite3_reset(s->trim_edge);
+    n = 0;
+    if (rc == SQLITE_ROW) {
+        for (int i = 0; i < 2 && n >= 0; i++) {
+            sqlite3_stmt *st = i == 0 ? s->trim_floor : s->trim_msgs;
+            sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, edge, -1, SQLITE_STATIC);
+            if (step_done(s, st))
+                n = STORE_ERR;
+            else if (i == 1)
+                n = sqlite3_changes(s->db);
+        }
+    } else if (rc != SQLITE_DONE) {
+        LOG_E("store: trimming channel %s: %s", channel, sqlite3_errmsg(s->db));
+        n = STORE_ERR;
+    }
+    if (n < 0 || step_done(s, s->commit)) {
+        step_done(s, s->rollback);
+        n = STORE_ERR;
+    }
+out:
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* A single-row query with ?1 channel, ?2 since and optionally ?3 now:
+ * 1 if it found a row, 0 if not, -1 on error. */
+static int store_sqlite_exists(store_sqlite_t *s, sqlite3_stmt *st, const char *channel,
+                               const char *since, uint64_t now_ms)
+{
+    sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
+    if (sqlite3_bind_parameter_count(st) >= 3)
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)now_ms);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    LOG_E("store: history of %s: %s", channel, sqlite3_errmsg(s->db));
+    return -1;
+}
+
+/* The newest keep + 1 kept messages after since, newest first: one more
+ * than keep means some were beyond the bound. Expired ones not yet deleted
+ * and the floor (expired and deleted) say the rest. */
+static int store_sqlite_history(void *handle, const char *channel, const char *since,
+                                uint64_t now_ms, size_t keep, store_msg_fn fn, void *arg,
+                                int *recovered)
+{
+    store_sqlite_t *s = handle;
+    store_rows_t rs = {0};
+    *recovered = 1;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *st = s->history;
+    sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)now_ms);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)keep + 1);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (!store_rows_add(&rs, st))
+            break;
+    if (rc != SQLITE_DONE) {
+        LOG_E("store: history of %s: %s", channel,
+              rc == SQLITE_ROW ? "out of memory" : sqlite3_errmsg(s->db));
+        n = STORE_ERR;
+    }
+    sqlite3_reset(st);
+    if (n != STORE_ERR && since[0]) {
+        int gone = rs.n > keep;
+        if (!gone)
+            gone = store_sqlite_exists(s, s->history_gone, channel, since, now_ms);
+        if (gone == 0)
+            gone = store_sqlite_exists(s, s->history_floor, channel, since, now_ms);
+        if (gone < 0)
+            n = STORE_ERR;
+        *recovered = gone == 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    size_t top = rs.n > keep ? keep : rs.n; /* a row past keep is the oldest: beyond the bound */
+    for (size_t i = top; n != STORE_ERR && i > 0; i--, n++)
+        fn(arg, &rs.rows[i - 1].m, NULL, 0);
+    store_rows_free(&rs);
+    return n;
+}
+
 static int store_sqlite_healthy(void *handle)
 {
     store_sqlite_t *s = handle;
@@ -604,10 +770,11 @@ static void store_sqlite_close(void *handle)
     if (!s)
         return;
     sqlite3_stmt **all[] = {
-        &s->begin,        &s->commit,           &s->rollback,    &s->find_idem,
-        &s->ins_msg,      &s->ins_rcpt,         &s->pending,     &s->ack,
-        &s->undispatched, &s->rcpts_of,         &s->mark,        &s->expire_rcpts,
-        &s->expire_msgs,  &s->ins_undispatched, &s->sync_normal, &s->sync_full};
+        &s->begin,     &s->commit,       &s->rollback,    &s->find_idem,        &s->ins_msg,
+        &s->ins_rcpt,  &s->pending,      &s->ack,         &s->undispatched,     &s->rcpts_of,
+        &s->mark,      &s->expire_rcpts, &s->expire_msgs, &s->ins_undispatched, &s->sync_normal,
+        &s->sync_full, &s->expire_floor, &s->history,     &s->history_gone,     &s->history_floor,
+        &s->trim_edge, &s->trim_floor,   &s->trim_msgs};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(*all[i]);
     sqlite3_close(s->db);
@@ -624,6 +791,8 @@ const store_ops_t store_sqlite_ops = {
     .ack = store_sqlite_ack,
     .undispatched = store_sqlite_undispatched,
     .expire = store_sqlite_expire,
+    .history = store_sqlite_history,
+    .trim_channel = store_sqlite_trim_channel,
     .healthy = store_sqlite_healthy,
     .close = store_sqlite_close,
 };

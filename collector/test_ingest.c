@@ -315,7 +315,60 @@ static void protobuf_limits_have_their_reasons(void)
     free(many);
 }
 
+static void channel_publishes_are_decoded_and_checked(void)
+{
+    ingest_request_t r;
+    CHECK_INT(decode("{\"channel\":\"room.42\",\"topic\":\"t\",\"data\":1,\"ttl\":60}", &r), 0);
+    CHECK_STR(r.channel, "room.42");
+    CHECK_INT(r.n_to, 0);
+    CHECK_INT(r.broadcast, 0);
+    CHECK_INT(r.ttl, 60);
+    ingest_free(&r);
+    CHECK_INT(decode("{\"channel\":\"a\",\"broadcast\":false}", &r), 0);
+    CHECK_INT(r.ttl, 86400);
+    ingest_free(&r);
+    char long_name[300];
+    snprintf(long_name, sizeof long_name, "{\"channel\":\"%0256d\"}", 0);
+    struct {
+        const char *body, *reason;
+    } cases[] = {
+        {"{\"channel\":\"r\",\"to\":[\"u1\"]}", "channel_and_other"},
+        {"{\"channel\":\"r\",\"to\":[]}", "channel_and_other"},
+        {"{\"channel\":\"r\",\"broadcast\":true}", "channel_and_other"},
+        {"{\"channel\":\"\"}", "bad_channel"},
+        {"{\"channel\":\"room 1\"}", "bad_channel"},
+        {"{\"channel\":\"room*\"}", "bad_channel"},
+        {"{\"channel\":7}", "bad_channel"},
+        {long_name, "bad_channel"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        reason = NULL;
+        CHECK_INT(decode(cases[i].body, &r), -1);
+        CHECK_STR(reason, cases[i].reason);
+    }
+    /* protobuf: the same rules */
+    static uint8_t buf[4096];
+    Push__V1__PushRequest pr = PUSH__V1__PUSH_REQUEST__INIT;
+    pr.channel = "room.42";
+    size_t n = pack(&pr, buf);
+    CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), 0);
+    CHECK_STR(r.channel, "room.42");
+    ingest_free(&r);
+    char *to[] = {"u1"};
+    pr.n_to = 1;
+    pr.to = to;
+    n = pack(&pr, buf);
+    CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), -1);
+    CHECK_STR(reason, "channel_and_other");
+    pr.n_to = 0;
+    pr.channel = "bad/name";
+    n = pack(&pr, buf);
+    CHECK_INT(ingest_decode(buf, n, NULL, &r, &reason, err, sizeof err), -1);
+    CHECK_STR(reason, "bad_channel");
+}
+
 CHECK_MAIN(CHECK_CASE(json_unicast_is_decoded_with_defaults),
+           CHECK_CASE(channel_publishes_are_decoded_and_checked),
            CHECK_CASE(json_broadcast_is_live_only_and_keeps_id_and_ttl_rules),
            CHECK_CASE(content_type_header_selects_json),
            CHECK_CASE(each_bad_json_input_has_its_reason), CHECK_CASE(recipient_and_size_limits),

@@ -443,6 +443,8 @@ static void mongo_store_without_a_server_is_unhealthy_and_fails_fast(void)
         CHECK_INT(store_mark_dispatched(s, "m1"), STORE_ERR);
         CHECK_INT(store_mark_dispatched_many(s, ids, 1), STORE_ERR);
         CHECK_INT(store_expire(s, T0), STORE_ERR);
+        int recovered = -1;
+        CHECK_INT(store_history(s, "room", "", T0, 10, collect, &seen, &recovered), STORE_ERR);
         CHECK_INT(seen.n, 0);
         if (round == 0)
             usleep(1500 * 1000); /* a few failed pings later: still down, still fast */
@@ -457,7 +459,158 @@ static void mongo_store_without_a_server_is_unhealthy_and_fails_fast(void)
     CHECK(strstr(err, "URI") != NULL);
 }
 
+static void put_chan(store_t *s, const char *id, uint64_t at, uint32_t ttl, const char *channel)
+{
+    store_msg_t m = {.topic = "t",
+                     .data = (const unsigned char *)"1",
+                     .data_len = 1,
+                     .content_type = "application/json",
+                     .accepted_ms = at,
+                     .ttl = ttl,
+                     .channel = channel};
+    snprintf(m.id, sizeof m.id, "%s", id);
+    char existing[IDS_LEN + 1] = "";
+    CHECK_INT(store_put(s, &m, NULL, 0, NULL, existing), STORE_OK);
+}
+
+typedef struct chan_seen {
+    char ids[16][IDS_LEN + 1];
+    char channels[16][32];
+    size_t n;
+} chan_seen_t;
+
+static void collect_chan(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
+{
+    chan_seen_t *s = arg;
+    CHECK(to == NULL && n_to == 0);
+    if (s->n < 16) {
+        snprintf(s->ids[s->n], IDS_LEN + 1, "%s", m->id);
+        snprintf(s->channels[s->n++], 32, "%s", m->channel ? m->channel : "(none)");
+    }
+}
+
+static void channel_message_is_handed_over_with_its_channel(void)
+{
+    store_t *s = fresh();
+    put_chan(s, "a", T0 + 1000, 60, "room.1");
+    put_chan(s, "b", T0 + 1000, 0, "room.1");
+    chan_seen_t seen = {0};
+    CHECK_INT(store_undispatched(s, T0 + 2000, 10, collect_chan, &seen), 2);
+    CHECK_STR(seen.ids[0], "a");
+    CHECK_STR(seen.channels[0], "room.1");
+    CHECK_STR(seen.channels[1], "room.1");
+    seen_t none = {0};
+    CHECK_INT(store_pending(s, "room.1", NULL, T0 + 1500, 10, collect, &none), 0);
+    store_close(s);
+}
+
+static void history_is_kept_messages_after_since_oldest_first(void)
+{
+    store_t *s = fresh();
+    put_chan(s, "a", T0 + 1000, 60, "room.1");
+    put_chan(s, "b", T0 + 1000, 0, "room.1"); /* live only: never history */
+    put_chan(s, "c", T0 + 1000, 60, "room.2");
+    put_chan(s, "d", T0 + 1000, 60, "room.1");
+    put_chan(s, "e", T0 + 1000, 1, "room.1"); /* expires at T0 + 2000 */
+    chan_seen_t seen = {0};
+    int recovered = -1;
+    CHECK_INT(store_history(s, "room.1", "", T0 + 1500, 100, collect_chan, &seen, &recovered), 3);
+    CHECK_INT(recovered, 1);
+    CHECK_STR(seen.ids[0], "a");
+    CHECK_STR(seen.ids[1], "d");
+    CHECK_STR(seen.ids[2], "e");
+    CHECK_STR(seen.channels[0], "room.1");
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_history(s, "room.1", "a", T0 + 1500, 100, collect_chan, &seen, &recovered), 2);
+    CHECK_INT(recovered, 1);
+    CHECK_STR(seen.ids[0], "d");
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_history(s, "room.1", "e", T0 + 1500, 100, collect_chan, &seen, &recovered), 0);
+    CHECK_INT(recovered, 1);
+    /* e expired: since a, d is there but e is gone, so not recovered */
+    CHECK_INT(store_history(s, "room.1", "a", T0 + 2500, 100, collect_chan, &seen, &recovered), 1);
+    CHECK_INT(recovered, 0);
+    CHECK_INT(store_history(s, "room.9", "a", T0 + 1500, 100, collect_chan, &seen, &recovered), 0);
+    CHECK_INT(recovered, 1);
+    store_close(s);
+}
+
+static void history_keeps_the_newest_per_channel_and_says_what_is_lost(void)
+{
+    store_t *s = fresh();
+    const char *ids[] = {"m1", "m2", "m3", "m4", "m5"};
+    for (int i = 0; i < 5; i++)
+        put_chan(s, ids[i], T0 + 1000, 60, "room.1");
+    chan_seen_t seen = {0};
+    int recovered = -1;
+    /* keep 3: m3..m5 */
+    CHECK_INT(store_history(s, "room.1", "", T0 + 1500, 3, collect_chan, &seen, &recovered), 3);
+    CHECK_STR(seen.ids[0], "m3");
+    CHECK_STR(seen.ids[2], "m5");
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_history(s, "room.1", "m1", T0 + 1500, 3, collect_chan, &seen, &recovered), 3);
+    CHECK_INT(recovered, 0); /* m2 is beyond the bound */
+    CHECK_STR(seen.ids[0], "m3");
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_history(s, "room.1", "m2", T0 + 1500, 3, collect_chan, &seen, &recovered), 3);
+    CHECK_INT(recovered, 1); /* m3..m5 is everything after m2 */
+    /* expired and deleted: the floor still says they are gone */
+    char *all[] = {"m1", "m2", "m3", "m4", "m5"};
+    CHECK_INT(store_mark_dispatched_many(s, all, 5), STORE_OK);
+    put_chan(s, "m6", T0 + 100000, 60, "room.1");
+    CHECK_INT(store_expire(s, T0 + 70000), 5);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_history(s, "room.1", "m4", T0 + 100500, 3, collect_chan, &seen, &recovered), 1);
+    CHECK_STR(seen.ids[0], "m6");
+    CHECK_INT(recovered, 0);
+    CHECK_INT(store_history(s, "room.1", "m5", T0 + 100500, 3, collect_chan, &seen, &recovered), 1);
+    CHECK_INT(recovered, 1);
+    store_close(s);
+}
+
+static void trim_keeps_the_newest_per_channel_once_handed_over(void)
+{
+    store_t *s = fresh();
+    char id[16];
+    char *ids[12];
+    for (int i = 0; i < 12; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        put_chan(s, id, T0 + 1000, 60, "room.1");
+        ids[i] = strdup(id);
+    }
+    put_chan(s, "z", T0 + 1000, 60, "room.2"); /* below STORE_TRIM_EVERY(4) for its channel */
+    CHECK_INT(store_trim_channels(s, 4), 0);   /* none handed over yet: all kept */
+    CHECK_INT(store_mark_dispatched_many(s, ids, 10), STORE_OK); /* m10, m11 are not */
+    char *more[] = {"n0", "n1", "n2", "n3"};
+    for (int i = 0; i < 4; i++)
+        put_chan(s, more[i], T0 + 1000, 60, "room.1"); /* due again */
+    CHECK_INT(store_mark_dispatched_many(s, more, 4), STORE_OK);
+    CHECK_INT(store_trim_channels(s, 4), 10); /* m00..m09: beyond the newest 4, handed over */
+    CHECK_INT(store_trim_channels(s, 4), 0);  /* not due again */
+    chan_seen_t seen = {0};
+    int recovered = -1;
+    /* the newest 4 are n0..n3; m10, m11 are kept until handed over, not served */
+    CHECK_INT(store_history(s, "room.1", "m05", T0 + 1500, 4, collect_chan, &seen, &recovered), 4);
+    CHECK_INT(recovered, 0);
+    CHECK_STR(seen.ids[0], "n0");
+    CHECK_STR(seen.ids[3], "n3");
+    CHECK_INT(store_history(s, "room.1", "m11", T0 + 1500, 4, collect_chan, &seen, &recovered), 4);
+    CHECK_INT(recovered, 1); /* nothing after m11 is gone */
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_history(s, "room.1", "m08", T0 + 1500, 20, collect_chan, &seen, &recovered), 6);
+    CHECK_INT(recovered, 0); /* m09 was trimmed: the floor says so */
+    CHECK_STR(seen.ids[0], "m10");
+    CHECK_INT(store_history(s, "room.2", "", T0 + 1500, 4, collect_chan, &seen, &recovered), 1);
+    for (int i = 0; i < 12; i++)
+        free(ids[i]);
+    store_close(s);
+}
+
 static const check_case_t store_cases[] = {
+    CHECK_CASE(trim_keeps_the_newest_per_channel_once_handed_over),
+    CHECK_CASE(channel_message_is_handed_over_with_its_channel),
+    CHECK_CASE(history_is_kept_messages_after_since_oldest_first),
+    CHECK_CASE(history_keeps_the_newest_per_channel_and_says_what_is_lost),
     CHECK_CASE(pending_is_oldest_first_unacked_unexpired_with_ttl),
     CHECK_CASE(pending_after_an_id_lists_only_newer_messages),
     CHECK_CASE(ack_hides_a_message_for_that_user_only),
@@ -533,14 +686,73 @@ static void sqlite_version_1_database_is_migrated(void)
     CHECK_INT(store_mark_dispatched(s, "b"), STORE_OK);
     CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &seen), 0);
     CHECK_INT(store_expire(s, T0 + 62000), 2); /* both handed over now, both expired */
+    int recovered = -1;
+    CHECK_INT(store_history(s, "room", "", T0, 10, collect, &seen, &recovered), 0); /* version 3 */
     store_close(s);
     s = store_open(uri, err, sizeof err); /* opening a version-2 database again changes nothing */
     CHECK(s != NULL);
     store_close(s);
 }
 
+/* A version-2 database (before channels) gets the channel column, its
+ * index and the floor table; its messages keep their meaning. */
+static void sqlite_version_2_database_is_migrated_to_3(void)
+{
+    store_t *s = fresh_sqlite();
+    store_close(s);
+    unlink(path);
+    sqlite3 *db = NULL;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[2048];
+    snprintf(
+        sql, sizeof sql,
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE messages(id TEXT PRIMARY KEY, topic TEXT NOT NULL, data BLOB NOT NULL,"
+        " content_type TEXT NOT NULL, accepted_ms INTEGER NOT NULL, ttl INTEGER NOT NULL,"
+        " expires_ms INTEGER NOT NULL, idem_key TEXT, broadcast INTEGER NOT NULL, rcpt BLOB)"
+        " WITHOUT ROWID;"
+        "CREATE UNIQUE INDEX messages_by_idem ON messages(idem_key) WHERE idem_key IS NOT NULL;"
+        "CREATE INDEX messages_by_expiry ON messages(expires_ms);"
+        "CREATE TABLE undispatched(id TEXT PRIMARY KEY) WITHOUT ROWID;"
+        "CREATE TABLE recipients(user TEXT NOT NULL, msg_id TEXT NOT NULL,"
+        " acked INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(user, msg_id)) WITHOUT ROWID;"
+        "CREATE INDEX recipients_by_msg ON recipients(msg_id);"
+        "INSERT INTO messages VALUES('a', 't', x'31', 'application/json', %llu, 60, %llu,"
+        " NULL, 0, NULL);"
+        "INSERT INTO undispatched VALUES('a');"
+        "INSERT INTO recipients(user, msg_id) VALUES('u1', 'a');"
+        "PRAGMA user_version=2;",
+        (unsigned long long)(T0 + 1000), (unsigned long long)(T0 + 61000));
+    CHECK_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char uri[80], err[256];
+    snprintf(uri, sizeof uri, "sqlite:%s", path);
+    s = store_open(uri, err, sizeof err);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    chan_seen_t seen = {0};
+    seen_t users = {0};
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &users), 1);
+    CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &users), 1);
+    put_chan(s, "b", T0 + 2000, 60, "room");
+    int recovered = -1;
+    CHECK_INT(store_history(s, "room", "", T0 + 2500, 10, collect_chan, &seen, &recovered), 1);
+    CHECK_STR(seen.ids[0], "b");
+    store_close(s);
+    db = NULL;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    CHECK_INT(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(st, 0), 3);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static const check_case_t once_cases[] = {
     CHECK_CASE(sqlite_version_1_database_is_migrated),
+    CHECK_CASE(sqlite_version_2_database_is_migrated_to_3),
     CHECK_CASE(unknown_or_empty_store_uris_are_refused),
     CHECK_CASE(mongo_store_without_a_server_is_unhealthy_and_fails_fast),
 };

@@ -79,6 +79,7 @@ static int writer_enqueue(writer_t *w, ingest_request_t *req, const char *reply,
     it->m.content_type = it->req.content_type;
     it->m.ttl = it->req.ttl;
     it->m.broadcast = it->req.broadcast;
+    it->m.channel = it->req.channel;
     pthread_mutex_lock(&w->lock);
     /* Minted under the lock: ids are in queue order. */
     it->m.accepted_ms = ids_now_ms();

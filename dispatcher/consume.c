@@ -48,7 +48,8 @@ struct consume {
     atomic_int stream_ok;
     atomic_int redis_up;
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
-    metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts;
+    metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts,
+        *channel_messages;
     metrics_series_t *owned, *taken, *rebinds, *redelivered;
 };
 
@@ -150,8 +151,9 @@ typedef struct batch {
     Push__V1__Dispatch **roots; /* one per stream message, decoded; NULL when malformed */
     Push__V1__Dispatch **d;     /* the messages: the roots, or their batch entries, in order */
     size_t n;
-    char **users;     /* all recipients of the batch, flattened */
+    char **users;     /* all recipients of the batch, flattened (a channel message: its channel) */
     size_t *user_msg; /* message index of each */
+    unsigned char *is_channel; /* users[i] is a channel name */
     size_t n_users;
     group_t **groups; /* per message: node -> users */
 } batch_t;
@@ -210,6 +212,14 @@ static void consume_publish_group(void *arg, const char *node, char **users, siz
         gp->failed = 1;
 }
 
+static void consume_publish_channel(void *arg, const char *node, char **users, size_t n)
+{
+    (void)users, (void)n;
+    group_pub_t *gp = arg;
+    if (outbox_add(gp->out, node, gp->m, NULL, 0) != 0)
+        gp->failed = 1;
+}
+
 /* Dispatch one fetched batch of a shard and ack it. Returns 0, or -1 when
  * the batch was left unacked (the caller rebinds, so it comes again first). */
 static int consume_batch(shard_t *sh, natsMsgList *list)
@@ -256,7 +266,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
                 LOG_W("dropped a malformed Dispatch on the stream");
                 continue;
             }
-            cap += d->n_to;
+            cap += d->n_to + (d->message->channel != NULL);
             if (!(b.groups[b.n] = group_new()))
                 goto oom;
             b.d[b.n++] = d;
@@ -264,10 +274,20 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
     }
     b.users = malloc((cap ? cap : 1) * sizeof *b.users);
     b.user_msg = malloc((cap ? cap : 1) * sizeof *b.user_msg);
-    if (!b.users || !b.user_msg)
+    b.is_channel = calloc(cap ? cap : 1, 1);
+    if (!b.users || !b.user_msg || !b.is_channel)
         goto oom;
     for (size_t i = 0; i < b.n; i++) {
-        if (!b.d[i] || b.d[i]->broadcast)
+        if (!b.d[i])
+            continue;
+        if (b.d[i]->message->channel) {
+            /* one lookup for the whole channel: the nodes with a subscriber */
+            b.is_channel[b.n_users] = 1;
+            b.users[b.n_users] = b.d[i]->message->channel;
+            b.user_msg[b.n_users++] = i;
+            continue;
+        }
+        if (b.d[i]->broadcast)
             continue;
         for (size_t k = 0; k < b.d[i]->n_to; k++) {
             b.users[b.n_users] = b.d[i]->to[k];
@@ -278,8 +298,8 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
      * hold the batch and keep JetStream from redelivering it elsewhere. */
     int tries = 0;
     while (b.n_users &&
-           routes_lookup_nodes(sh->routes, b.users, b.n_users, (long long)(consume_now_ms() / 1000),
-                               batch_found, &b) != 0) {
+           routes_lookup_nodes(sh->routes, b.users, b.is_channel, b.n_users,
+                               (long long)(consume_now_ms() / 1000), batch_found, &b) != 0) {
         if (!atomic_load(&sh->run) || !shard_lease_ok(sh))
             goto out; /* not acked: whoever runs this shard next starts with it */
         if (++tries % 10 == 0)
@@ -291,6 +311,15 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
         if (!b.d[i])
             continue;
         metrics_inc(c->messages);
+        if (b.d[i]->message->channel) {
+            /* one delivery per node with a subscriber, no user list (the
+             * node knows its subscribers); nothing to the others */
+            metrics_inc(c->channel_messages);
+            group_pub_t gp = {out, b.d[i]->message, 0};
+            group_each(b.groups[i], consume_publish_channel, &gp);
+            failed |= gp.failed;
+            continue;
+        }
         if (b.d[i]->broadcast) {
             char subject[256];
             natsx_subject(subject, sizeof subject, c->prefix, NATSX_BROADCAST);
@@ -332,6 +361,7 @@ out:
     free(b.groups);
     free(b.users);
     free(b.user_msg);
+    free(b.is_channel);
     return rc;
 }
 
@@ -564,6 +594,9 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         metrics_counter("push_dispatch_node_messages_total", NULL,
                         "NATS messages to nodes (each carries one or more deliveries)");
     c->broadcasts = metrics_counter("push_dispatch_broadcasts_total", NULL, "Broadcasts published");
+    c->channel_messages =
+        metrics_counter("push_dispatch_channel_messages_total", NULL,
+                        "Channel messages dispatched (to the nodes with subscribers)");
     c->offline = metrics_counter("push_dispatch_offline_recipients_total", NULL,
                                  "Recipients with no live node (they get it on reconnect)");
     c->malformed =

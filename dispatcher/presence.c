@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "chan.h"
 #include "log.h"
 #include "metrics.h"
 #include "natsx.h"
@@ -61,11 +62,12 @@ static int presence_user_ok(const char *u, size_t len)
  * route has not expired yet costs one timeout, not one per node. Adds the
  * nodes that hold >= 1 connection to nodes; returns the connection total. */
 static long long presence_ask_nodes(presence_t *p, natsConnection *nc, const char *user,
-                                    const presence_nodes_t *pn, json_t *nodes)
+                                    const char *channel, const presence_nodes_t *pn, json_t *nodes)
 {
     Push__V1__NodePresenceRequest nr = PUSH__V1__NODE_PRESENCE_REQUEST__INIT;
-    nr.user = (char *)user;
-    uint8_t buf[PRESENCE_MAX_USER + 16];
+    nr.user = (char *)(channel ? "" : user);
+    nr.channel = (char *)channel;
+    uint8_t buf[PRESENCE_MAX_USER + CHAN_MAX_NAME + 16];
     size_t len = push__v1__node_presence_request__get_packed_size(&nr);
     if (pn->n == 0 || len > sizeof buf)
         return 0;
@@ -130,21 +132,52 @@ static void presence_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
     metrics_inc(p->requests);
     json_t *req = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
     json_t *user = json_is_object(req) ? json_object_get(req, "user") : NULL;
+    json_t *channel = json_is_object(req) && !user ? json_object_get(req, "channel") : NULL;
+    if (channel) {
+        if (!json_is_string(channel) ||
+            !chan_name_ok(json_string_value(channel), json_string_length(channel))) {
+            metrics_inc(p->bad);
+            presence_answer(nc, msg,
+                            json_pack("{s:s}", "error",
+                                      "send {\"channel\":\"<name of 1..255 bytes of "
+                                      "A-Za-z0-9_.:@->\"}"));
+            goto out;
+        }
+        char *name = (char *)json_string_value(channel);
+        unsigned char is_channel = 1;
+        presence_nodes_t pn = {0};
+        if (routes_lookup_nodes(p->routes, &name, &is_channel, 1, (long long)time(NULL),
+                                presence_found, &pn) != 0) {
+            presence_answer(nc, msg, json_pack("{s:s}", "error", "redis is unavailable"));
+            goto out;
+        }
+        json_t *nodes = json_array();
+        long long total = presence_ask_nodes(p, nc, NULL, name, &pn, nodes);
+        for (size_t i = 0; i < pn.n; i++)
+            free(pn.names[i]);
+        presence_answer(nc, msg,
+                        json_pack("{s:s,s:I,s:o}", "channel", name, "subscribers",
+                                  (json_int_t)total, "nodes", nodes));
+        goto out;
+    }
     if (!json_is_string(user) ||
         !presence_user_ok(json_string_value(user), json_string_length(user))) {
         metrics_inc(p->bad);
         presence_answer(
-            nc, msg, json_pack("{s:s}", "error", "send {\"user\":\"<user id of 1..128 bytes>\"}"));
+            nc, msg,
+            json_pack("{s:s}", "error",
+                      "send {\"user\":\"<user id of 1..128 bytes>\"} or {\"channel\":\"<name>\"}"));
         goto out;
     }
     char *uid = (char *)json_string_value(user);
     presence_nodes_t pn = {0};
-    if (routes_lookup_nodes(p->routes, &uid, 1, (long long)time(NULL), presence_found, &pn) != 0) {
+    if (routes_lookup_nodes(p->routes, &uid, NULL, 1, (long long)time(NULL), presence_found, &pn) !=
+        0) {
         presence_answer(nc, msg, json_pack("{s:s}", "error", "redis is unavailable"));
         goto out;
     }
     json_t *nodes = json_array();
-    long long total = presence_ask_nodes(p, nc, uid, &pn, nodes);
+    long long total = presence_ask_nodes(p, nc, uid, NULL, &pn, nodes);
     for (size_t i = 0; i < pn.n; i++)
         free(pn.names[i]);
     presence_answer(nc, msg,

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "chan.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -74,8 +75,8 @@ static int routes_lookup_fail(routes_lookup_t *r, const char *why)
     return -1;
 }
 
-int routes_lookup_nodes(routes_lookup_t *r, char *const *users, size_t n, long long now_s,
-                        routes_found_fn fn, void *arg)
+int routes_lookup_nodes(routes_lookup_t *r, char *const *users, const unsigned char *is_channel,
+                        size_t n, long long now_s, routes_found_fn fn, void *arg)
 {
     if (!r->c) {
         /* Reconnect with backoff, so an outage costs neither a connect
@@ -88,7 +89,9 @@ int routes_lookup_nodes(routes_lookup_t *r, char *const *users, size_t n, long l
     char key[512], min[32];
     snprintf(min, sizeof min, "%lld", now_s);
     for (size_t i = 0; i < n; i++) {
-        size_t kl = redisx_route_key(key, sizeof key, r->prefix, users[i]);
+        size_t kl = is_channel && is_channel[i]
+                        ? chan_route_key(key, sizeof key, r->prefix, users[i])
+                        : redisx_route_key(key, sizeof key, r->prefix, users[i]);
         if (kl >= sizeof key)
             kl = sizeof key - 1; /* (not a user id we accept: it finds no route) */
         const char *argv[] = {"ZRANGEBYSCORE", key, min, "+inf"};

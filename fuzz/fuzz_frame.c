@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chan.h"
 #include "client_frame.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -16,6 +17,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!cf.ids[i][0] || strlen(cf.ids[i]) > CLIENT_FRAME_MAX_ID)
                 abort();
     } else if (cf.n_ids) {
+        abort();
+    }
+    if (cf.kind == CLIENT_FRAME_SUBSCRIBE || cf.kind == CLIENT_FRAME_UNSUBSCRIBE) {
+        /* a usable frame names a valid channel; an unusable one says why */
+        if (!cf.error && (!cf.channel || !chan_name_ok(cf.channel, strlen(cf.channel))))
+            abort();
+        if (cf.error && (cf.since || cf.token))
+            abort();
+        if (cf.channel && strlen(cf.channel) > CLIENT_FRAME_MAX_ECHO)
+            abort();
+        if (cf.since && (!cf.since[0] || strlen(cf.since) > CLIENT_FRAME_MAX_ID))
+            abort();
+    } else if (cf.channel || cf.since || cf.token || cf.error) {
         abort();
     }
     client_frame_free(&cf);

@@ -10,13 +10,16 @@
 #include <string.h>
 #include <strings.h>
 
+#include "chan.h"
 #include "ingest.h"
 
 static void fuzz_check_accepted(const ingest_request_t *r)
 {
-    if ((r->n_to == 0) == !r->broadcast || r->n_to > INGEST_MAX_RECIPIENTS ||
-        (r->broadcast && r->ttl))
-        abort(); /* exactly one of to / broadcast; broadcasts live only */
+    if ((r->n_to > 0) + (r->broadcast != 0) + (r->channel != NULL) != 1 ||
+        r->n_to > INGEST_MAX_RECIPIENTS || (r->broadcast && r->ttl))
+        abort(); /* exactly one of to / broadcast / channel; broadcasts live only */
+    if (r->channel && !chan_name_ok(r->channel, strlen(r->channel)))
+        abort();
     for (size_t i = 0; i < r->n_to; i++)
         if (!r->to[i][0] || strlen(r->to[i]) > INGEST_MAX_USER)
             abort();

@@ -190,14 +190,15 @@ class Cluster:
         wait_port(port)
         return p
 
-    def start_all(self, pushers=("pusher",)):
+    def start_all(self, pushers=("pusher",), collector_args=(), pusher_args=(), route_ttl=None):
         self.start_nats()
         self.start_redis()
         self.start("authd")
-        self.start("collector", "collector", "--store", f"sqlite:{os.path.join(self.dir, 'push.db')}")
+        self.start("collector", "collector", "--store", f"sqlite:{os.path.join(self.dir, 'push.db')}",
+                   *collector_args)
         self.start("dispatcher")
         for p in pushers:
-            self.start_pusher(p)
+            self.start_pusher(p, None, *pusher_args, route_ttl=route_ttl)
 
     def wait_ready(self, name, timeout=20.0):
         deadline = time.monotonic() + timeout
@@ -221,9 +222,11 @@ class Cluster:
         url = f"ws://127.0.0.1:{self.ws_ports[pusher]}/ws"
         return url + (f"?token={token}" if token is not None else "")
 
-    def token(self, sub, ttl=3600):
-        out = subprocess.run([os.path.join(BIN, "pushctl"), "token", "--sub", sub, "--ttl", str(ttl)],
-                             capture_output=True, text=True, env=self.env, timeout=10)
+    def token(self, sub, ttl=3600, channels=None, channel=None):
+        extra = (["--channels", ",".join(channels)] if channels is not None else []) + \
+            (["--channel", channel] if channel is not None else [])
+        out = subprocess.run([os.path.join(BIN, "pushctl"), "token", "--sub", sub, "--ttl", str(ttl),
+                              *extra], capture_output=True, text=True, env=self.env, timeout=10)
         if out.returncode != 0:
             raise RuntimeError(f"pushctl token failed: {out.stderr}")
         return out.stdout.strip()
@@ -461,12 +464,15 @@ class ClusterTest(unittest.IsolatedAsyncioTestCase):
     pushers = ("pusher",)
     start_services = True
     nats_max_payload = 4194304
+    collector_args = ()
+    pusher_args = ()
+    route_ttl = None
 
     def setUp(self):
         self.c = Cluster(nats_max_payload=self.nats_max_payload)
         try:
             if self.start_services:
-                self.c.start_all(self.pushers)
+                self.c.start_all(self.pushers, self.collector_args, self.pusher_args, self.route_ttl)
         except Exception:
             print(self.c.logs())
             self.c.stop_all()

@@ -213,6 +213,15 @@ static jwt_result_t jwt_check_claims(json_t *payload, time_t now, int leeway_s,
 jwt_result_t jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
                         time_t now, int leeway_s, char sub_out[JWT_MAX_SUB + 1])
 {
+    return jwt_verify_claims(token, len, secret, secret_len, now, leeway_s, sub_out, NULL);
+}
+
+jwt_result_t jwt_verify_claims(const char *token, size_t len, const char *secret, size_t secret_len,
+                               time_t now, int leeway_s, char sub_out[JWT_MAX_SUB + 1],
+                               char **claims_out)
+{
+    if (claims_out)
+        *claims_out = NULL;
     jwt_parts_t p;
     if (jwt_split(token, len, &p) != 0)
         return JWT_MALFORMED;
@@ -238,13 +247,21 @@ jwt_result_t jwt_verify(const char *token, size_t len, const char *secret, size_
     if (!payload)
         return JWT_MALFORMED;
     jwt_result_t r = jwt_check_claims(payload, now, leeway_s, sub_out);
+    if (r == JWT_OK && claims_out)
+        *claims_out = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
     return r;
 }
 
 char *jwt_sign(const char *sub, long ttl_s, const char *secret, size_t secret_len, time_t now)
 {
-    json_t *claims = NULL;
+    return jwt_sign_claims(sub, ttl_s, NULL, secret, secret_len, now);
+}
+
+char *jwt_sign_claims(const char *sub, long ttl_s, const char *extra, const char *secret,
+                      size_t secret_len, time_t now)
+{
+    json_t *claims = NULL, *more = NULL;
     char *payload = NULL, *out = NULL;
     unsigned char mac[JWT_SIG_BYTES];
 
@@ -255,6 +272,11 @@ char *jwt_sign(const char *sub, long ttl_s, const char *secret, size_t secret_le
         goto fail;
     if (ttl_s > 0 && json_object_set_new(claims, "exp", json_integer((json_int_t)now + ttl_s)) != 0)
         goto fail;
+    if (extra) {
+        more = json_loads(extra, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(more) || json_object_update_missing(claims, more) != 0)
+            goto fail;
+    }
     /* Sorted keys: the same claims always give the same token (tests rely on it). */
     payload = json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS);
     if (!payload)
@@ -274,11 +296,13 @@ char *jwt_sign(const char *sub, long ttl_s, const char *secret, size_t secret_le
     b64_encode(out + n, mac, JWT_SIG_BYTES, 1);
     free(payload);
     json_decref(claims);
+    json_decref(more);
     return out;
 
 fail:
     free(out);
     free(payload);
     json_decref(claims);
+    json_decref(more);
     return NULL;
 }

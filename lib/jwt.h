@@ -36,6 +36,14 @@ const char *jwt_reason_name(jwt_result_t r);
 jwt_result_t jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
                         time_t now, int leeway_s, char sub_out[JWT_MAX_SUB + 1]);
 
+/* As jwt_verify; on JWT_OK, when claims_out is not NULL, *claims_out is
+ * the payload as compact JSON text (malloc'd, the caller frees; NULL when
+ * out of memory): the caller reads claims of its own (`channels`,
+ * `channel`) from it. */
+jwt_result_t jwt_verify_claims(const char *token, size_t len, const char *secret, size_t secret_len,
+                               time_t now, int leeway_s, char sub_out[JWT_MAX_SUB + 1],
+                               char **claims_out);
+
 /* Cheap structural check used before a WebSocket upgrade (no secret needed):
  * 1..JWT_MAX_TOKEN bytes, exactly three base64url segments (the first two
  * non-empty; an empty signature is the shape of an unsecured JWT, refused
@@ -47,5 +55,11 @@ int jwt_well_formed(const char *token, size_t len);
  * exp = now + ttl_s. Returns a malloc'd NUL-terminated token the caller
  * frees, or NULL if sub is not a valid sub or on allocation failure. */
 char *jwt_sign(const char *sub, long ttl_s, const char *secret, size_t secret_len, time_t now);
+
+/* As jwt_sign, with the members of extra (a JSON object as text, e.g.
+ * {"channels":["a","b.*"]}; NULL for none) added to the claims. NULL when
+ * extra is not a JSON object. */
+char *jwt_sign_claims(const char *sub, long ttl_s, const char *extra, const char *secret,
+                      size_t secret_len, time_t now);
 
 #endif

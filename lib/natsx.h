@@ -48,5 +48,6 @@ const char *natsx_subject(char *buf, size_t size, const char *prefix, const char
 #define NATSX_ACK "ack"
 #define NATSX_PENDING "pending"
 #define NATSX_PRESENCE "presence"
+#define NATSX_HISTORY "history"
 
 #endif

@@ -480,8 +480,27 @@ static void reason_names_are_the_documented_words(void)
     CHECK_STR(jwt_reason_name(JWT_BAD_SUB), "bad_sub");
 }
 
-CHECK_MAIN(CHECK_CASE(sign_then_verify_round_trips), CHECK_CASE(sign_matches_the_openssl_vector),
-           CHECK_CASE(sign_with_ttl_zero_has_no_exp),
+static void extra_claims_are_signed_and_read_back(void)
+{
+    char *t = jwt_sign_claims("u1", 0, "{\"channels\":[\"a\",\"b.*\"],\"sub\":\"evil\"}", SECRET,
+                              strlen(SECRET), NOW);
+    CHECK(t != NULL);
+    char sub[JWT_MAX_SUB + 1], *claims = NULL;
+    CHECK_INT(jwt_verify_claims(t, strlen(t), SECRET, strlen(SECRET), NOW, 0, sub, &claims),
+              JWT_OK);
+    CHECK_STR(sub, "u1"); /* extra claims never replace sub */
+    CHECK_STR(claims, "{\"channels\":[\"a\",\"b.*\"],\"iat\":1700000000,\"sub\":\"u1\"}");
+    free(claims);
+    claims = (char *)1;
+    CHECK_INT(jwt_verify_claims(t, strlen(t), "other", 5, NOW, 0, sub, &claims), JWT_BAD_SIGNATURE);
+    CHECK(claims == NULL);
+    free(t);
+    CHECK(jwt_sign_claims("u1", 0, "[1]", SECRET, strlen(SECRET), NOW) == NULL);
+}
+
+CHECK_MAIN(CHECK_CASE(sign_then_verify_round_trips),
+           CHECK_CASE(extra_claims_are_signed_and_read_back),
+           CHECK_CASE(sign_matches_the_openssl_vector), CHECK_CASE(sign_with_ttl_zero_has_no_exp),
            CHECK_CASE(signed_token_expires_after_its_ttl), CHECK_CASE(sign_refuses_an_invalid_sub),
            CHECK_CASE(openssl_vectors_verify), CHECK_CASE(wrong_secret_is_bad_signature),
            CHECK_CASE(any_flipped_signature_char_is_bad_signature),

@@ -1,8 +1,11 @@
 /*
- * pushctl connect --token T [--url ws://127.0.0.1:8080/ws] [--ack] [--count N]:
- * a WebSocket client (libwebsockets) that prints every text frame it
- * receives on its own line, like wscat. With --ack it acks each message
- * frame; with --count it exits 0 after N message frames. When the server
+ * pushctl connect --token T [--url ws://127.0.0.1:8080/ws] [--channel C[,C2...]]
+ * [--since ID] [--ack] [--count N]: a WebSocket client (libwebsockets) that
+ * prints every text frame it receives on its own line, like wscat. With
+ * --channel it subscribes to each channel once welcomed (with --since, each
+ * subscription recovers what came after that message id). With --ack it
+ * acks each user message frame (channel messages take no acks); with
+ * --count it exits 0 after N message frames. When the server
  * closes the connection it prints "closed <code> <reason>" on stderr and
  * exits 1; SIGINT/SIGTERM end it with 0.
  */
@@ -25,7 +28,8 @@ typedef struct connect_state {
     long count, messages;
     char *rx;
     size_t rx_len;
-    char **acks; /* ids to ack, oldest at ack_head, sent when writeable */
+    const char *channels, *since; /* subscribed to once welcomed */
+    char **acks; /* frames to send (acks, subscribes), oldest at ack_head, sent when writeable */
     size_t ack_head, n_acks, cap_acks;
     int close_code;
     char close_reason[128];
@@ -33,34 +37,62 @@ typedef struct connect_state {
     int rc;
 } connect_state_t;
 
-/* The id of a {"type":"message",...} frame (malloc'd), or NULL for any other frame. */
-static char *connect_message_id(const char *text, size_t len)
+/* The id of a {"type":"message",...} frame (malloc'd; "" for a channel
+ * message, which takes no ack), or NULL for any other frame. *welcome is
+ * set for the welcome frame. */
+static char *connect_message_id(const char *text, size_t len, int *welcome)
 {
     json_t *j = json_loadb(text, len, 0, NULL);
     json_t *type = json_object_get(j, "type"), *id = json_object_get(j, "id");
     char *out = NULL;
     if (json_is_string(type) && strcmp(json_string_value(type), "message") == 0)
-        out = strdup(json_is_string(id) ? json_string_value(id) : "");
+        out = strdup(json_is_string(id) && !json_object_get(j, "channel") ? json_string_value(id)
+                                                                          : "");
+    *welcome = json_is_string(type) && strcmp(json_string_value(type), "welcome") == 0;
     json_decref(j);
     return out;
 }
 
-/* Queue an ack of id (takes ownership), sent in order when writeable. */
-static void connect_queue_ack(connect_state_t *st, char *id)
+/* Queue a frame (JSON text, takes ownership), sent in order when writeable. */
+static void connect_queue_text(connect_state_t *st, char *text)
 {
+    if (!text)
+        return;
     if (st->ack_head == st->n_acks)
         st->ack_head = st->n_acks = 0;
     if (st->n_acks == st->cap_acks) {
         size_t cap = st->cap_acks ? st->cap_acks * 2 : 8;
         char **na = realloc(st->acks, cap * sizeof *na);
         if (!na) {
-            free(id);
+            free(text);
             return;
         }
         st->acks = na;
         st->cap_acks = cap;
     }
-    st->acks[st->n_acks++] = id;
+    st->acks[st->n_acks++] = text;
+}
+
+static void connect_queue_json(connect_state_t *st, json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    connect_queue_text(st, text);
+}
+
+/* Once welcomed: a subscribe frame per channel of --channel. */
+static void connect_subscribe(connect_state_t *st)
+{
+    for (const char *p = st->channels; p && *p;) {
+        size_t n = strcspn(p, ",");
+        if (n) {
+            json_t *j = json_pack("{s:s,s:s%}", "type", "subscribe", "channel", p, n);
+            if (j && st->since)
+                json_object_set_new(j, "since", json_string(st->since));
+            connect_queue_json(st, j);
+        }
+        p += n + (p[n] == ',');
+    }
 }
 
 static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -89,13 +121,19 @@ static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *u
             return 0;
         printf("%.*s\n", (int)st->rx_len, st->rx);
         fflush(stdout);
-        char *id = connect_message_id(st->rx, st->rx_len);
+        int welcome = 0;
+        char *id = connect_message_id(st->rx, st->rx_len, &welcome);
         st->rx_len = 0;
+        if (welcome && st->channels) {
+            connect_subscribe(st);
+            lws_callback_on_writable(wsi);
+        }
         if (!id)
             return 0;
         st->messages++;
         if (st->ack && *id) {
-            connect_queue_ack(st, id);
+            connect_queue_json(st, json_pack("{s:s,s:s}", "type", "ack", "id", id));
+            free(id);
             lws_callback_on_writable(wsi);
         } else {
             free(id);
@@ -108,11 +146,7 @@ static int connect_cb(struct lws *wsi, enum lws_callback_reasons reason, void *u
     }
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         if (st->ack_head < st->n_acks) {
-            char *id = st->acks[st->ack_head++];
-            json_t *j = json_pack("{s:s,s:s}", "type", "ack", "id", id);
-            char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-            json_decref(j);
-            free(id);
+            char *text = st->acks[st->ack_head++];
             size_t n = text ? strlen(text) : 0;
             unsigned char *buf = text ? malloc(LWS_PRE + n) : NULL;
             if (!buf) {
@@ -171,7 +205,7 @@ static void *connect_signal_thread(void *arg)
 
 int pushctl_connect(int argc, char **argv)
 {
-    const char *token = NULL, *url = NULL;
+    const char *token = NULL, *url = NULL, *channels = NULL, *since = NULL;
     long count = 0;
     int ack = 0;
     config_opt_t opts[] = {
@@ -179,11 +213,17 @@ int pushctl_connect(int argc, char **argv)
          0, 1},
         {"url", NULL, "ws://127.0.0.1:8080/ws", "the pusher's WebSocket URL", CONFIG_STR, &url, 0,
          0, 1},
-        {"ack", NULL, NULL, "ack every message frame", CONFIG_FLAG, &ack, 0, 0, 0},
+        {"channel", NULL, NULL, "subscribe to these channels (comma separated) once welcomed",
+         CONFIG_STR, &channels, 0, 0, 0},
+        {"since", NULL, NULL, "with --channel: recover what came after this message id", CONFIG_STR,
+         &since, 0, 0, 0},
+        {"ack", NULL, NULL, "ack every user message frame", CONFIG_FLAG, &ack, 0, 0, 0},
         {"count", NULL, "0", "exit 0 after this many message frames (0: never)", CONFIG_INT, &count,
          0, 1000000000, 1},
     };
-    int rc = config_parse("pushctl", "pushctl connect --token T [--url URL] [--ack] [--count N]",
+    int rc = config_parse("pushctl",
+                          "pushctl connect --token T [--url URL] [--channel C[,C2...]] "
+                          "[--since ID] [--ack] [--count N]",
                           opts, sizeof opts / sizeof opts[0], argc, argv, NULL);
     if (rc != CONFIG_OK)
         return rc == CONFIG_EXIT_OK ? 0 : 2;
@@ -199,7 +239,8 @@ int pushctl_connect(int argc, char **argv)
     char full[8192];
     snprintf(full, sizeof full, "%s%stoken=%s", path, strchr(path, '?') ? "&" : "?", token);
 
-    connect_state_t st = {.ack = ack, .count = count, .rc = 1};
+    connect_state_t st = {
+        .ack = ack, .count = count, .rc = 1, .channels = channels, .since = since};
     lws_set_log_level(LLL_ERR, NULL);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);

@@ -1,5 +1,5 @@
 /*
- * pushctl publish / broadcast: send one JSON publish request to
+ * pushctl publish (--to or --channel) / broadcast: send one JSON publish request to
  * <prefix>.collect and print the collector's reply. DATA is sent as JSON when
  * it parses as JSON, otherwise as a JSON string.
  */
@@ -53,11 +53,13 @@ static json_t *publish_data(const char *text)
 static int publish_run(int argc, char **argv, int broadcast)
 {
     config_common_t common = {0};
-    const char *to = NULL, *topic = NULL, *id = NULL;
+    const char *to = NULL, *topic = NULL, *id = NULL, *channel = NULL;
     long ttl = -1, timeout_ms = 5000;
     config_opt_t opts[] = {
         CONFIG_COMMON_OPTS(common),
         {"to", NULL, NULL, "comma-separated user ids (publish)", CONFIG_STR, &to, 0, 0, 0},
+        {"channel", NULL, NULL, "a channel: every subscriber gets it (publish)", CONFIG_STR,
+         &channel, 0, 0, 0},
         {"topic", NULL, NULL, "message topic", CONFIG_STR, &topic, 0, 0, 0},
         {"ttl", NULL, NULL, "seconds to keep for offline users (default 86400)", CONFIG_INT, &ttl,
          0, 31536000, 0},
@@ -67,9 +69,11 @@ static int publish_run(int argc, char **argv, int broadcast)
     };
     size_t n = sizeof opts / sizeof opts[0];
     int npos = 0;
-    int rc = cli_parse(broadcast ? "pushctl broadcast [--topic T] DATA"
-                                 : "pushctl publish --to u1,u2 [--topic T] [--ttl S] [--id K] DATA",
-                       opts, n, argc, argv, &npos, &common);
+    int rc =
+        cli_parse(broadcast ? "pushctl broadcast [--topic T] DATA"
+                            : "pushctl publish (--to u1,u2 | --channel C) [--topic T] [--ttl S] "
+                              "[--id K] DATA",
+                  opts, n, argc, argv, &npos, &common);
     if (rc >= 0)
         return rc;
     if (npos != 1) {
@@ -78,16 +82,25 @@ static int publish_run(int argc, char **argv, int broadcast)
     }
     json_t *req = json_object();
     if (broadcast) {
-        if (to || ttl >= 0) {
-            fprintf(stderr,
-                    "pushctl: broadcast takes no --to and no --ttl (broadcasts are live only)\n");
+        if (to || channel || ttl >= 0) {
+            fprintf(stderr, "pushctl: broadcast takes no --to, --channel or --ttl (broadcasts are "
+                            "live only)\n");
             json_decref(req);
             return 2;
         }
         json_object_set_new(req, "broadcast", json_true());
+    } else if (channel) {
+        if (to) {
+            fprintf(stderr, "pushctl: publish takes --to or --channel, not both\n");
+            json_decref(req);
+            return 2;
+        }
+        json_object_set_new(req, "channel", json_string(channel));
+        if (ttl >= 0)
+            json_object_set_new(req, "ttl", json_integer(ttl));
     } else {
         if (!to || !*to) {
-            fprintf(stderr, "pushctl: publish needs --to u1[,u2...]\n");
+            fprintf(stderr, "pushctl: publish needs --to u1[,u2...] or --channel C\n");
             json_decref(req);
             return 2;
         }

@@ -1,7 +1,9 @@
 /*
  * pushctl tail: subscribe to <prefix>.> and print every message as one JSON
  * line {"subject":..., "type":..., "msg":...}, decoding the protobuf of each
- * subject (docs/SUBJECTS.md). Tokens in auth requests are shown redacted.
+ * subject (docs/SUBJECTS.md): channel messages show their `channel` in the
+ * message, subscription-token checks their `channel`, history requests
+ * theirs. Tokens in auth requests are shown redacted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ static const tail_kind_t tail_kinds[] = {
     {"auth", "push.v1.AuthRequest", &push__v1__auth_request__descriptor},
     {"ack", "push.v1.Ack", &push__v1__ack__descriptor},
     {"pending", "push.v1.PendingRequest", &push__v1__pending_request__descriptor},
+    {"history", "push.v1.HistoryRequest", &push__v1__history_request__descriptor},
     {"presence", "json", NULL},
 };
 

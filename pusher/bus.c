@@ -16,7 +16,7 @@ struct bus {
     char prefix[128];
     char node[256];
     char inbox[128];
-    char auth_subject[256], pending_subject[256], ack_subject[256];
+    char auth_subject[256], pending_subject[256], ack_subject[256], history_subject[256];
     natsSubscription *sub_node, *sub_broadcast, *sub_presence, *sub_inbox;
     metrics_series_t *bad, *deliveries;
 };
@@ -35,14 +35,22 @@ static handoff_ev_t *bus_delivery_event(bus_t *b, const Push__V1__NodeDelivery *
         return NULL;
     }
     metrics_inc(b->deliveries);
-    ev->broadcast = f->broadcast = broadcast;
+    ev->broadcast = broadcast;
+    f->broadcast = broadcast || d->message->channel;
+    if (d->message->channel && !broadcast) {
+        /* every local subscriber of the channel; users are not listed */
+        if (!(ev->channel = strdup(d->message->channel))) {
+            frame_unref(f);
+            goto oom;
+        }
+    }
     if (!(ev->frames = malloc(sizeof *ev->frames))) {
         frame_unref(f);
         goto oom;
     }
     ev->frames[0] = f;
     ev->n_frames = 1;
-    if (!broadcast && d->n_users) {
+    if (!broadcast && !ev->channel && d->n_users) {
         if (!(ev->users = malloc(d->n_users * sizeof *ev->users)))
             goto oom;
         for (size_t i = 0; i < d->n_users; i++) {
@@ -101,6 +109,7 @@ static void bus_on_presence(natsConnection *nc, natsSubscription *sub, natsMsg *
         handoff_ev_t *ev = handoff_ev_new(HANDOFF_PRESENCE);
         if (ev) {
             ev->user = strdup(r->user);
+            ev->channel = r->channel ? strdup(r->channel) : NULL;
             ev->reply = strdup(natsMsg_GetReply(msg));
             handoff_push(b->to_service, ev);
         }
@@ -126,9 +135,67 @@ static void bus_on_auth_reply(bus_t *b, const char *conn, natsMsg *msg)
         ev->ok = r->ok && r->user && *r->user;
         ev->user = r->user ? strdup(r->user) : NULL;
         ev->reason = strdup(r->reason ? r->reason : "refused");
+        /* the token's channels claim: what the connection may subscribe to */
+        if (ev->ok && r->n_channels && (ev->users = calloc(r->n_channels, sizeof *ev->users)))
+            for (size_t i = 0; i < r->n_channels; i++)
+                if ((ev->users[ev->n_users] = strdup(r->channels[i])))
+                    ev->n_users++;
         handoff_push(b->to_service, ev);
     }
     push__v1__auth_reply__free_unpacked(r, NULL);
+}
+
+/* authd's answer about a subscription token (sub: the subscription's id). */
+static void bus_on_subauth_reply(bus_t *b, const char *sub, natsMsg *msg)
+{
+    Push__V1__AuthReply *r = push__v1__auth_reply__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+                                                          (const uint8_t *)natsMsg_GetData(msg));
+    handoff_ev_t *ev = handoff_ev_new(HANDOFF_SUBAUTH);
+    if (ev) {
+        snprintf(ev->conn, sizeof ev->conn, "%s", sub);
+        ev->ok = r && r->ok && r->user;
+        ev->user = r && r->user ? strdup(r->user) : NULL;
+        ev->channel = r && r->channel ? strdup(r->channel) : NULL;
+        ev->reason = strdup(r && r->reason ? r->reason : "refused");
+        handoff_push(b->to_service, ev);
+    }
+    if (!r)
+        metrics_inc(b->bad);
+    else
+        push__v1__auth_reply__free_unpacked(r, NULL);
+}
+
+/* The collector's history for a subscription; always handed over: it ends
+ * the subscription's recovery. */
+static void bus_on_history_reply(bus_t *b, const char *sub, natsMsg *msg)
+{
+    Push__V1__HistoryReply *r =
+        natsMsg_GetDataLength(msg)
+            ? push__v1__history_reply__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+                                              (const uint8_t *)natsMsg_GetData(msg))
+            : NULL;
+    if (!r && natsMsg_GetDataLength(msg))
+        metrics_inc(b->bad);
+    handoff_ev_t *ev = handoff_ev_new(HANDOFF_HISTORY);
+    if (!ev || !(ev->frames = calloc(r && r->n_messages ? r->n_messages : 1, sizeof *ev->frames))) {
+        handoff_ev_free(ev);
+        ev = NULL;
+    } else {
+        snprintf(ev->conn, sizeof ev->conn, "%s", sub);
+        if (!r || r->error) {
+            ev->reason = strdup(r ? r->error : "no collector answered");
+        } else {
+            ev->ok = r->has_recovered ? r->recovered : 1;
+            for (size_t i = 0; i < r->n_messages; i++) {
+                frame_t *f = frame_message(r->messages[i]);
+                if (f)
+                    ev->frames[ev->n_frames++] = f;
+            }
+        }
+        handoff_push(b->to_service, ev);
+    }
+    if (r)
+        push__v1__history_reply__free_unpacked(r, NULL);
 }
 
 static void bus_on_pending_reply(bus_t *b, const char *conn, natsMsg *msg)
@@ -160,13 +227,17 @@ static void bus_on_pending_reply(bus_t *b, const char *conn, natsMsg *msg)
     push__v1__pending_reply__free_unpacked(r, NULL);
 }
 
-/* <inbox>.a.<conn> or <inbox>.p.<conn> */
+/* <inbox>.a.<conn>, <inbox>.p.<conn>, <inbox>.s.<sub> or <inbox>.h.<sub> */
 static void bus_on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     (void)nc, (void)sub;
     bus_t *b = closure;
     const char *subj = natsMsg_GetSubject(msg) + strlen(b->inbox);
-    if (natsMsg_GetDataLength(msg) == 0) {
+    if (strncmp(subj, ".h.", 3) == 0) {
+        bus_on_history_reply(b, subj + 3, msg); /* no responders included */
+    } else if (strncmp(subj, ".s.", 3) == 0) {
+        bus_on_subauth_reply(b, subj + 3, msg); /* no responders: refused */
+    } else if (natsMsg_GetDataLength(msg) == 0) {
         /* A "no responders" status: nobody answers that subject. For auth the
          * 2 s timer closes with 1013; for stored messages there are none to
          * wait for: end the replay now. */
@@ -230,6 +301,7 @@ bus_t *bus_start(natsConnection *nc, const char *prefix, const char *node, hando
     natsx_subject(b->auth_subject, sizeof b->auth_subject, prefix, NATSX_AUTH);
     natsx_subject(b->pending_subject, sizeof b->pending_subject, prefix, NATSX_PENDING);
     natsx_subject(b->ack_subject, sizeof b->ack_subject, prefix, NATSX_ACK);
+    natsx_subject(b->history_subject, sizeof b->history_subject, prefix, NATSX_HISTORY);
     char node_subj[512], bc_subj[256], pres_subj[600], inbox_subj[160];
     snprintf(node_subj, sizeof node_subj, "%s.%s.%s", prefix, NATSX_NODE, node);
     natsx_subject(bc_subj, sizeof bc_subj, prefix, NATSX_BROADCAST);
@@ -292,6 +364,28 @@ int bus_request_pending(bus_t *b, const char *conn, const char *user, const char
     r.user = (char *)user;
     r.after = after && *after ? (char *)after : NULL;
     return bus_publish_pb(b, b->pending_subject, reply, &r.base);
+}
+
+int bus_request_subscription(bus_t *b, const char *sub, const char *token, const char *channel)
+{
+    char reply[256];
+    snprintf(reply, sizeof reply, "%s.s.%s", b->inbox, sub);
+    Push__V1__AuthRequest r = PUSH__V1__AUTH_REQUEST__INIT;
+    r.token = (char *)token;
+    r.node = b->node;
+    r.conn = (char *)sub;
+    r.channel = (char *)channel;
+    return bus_publish_pb(b, b->auth_subject, reply, &r.base);
+}
+
+int bus_request_history(bus_t *b, const char *sub, const char *channel, const char *since)
+{
+    char reply[256];
+    snprintf(reply, sizeof reply, "%s.h.%s", b->inbox, sub);
+    Push__V1__HistoryRequest r = PUSH__V1__HISTORY_REQUEST__INIT;
+    r.channel = (char *)channel;
+    r.since = (char *)since;
+    return bus_publish_pb(b, b->history_subject, reply, &r.base);
 }
 
 int bus_ack(bus_t *b, const char *user, const char *conn, char *const *ids, size_t n_ids)

@@ -7,6 +7,10 @@
  *   <prefix>.node.<node>.presence  NodePresenceRequest -> HANDOFF_PRESENCE
  *   <inbox>.a.<conn>               AuthReply       -> HANDOFF_AUTH
  *   <inbox>.p.<conn>               PendingReply    -> HANDOFF_PENDING
+ *   <inbox>.s.<sub>                AuthReply (subscription token) -> HANDOFF_SUBAUTH
+ *   <inbox>.h.<sub>                HistoryReply    -> HANDOFF_HISTORY
+ * A NodeDelivery whose message has a channel goes to the channel's local
+ * subscribers (HANDOFF_DELIVERY with channel set).
  *   the NATS connection lost / back                -> HANDOFF_NATS (ok = back)
  * The publish functions never wait for an answer, so the service thread may
  * call them (nats.c buffers the bytes and its flusher sends them).
@@ -29,6 +33,12 @@ int bus_request_auth(bus_t *b, const char *conn, const char *token);
 /* PendingRequest for user on behalf of conn, for the messages with an id
  * greater than after (NULL or "": all); answer: HANDOFF_PENDING. */
 int bus_request_pending(bus_t *b, const char *conn, const char *user, const char *after);
+/* AuthRequest of a subscription token for channel, on behalf of the
+ * subscription sub (subs.h); the answer: HANDOFF_SUBAUTH. */
+int bus_request_subscription(bus_t *b, const char *sub, const char *token, const char *channel);
+/* HistoryRequest for channel after since, for subscription sub; the
+ * answer (or "no responders"): HANDOFF_HISTORY. */
+int bus_request_history(bus_t *b, const char *sub, const char *channel, const char *since);
 /* Ack of ids by user on conn. */
 int bus_ack(bus_t *b, const char *user, const char *conn, char *const *ids, size_t n_ids);
 /* NodePresenceReply on reply. */

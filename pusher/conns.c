@@ -48,8 +48,11 @@ conns_t *conns_new(void)
 
 static void conn_destroy(conn_t *conn)
 {
-    conn_drop_held(conn);
-    strmap_free(conn->replayed);
+    replay_deinit(&conn->replay);
+    for (size_t i = 0; i < conn->n_grants; i++)
+        free(conn->grants[i]);
+    free(conn->grants);
+    free(conn->subs); /* the subscriptions themselves are subs.c's, gone before */
     while (conn->q_len)
         conn_pop(conn);
     free(conn->q);
@@ -277,28 +280,12 @@ int conn_enqueue(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes
 
 int conn_hold(conn_t *conn, frame_t *f, uint32_t max_frames, size_t max_bytes)
 {
-    if (conn->n_held >= max_frames || (size_t)conn->held_bytes + f->len > max_bytes)
-        return -1;
-    if (conn->n_held == conn->cap_held) {
-        uint32_t cap = conn->cap_held ? conn->cap_held * 2 : 8;
-        frame_t **h = realloc(conn->held, cap * sizeof *h);
-        if (!h)
-            return -1;
-        conn->held = h;
-        conn->cap_held = cap;
-    }
-    conn->held[conn->n_held++] = frame_ref(f);
-    conn->held_bytes += (uint32_t)f->len;
-    return 0;
+    return replay_hold(&conn->replay, f, max_frames, max_bytes);
 }
 
 void conn_drop_held(conn_t *conn)
 {
-    for (uint32_t i = 0; i < conn->n_held; i++)
-        frame_unref(conn->held[i]);
-    free(conn->held);
-    conn->held = NULL;
-    conn->n_held = conn->cap_held = conn->held_bytes = 0;
+    replay_drop_held(&conn->replay);
 }
 
 frame_t *conn_peek(conn_t *conn)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "replay.h"
 
 /* How many recent user message ids a connection remembers (as 64-bit
  * hashes, 64 bytes) to drop exact repeats from upstream. Not an order
@@ -38,17 +39,11 @@ typedef struct conn {
     struct lws *wsi; /* NULL once lws closed it */
     char id[CONN_ID_LEN + 1];
     conn_state_t state;
-    int pending_asked; /* stored messages were requested */
-    int replaying;     /* until they arrive, live frames wait in held */
-    frame_t **held;
-    uint32_t n_held, cap_held;
-    uint32_t held_bytes;
+    int pending_asked;    /* stored messages were requested */
+    replay_t replay;      /* until they arrive (replay.active), live frames wait */
     uint32_t last_rx_s;   /* monotonic seconds of the last frame or pong */
     uint32_t last_ping_s; /* when the idle sweep last pinged it */
     uint8_t ping_due;     /* write a ping at the next writeable callback */
-    /* after a replay: the ids it delivered, until a newer live one arrives */
-    struct strmap *replayed;
-    char replay_max[32];
     /* the newest message (not broadcast) queued for the client: after a
      * NATS outage, stored messages newer than it are asked for again */
     char last_id[32];
@@ -57,7 +52,11 @@ typedef struct conn {
     uint8_t resync;
     uint64_t recent[CONN_RECENT]; /* hashes of the last user message ids given (conn_repeat) */
     uint8_t recent_next;
-    char *token;            /* until the auth request is sent */
+    char *token;   /* until the auth request is sent */
+    char **grants; /* the token's channels claim (names, or prefixes ending in '*') */
+    size_t n_grants;
+    struct sub **subs; /* its channel subscriptions (subs.h), in no order */
+    uint32_t n_subs, cap_subs;
     struct conn_user *user; /* when AUTHED */
     struct conn *user_prev, *user_next;
     struct conn *all_prev, *all_next;

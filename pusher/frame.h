@@ -19,7 +19,7 @@ typedef struct frame {
     atomic_int refs;
     size_t len;          /* payload bytes */
     char id[32];         /* the message id of a message frame, else "" */
-    int broadcast;       /* a broadcast (not in any user's acceptance order) */
+    int broadcast;       /* a broadcast or channel message (not in any user's acceptance order) */
     unsigned char buf[]; /* FRAME_PRE headroom, then the payload */
 } frame_t;
 
@@ -33,13 +33,18 @@ static inline unsigned char *frame_payload(frame_t *f)
 /* A frame holding text (len bytes), one reference. NULL on allocation failure. */
 frame_t *frame_text(const char *text, size_t len);
 
-/* {"type":"message","id":..,"topic":..,"data":<JSON>} when the message's
+/* {"type":"message","id":..,["channel":..,]"topic":..,"data":<JSON>} when the message's
  * content type is application/json (the data spliced in as it is: the
  * collector validated it), else "data":"<base64>","encoding":"base64". */
 frame_t *frame_message(const Push__V1__Message *m);
 
 /* {"type":"welcome","user":..,"node":..,"conn":..} */
 frame_t *frame_welcome(const char *user, const char *node, const char *conn);
+
+/* The compact text of j (members in insertion order), one reference; takes
+ * j's reference. NULL on allocation failure or when j is NULL. */
+struct json_t;
+frame_t *frame_json(struct json_t *j);
 
 frame_t *frame_ref(frame_t *f);
 void frame_unref(frame_t *f);

@@ -49,6 +49,7 @@ void handoff_ev_free(handoff_ev_t *ev)
     free(ev->user);
     free(ev->reason);
     free(ev->reply);
+    free(ev->channel);
     for (size_t i = 0; i < ev->n_frames; i++)
         frame_unref(ev->frames[i]);
     free(ev->frames);

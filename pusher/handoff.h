@@ -14,13 +14,19 @@
 #include "frame.h"
 
 typedef enum {
-    HANDOFF_AUTH,     /* authd answered for conn: ok + user, or reason */
-    HANDOFF_DELIVERY, /* frames[0] for users (or every connection when broadcast) */
+    HANDOFF_AUTH,     /* authd answered for conn: ok + user (and in users, the token's channels
+                         claim), or reason */
+    HANDOFF_DELIVERY, /* frames[0] for users (or every connection when broadcast, or every
+                         subscriber of channel) */
     HANDOFF_PENDING,  /* the collector's stored messages for conn, oldest first; ok 0: no collector
                          answered */
-    HANDOFF_PRESENCE, /* how many connections does user have here? answer on reply */
-    HANDOFF_ROUTED,   /* the route of user is in Redis now */
+    HANDOFF_PRESENCE, /* how many connections does user (or subscribers does channel) have here?
+                         answer on reply */
+    HANDOFF_ROUTED,   /* the route of user is in Redis now (user "\x01<channel>": a channel's) */
     HANDOFF_NATS,     /* the NATS connection was lost (ok 0) or is back (ok 1) */
+    HANDOFF_SUBAUTH,  /* authd answered for the subscription whose id is in conn: ok, or reason */
+    HANDOFF_HISTORY,  /* the history for the subscription in conn: frames, ok = recovered;
+                         reason set: no answer */
 } handoff_kind_t;
 
 typedef struct handoff_ev {
@@ -36,6 +42,7 @@ typedef struct handoff_ev {
     char **users;
     size_t n_users;
     int broadcast;
+    char *channel; /* malloc'd */
 } handoff_ev_t;
 
 typedef struct handoff handoff_t;

@@ -72,7 +72,7 @@ int main(int argc, char **argv)
     log_init("pusher");
     config_common_t common = {0};
     const char *redis_url = NULL, *listen_at = NULL, *node_id = NULL;
-    long route_ttl = 60;
+    long route_ttl = 60, max_channels = 128;
     config_opt_t opts[] = {
         CONFIG_COMMON_OPTS(common),
         {"redis", "PUSH_REDIS_URL", "redis://127.0.0.1:6379", "Redis URL (routes)", CONFIG_STR,
@@ -83,6 +83,8 @@ int main(int argc, char **argv)
          &node_id, 0, 0, 0},
         {"route-ttl", "PUSH_ROUTE_TTL", "60", "seconds a route counts without a refresh",
          CONFIG_INT, &route_ttl, 5, 86400, 1},
+        {"max-channels", "PUSH_MAX_CHANNELS", "128", "channel subscriptions per connection",
+         CONFIG_INT, &max_channels, 1, 100000, 1},
     };
     int rc = config_parse("pusher", "pusher [flags]", opts, sizeof opts / sizeof opts[0], argc,
                           argv, NULL);
@@ -118,6 +120,8 @@ int main(int argc, char **argv)
     unsigned fd_limit = pusher_raise_nofile();
 
     ws_t *ws = ws_new(host, port, node, fd_limit);
+    if (ws)
+        ws_set_max_channels(ws, max_channels);
     if (!ws)
         return 1;
     natsConnection *nc = NULL;

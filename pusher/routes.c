@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "chan.h"
 #include "log.h"
 #include "metrics.h"
 #include "strmap.h"
@@ -38,8 +39,9 @@ struct routes {
     atomic_int up;
     /* thread-owned */
     redisContext *c;
-    strmap_t *users; /* users held here -> ROUTES_HELD or ROUTES_ANNOUNCED */
-    int need_full;   /* write every user (after connect) */
+    strmap_t *users;   /* users (and channels) held here -> ROUTES_HELD or ROUTES_ANNOUNCED */
+    size_t n_channels; /* of which channels ("\x01<channel>") */
+    int need_full;     /* write every user (after connect) */
     /* Refresh in slices: every second the users whose hash falls in that
      * second's slice, so each is written every `slices` seconds (route_ttl /
      * 3) and Redis sees a steady trickle, not every user at once (which at
@@ -77,6 +79,26 @@ void routes_remove(routes_t *r, const char *user)
 {
     routes_queue(r, user, 0);
 }
+
+/* A channel is kept in the same map as the users, as "\x01<channel>":
+ * user ids hold no control characters, so the two never meet, and a
+ * channel's entry is written, refreshed, rewritten after an outage and
+ * removed exactly as a user's is, in its own key (lib/chan.h). */
+static void routes_queue_channel(routes_t *r, const char *channel, int add)
+{
+    char name[CHAN_MAX_NAME + 2];
+    snprintf(name, sizeof name, "%c%s", ROUTES_CHANNEL_MARK, channel);
+    routes_queue(r, name, add);
+}
+
+void routes_add_channel(routes_t *r, const char *channel)
+{
+    routes_queue_channel(r, channel, 1);
+}
+void routes_remove_channel(routes_t *r, const char *channel)
+{
+    routes_queue_channel(r, channel, 0);
+}
 int routes_up(routes_t *r)
 {
     return atomic_load(&r->up);
@@ -100,7 +122,9 @@ static void routes_down(routes_t *r, const char *why)
 static int routes_append(routes_t *r, const char *user, int add, time_t now)
 {
     char key[512], score[32], ttl[32];
-    size_t kl = redisx_route_key(key, sizeof key, r->prefix, user);
+    size_t kl = user[0] == ROUTES_CHANNEL_MARK
+                    ? chan_route_key(key, sizeof key, r->prefix, user + 1)
+                    : redisx_route_key(key, sizeof key, r->prefix, user);
     if (!add) {
         const char *argv[] = {"ZREM", key, r->node};
         size_t lens[] = {4, kl, strlen(r->node)};
@@ -208,11 +232,12 @@ static void routes_apply(routes_t *r, routes_op_t *ops, time_t now)
      * Redis is away; what fails to be written is written by the next full pass. */
     routes_batch_t b = {.r = r, .now = now};
     for (routes_op_t *op = ops; op; op = op->next) {
+        int is_channel = op->user[0] == ROUTES_CHANNEL_MARK;
         if (op->add) {
-            if (!strmap_get(r->users, op->user))
-                strmap_put(r->users, op->user, ROUTES_HELD);
-        } else {
-            strmap_remove(r->users, op->user);
+            if (!strmap_get(r->users, op->user) && strmap_put(r->users, op->user, ROUTES_HELD) == 0)
+                r->n_channels += is_channel;
+        } else if (strmap_remove(r->users, op->user)) {
+            r->n_channels -= is_channel;
         }
     }
     if (!r->c || r->need_full)
@@ -281,7 +306,7 @@ static void *routes_loop(void *arg)
             routes_refresh(r, now, -1);
         else if (r->c && now >= r->next_slice)
             routes_refresh(r, now, (int)(r->slice++ % r->slices));
-        metrics_set(r->users_gauge, (int64_t)strmap_size(r->users));
+        metrics_set(r->users_gauge, (int64_t)(strmap_size(r->users) - r->n_channels));
         if (stop)
             break;
     }
@@ -343,7 +368,7 @@ void routes_stop(routes_t *r)
         strmap_each(r->users, routes_remove_all_one, &b);
         if (!b.failed && b.pending)
             routes_read(r, b.pending);
-        LOG_I("redis: removed node %s from the routes of %zu user(s)", r->node,
+        LOG_I("redis: removed node %s from the routes of %zu user(s) and channel(s)", r->node,
               strmap_size(r->users));
         redisFree(r->c);
     }

@@ -1,5 +1,6 @@
 /* Unit tests of pusher/client_frame: every shape a client may send, and the
  * malformed ones the pusher must ignore and count. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -145,8 +146,68 @@ static void embedded_nul_bytes_in_the_text_are_malformed(void)
     CHECK_INT(cf.kind, CLIENT_FRAME_PING);
 }
 
-CHECK_MAIN(CHECK_CASE(ack_with_one_id), CHECK_CASE(ack_with_ids_keeps_their_order),
-           CHECK_CASE(unknown_fields_are_tolerated), CHECK_CASE(ping_is_recognised),
-           CHECK_CASE(id_length_bounds), CHECK_CASE(ids_count_bounds),
-           CHECK_CASE(malformed_frames_are_recognised),
+static void subscribe_with_since_and_token(void)
+{
+    client_frame_t cf;
+    parse("{\"type\":\"subscribe\",\"channel\":\"room.42\",\"since\":\"m1\",\"token\":\"a.b.c\"}",
+          &cf);
+    CHECK_INT(cf.kind, CLIENT_FRAME_SUBSCRIBE);
+    CHECK(cf.error == NULL);
+    CHECK_STR(cf.channel, "room.42");
+    CHECK_STR(cf.since, "m1");
+    CHECK_STR(cf.token, "a.b.c");
+    client_frame_free(&cf);
+    CHECK(cf.channel == NULL && cf.since == NULL && cf.token == NULL);
+    parse("{\"type\":\"subscribe\",\"channel\":\"a-b_c.d:e@f\"}", &cf);
+    CHECK_INT(cf.kind, CLIENT_FRAME_SUBSCRIBE);
+    CHECK(cf.error == NULL && cf.since == NULL && cf.token == NULL);
+    client_frame_free(&cf);
+    parse("{\"type\":\"unsubscribe\",\"channel\":\"room.42\",\"since\":7}", &cf);
+    CHECK_INT(cf.kind, CLIENT_FRAME_UNSUBSCRIBE); /* since means nothing here */
+    CHECK(cf.error == NULL);
+    CHECK_STR(cf.channel, "room.42");
+    client_frame_free(&cf);
+}
+
+static void bad_subscribe_frames_say_why_and_echo_what_they_can(void)
+{
+    char long_name[400];
+    snprintf(long_name, sizeof long_name, "{\"type\":\"subscribe\",\"channel\":\"%0256d\"}", 0);
+    struct {
+        const char *text;
+        const char *echo; /* NULL: nothing echoed */
+    } cases[] = {
+        {"{\"type\":\"subscribe\"}", NULL},
+        {"{\"type\":\"subscribe\",\"channel\":null}", NULL},
+        {"{\"type\":\"subscribe\",\"channel\":\"\"}", ""},
+        {"{\"type\":\"subscribe\",\"channel\":\"a b\"}", "a b"},
+        {"{\"type\":\"subscribe\",\"channel\":\"ok\",\"since\":\"\"}", "ok"},
+        {"{\"type\":\"subscribe\",\"channel\":\"ok\",\"since\":1}", "ok"},
+        {"{\"type\":\"subscribe\",\"channel\":\"ok\",\"token\":\"\"}", "ok"},
+        {"{\"type\":\"unsubscribe\",\"channel\":\"*\"}", "*"},
+        {long_name, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        client_frame_t cf;
+        parse(cases[i].text, &cf);
+        CHECK(cf.kind == CLIENT_FRAME_SUBSCRIBE || cf.kind == CLIENT_FRAME_UNSUBSCRIBE);
+        CHECK(cf.error != NULL);
+        if (cases[i].echo)
+            CHECK_STR(cf.channel, cases[i].echo);
+        else
+            CHECK(cf.channel == NULL);
+        CHECK(cf.since == NULL && cf.token == NULL);
+        client_frame_free(&cf);
+    }
+    client_frame_t cf; /* a NUL inside a string is not JSON the parser takes: malformed */
+    parse("{\"type\":\"subscribe\",\"channel\":\"a\\u0000b\"}", &cf);
+    CHECK_INT(cf.kind, CLIENT_FRAME_MALFORMED);
+    CHECK(cf.channel == NULL && cf.error == NULL);
+}
+
+CHECK_MAIN(CHECK_CASE(ack_with_one_id), CHECK_CASE(subscribe_with_since_and_token),
+           CHECK_CASE(bad_subscribe_frames_say_why_and_echo_what_they_can),
+           CHECK_CASE(ack_with_ids_keeps_their_order), CHECK_CASE(unknown_fields_are_tolerated),
+           CHECK_CASE(ping_is_recognised), CHECK_CASE(id_length_bounds),
+           CHECK_CASE(ids_count_bounds), CHECK_CASE(malformed_frames_are_recognised),
            CHECK_CASE(embedded_nul_bytes_in_the_text_are_malformed))

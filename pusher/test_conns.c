@@ -1,5 +1,6 @@
 /* Unit tests of pusher/conns: many connections per user, last-connection
  * detection, the broadcast list, bounded queues. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -56,10 +57,10 @@ static void queue_is_fifo_and_bounded(void)
     CHECK_INT(conn_hold(a, f1, 1, 1000), 0);
     CHECK_INT(conn_hold(a, f1, 1, 1000), -1); /* over the frame bound */
     conn_drop_held(a);
-    CHECK_INT(a->held_bytes, 0);
+    CHECK_INT(a->replay.held_bytes, 0);
     CHECK_INT(conn_hold(a, f1, 10, f1->len * 2), 0);
     CHECK_INT(conn_hold(a, f1, 10, f1->len * 2), 0);
-    CHECK_INT(a->held_bytes, f1->len * 2);
+    CHECK_INT(a->replay.held_bytes, f1->len * 2);
     CHECK_INT(conn_hold(a, f1, 10, f1->len * 2), -1); /* over the byte bound */
     frame_unref(f1);
     frame_unref(f2);
@@ -123,7 +124,49 @@ static void repeats_are_the_recent_ids_only(void)
     conns_free(c);
 }
 
-CHECK_MAIN(CHECK_CASE(users_hold_many_connections_and_the_last_close_is_reported),
+/* replay.h: stored first, then held ones not among them; later live copies dropped. */
+static frame_t *rframe(const char *id)
+{
+    frame_t *f = frame_text("x", 1);
+    snprintf(f->id, sizeof f->id, "%s", id);
+    return f;
+}
+
+typedef struct sent {
+    char ids[8][32];
+    int n;
+} sent_t;
+
+static void record(void *arg, frame_t *f)
+{
+    sent_t *s = arg;
+    if (s->n < 8)
+        snprintf(s->ids[s->n++], 32, "%s", f->id);
+}
+
+static void replay_sends_stored_then_held_without_copies(void)
+{
+    replay_t r = {.active = 1};
+    frame_t *a = rframe("a"), *b = rframe("b"), *c = rframe("c"), *d = rframe("d");
+    CHECK_INT(replay_hold(&r, b, 10, 1000), 0); /* live b and c came during the replay */
+    CHECK_INT(replay_hold(&r, c, 10, 1000), 0);
+    frame_t *stored[] = {a, b};
+    sent_t s = {0};
+    CHECK_INT(replay_finish(&r, stored, 2, record, &s), 1); /* b once */
+    CHECK_INT(r.active, 0);
+    CHECK_INT(s.n, 3);
+    CHECK_STR(s.ids[0], "a");
+    CHECK_STR(s.ids[1], "b");
+    CHECK_STR(s.ids[2], "c");
+    CHECK_INT(replay_is_copy(&r, b, 1), 1); /* a late live copy of b */
+    CHECK_INT(replay_is_copy(&r, d, 1), 0); /* newer than every replayed one: the check ends */
+    CHECK_INT(replay_is_copy(&r, b, 1), 0);
+    replay_deinit(&r);
+    frame_unref(a), frame_unref(b), frame_unref(c), frame_unref(d);
+}
+
+CHECK_MAIN(CHECK_CASE(replay_sends_stored_then_held_without_copies),
+           CHECK_CASE(users_hold_many_connections_and_the_last_close_is_reported),
            CHECK_CASE(repeats_are_the_recent_ids_only), CHECK_CASE(ids_differ_across_pushers),
            CHECK_CASE(queue_is_fifo_and_bounded),
            CHECK_CASE(deadlines_expire_in_order_and_leave_with_the_connection))

@@ -29,6 +29,19 @@ static void json_data_is_spliced_as_is(void)
     frame_unref(f);
 }
 
+static void channel_message_names_its_channel_and_is_outside_user_order(void)
+{
+    Push__V1__Message m = msg("id3", "t", "7", 1, "application/json");
+    m.channel = "room.42";
+    frame_t *f = frame_message(&m);
+    CHECK_STR((char *)frame_payload(f),
+              "{\"type\":\"message\",\"id\":\"id3\",\"channel\":\"room.42\",\"topic\":\"t\","
+              "\"data\":7}");
+    CHECK_INT(f->len, strlen((char *)frame_payload(f)));
+    CHECK_INT(f->broadcast, 1);
+    frame_unref(f);
+}
+
 static void other_data_is_base64_with_encoding(void)
 {
     Push__V1__Message m = msg("id2", "bin", "\x00\x01\xff", 3, "application/octet-stream");
@@ -123,7 +136,8 @@ static void frames_have_lws_headroom_before_the_payload(void)
     frame_unref(f);
 }
 
-CHECK_MAIN(CHECK_CASE(json_data_is_spliced_as_is), CHECK_CASE(other_data_is_base64_with_encoding),
+CHECK_MAIN(CHECK_CASE(channel_message_names_its_channel_and_is_outside_user_order),
+           CHECK_CASE(json_data_is_spliced_as_is), CHECK_CASE(other_data_is_base64_with_encoding),
            CHECK_CASE(ids_and_topics_are_escaped),
            CHECK_CASE(welcome_has_the_contract_fields_in_order),
            CHECK_CASE(shared_frame_lives_until_the_last_reference),

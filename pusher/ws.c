@@ -24,6 +24,7 @@
  */
 #include "ws.h"
 
+#include <jansson.h>
 #include <libwebsockets.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -37,6 +38,7 @@
 #include <ev.h>
 #endif
 
+#include "chan.h"
 #include "client_frame.h"
 #include "config.h"
 #include "conns.h"
@@ -45,16 +47,28 @@
 #include "log.h"
 #include "metrics.h"
 #include "strmap.h"
+#include "subs.h"
 
 _Static_assert(FRAME_PRE >= LWS_PRE, "frame headroom must cover LWS_PRE");
 
 #define WS_WRITES_PER_WAKE 64
 #define WS_RETRY_TICKS 5 /* WS_DEADLINE_TICK_MS each */
 
+/* A subscription waiting for an answer (subscription token, history),
+ * with its deadline: every wait has the same length, so a FIFO is in
+ * deadline order (conns.h says why these are not lws timers). */
+typedef struct ws_sub_wait {
+    char id[SUB_ID_LEN + 1];
+    uint32_t seq; /* sub->wait_seq when it began: a later wait replaces it */
+    uint64_t deadline_ms;
+} ws_sub_wait_t;
+
 struct ws {
     struct lws_context *ctx;
     char node[256];
     conns_t *conns;
+    subs_t *subs; /* channel subscriptions */
+    long max_channels;
     handoff_t *handoff;
     bus_t *bus;
     routes_t *routes;
@@ -63,6 +77,8 @@ struct ws {
     int write_now; /* ws_send may write at once: set while handing off, outside any wsi's callback
                     */
     char (*again)[CONN_ID_LEN + 1]; /* connections to ask again for stored messages */
+    ws_sub_wait_t *sub_waits;       /* subscriptions waiting for authd or the collector, a FIFO */
+    size_t sub_waits_head, n_sub_waits, cap_sub_waits;
     size_t n_again, cap_again;
     unsigned ticks;              /* of ws_deadlines */
     int fd_cap;                  /* lws keeps descriptors below this; see ws_create_context */
@@ -81,7 +97,13 @@ struct ws {
     metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames, *m_acks,
         *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped, *m_idle, *m_fd_refused,
         *m_nats_holds, *m_nats_catchups, *m_repeats;
+    metrics_series_t *m_sub_refused[3]; /* by code, as ws_sub_codes */
+    metrics_series_t *m_subscriptions, *m_channels, *m_subscribed, *m_channel_frames;
 };
+
+/* The codes of a refused subscribe (the error frame's "code", a metric label). */
+static const char *const ws_sub_codes[3] = {"forbidden", "bad_channel", "too_many"};
+enum { WS_SUB_FORBIDDEN, WS_SUB_BAD_CHANNEL, WS_SUB_TOO_MANY };
 
 /* authd's refusal reasons (jwt_reason_name), then a catch-all. */
 static const char *const ws_refusal_reasons[7] = {
@@ -137,20 +159,12 @@ static void ws_send(ws_t *w, conn_t *conn, frame_t *f)
 {
     if (conn->state == CONN_CLOSING || !conn->wsi)
         return;
-    if (conn->replayed && f->id[0]) {
-        /* A live copy of a message the replay already delivered: drop it.
-         * Once a live message newer than every replayed one arrives, no
-         * older copy can follow (delivery per user is in acceptance order). */
-        if (strmap_get(conn->replayed, f->id)) {
-            metrics_inc(w->m_dup_dropped);
-            return;
-        }
-        if (!f->broadcast && strcmp(f->id, conn->replay_max) > 0) {
-            strmap_free(conn->replayed);
-            conn->replayed = NULL;
-        }
+    if (replay_is_copy(&conn->replay, f, !f->broadcast)) {
+        /* A live copy of a message the replay already delivered. */
+        metrics_inc(w->m_dup_dropped);
+        return;
     }
-    if (conn->replaying && f->id[0]) {
+    if (conn->replay.active && f->id[0]) {
         /* Stored messages are on their way: live ones wait so that the
          * client sees them in order and each once (see ws_end_replay). */
         if (conn_hold(conn, f, WS_QUEUE_MAX_FRAMES, WS_QUEUE_MAX_BYTES) == 0)
@@ -249,11 +263,16 @@ static void ws_on_auth(ws_t *w, handoff_ev_t *ev)
         return;
     }
     int first = conns_authenticate(w->conns, conn, ev->user);
+    /* the token's channels claim (bus.c puts it in users) */
+    conn->grants = ev->users;
+    conn->n_grants = ev->n_users;
+    ev->users = NULL;
+    ev->n_users = 0;
     if (first < 0) {
         ws_close_later(conn, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
         return;
     }
-    conn->replaying = 1; /* until its stored messages arrive */
+    conn->replay.active = 1; /* until its stored messages arrive */
     conns_wait(w->conns, conn, CONN_WAIT_REPLAY, ws_now_ms() + WS_REPLAY_TIMEOUT_S * 1000u);
     metrics_inc(w->m_welcomed);
     frame_t *welcome = frame_welcome(ev->user, w->node, conn->id);
@@ -268,8 +287,14 @@ static void ws_on_auth(ws_t *w, handoff_ev_t *ev)
     ws_gauges(w);
 }
 
+static void ws_chan_routed(ws_t *w, const char *channel);
+
 static void ws_on_routed(ws_t *w, handoff_ev_t *ev)
 {
+    if (ev->user && ev->user[0] == ROUTES_CHANNEL_MARK) {
+        ws_chan_routed(w, ev->user + 1);
+        return;
+    }
     conn_user_t *u = conns_user(w->conns, ev->user);
     if (!u)
         return;
@@ -279,9 +304,17 @@ static void ws_on_routed(ws_t *w, handoff_ev_t *ev)
             ws_request_pending(w, c);
 }
 
+static void ws_sub_send(ws_t *w, sub_t *sub, frame_t *f);
+
 static void ws_on_delivery(ws_t *w, handoff_ev_t *ev)
 {
     frame_t *f = ev->frames[0];
+    if (ev->channel) {
+        chan_t *c = subs_chan(w->subs, ev->channel);
+        for (uint32_t i = 0; c && i < c->n; i++)
+            ws_sub_send(w, c->subs[i], f);
+        return;
+    }
     if (ev->broadcast) {
         for (conn_t *c = conns_all(w->conns), *next; c; c = next) {
             next = c->all_next;
@@ -296,38 +329,29 @@ static void ws_on_delivery(ws_t *w, handoff_ev_t *ev)
     }
 }
 
+typedef struct ws_to_conn {
+    ws_t *w;
+    conn_t *conn;
+} ws_to_conn_t;
+
+static void ws_send_to_conn(void *arg, frame_t *f)
+{
+    ws_to_conn_t *t = arg;
+    ws_send(t->w, t->conn, f);
+}
+
 /* Send the stored messages, then the live ones that arrived meanwhile and
- * are not among them. pending may be NULL (the collector did not answer). */
+ * are not among them (replay.h). pending may be NULL (the collector did
+ * not answer). */
 static void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
 {
     if (conn->resync == 2)
         conn->resync = 0;
-    conn->replaying = 0;
     conns_unwait(w->conns, conn);
-    strmap_t *seen = pending && pending->n_frames ? strmap_new() : NULL;
-    for (size_t i = 0; pending && i < pending->n_frames; i++) {
-        ws_send(w, conn, pending->frames[i]);
-        if (seen)
-            strmap_put(seen, pending->frames[i]->id, conn);
-    }
-    frame_t **held = conn->held;
-    uint32_t n_held = conn->n_held;
-    conn->held = NULL;
-    conn->n_held = conn->cap_held = conn->held_bytes = 0;
-    for (uint32_t i = 0; i < n_held; i++) {
-        if (!seen || !strmap_get(seen, held[i]->id))
-            ws_send(w, conn, held[i]);
-        else
-            metrics_inc(w->m_dup_dropped);
-        frame_unref(held[i]);
-    }
-    free(held);
-    if (seen) {
-        strmap_free(conn->replayed);
-        conn->replayed = seen; /* live copies may still be on their way */
-        snprintf(conn->replay_max, sizeof conn->replay_max, "%s",
-                 pending->frames[pending->n_frames - 1]->id);
-    }
+    ws_to_conn_t to = {w, conn};
+    size_t dups = replay_finish(&conn->replay, pending ? pending->frames : NULL,
+                                pending ? pending->n_frames : 0, ws_send_to_conn, &to);
+    metrics_add(w->m_dup_dropped, (int64_t)dups);
 }
 
 /* Remember conn to ask for its stored messages again (ws_deadlines). */
@@ -349,14 +373,14 @@ static void ws_on_pending(ws_t *w, handoff_ev_t *ev)
     conn_t *conn = conns_get(w->conns, ev->conn);
     if (!conn || conn->state != CONN_AUTHED)
         return;
-    if (conn->replaying && conn->resync == 2 && !ev->ok) {
+    if (conn->replay.active && conn->resync == 2 && !ev->ok) {
         /* Catching up after NATS came back and no collector is subscribed
          * yet (it may reconnect after us): ask again at the next deadline
          * tick, until the replay deadline lets the live ones through. */
         ws_retry_later(w, conn);
         return;
     }
-    if (conn->replaying) {
+    if (conn->replay.active) {
         ws_end_replay(w, conn, ev);
         return;
     }
@@ -374,8 +398,364 @@ static void ws_on_pending(ws_t *w, handoff_ev_t *ev)
 
 static void ws_on_presence(ws_t *w, handoff_ev_t *ev)
 {
+    if (ev->channel) {
+        chan_t *c = subs_chan(w->subs, ev->channel);
+        bus_presence_reply(w->bus, ev->reply, c ? c->n : 0);
+        return;
+    }
     conn_user_t *u = conns_user(w->conns, ev->user);
     bus_presence_reply(w->bus, ev->reply, u ? u->count : 0);
+}
+
+/* --- channels ------------------------------------------------------------
+ * A subscription (subs.h) is authorized by the connection token's channels
+ * claim, or by a subscription token that authd checks (HANDOFF_SUBAUTH).
+ * It then joins its channel, holding the channel's frames (replay.h) until
+ * it is ready: the channel's route is in Redis (written for the first local
+ * subscriber, HANDOFF_ROUTED) and, with `since`, its history arrived
+ * (HANDOFF_HISTORY). Only then is it answered `subscribed`: a message
+ * published after the client read that answer finds this node in Redis.
+ * The history goes first, then the held frames not among it, as for a
+ * user's stored messages (ws_end_replay). */
+
+static void ws_gauges_subs(ws_t *w)
+{
+    metrics_set(w->m_subscriptions, (int64_t)subs_count(w->subs));
+    metrics_set(w->m_channels, (int64_t)subs_channels(w->subs));
+}
+
+static void ws_send_json(ws_t *w, conn_t *conn, json_t *j)
+{
+    frame_t *f = frame_json(j);
+    if (f) {
+        ws_send(w, conn, f);
+        frame_unref(f);
+    }
+}
+
+static void ws_sub_refuse(ws_t *w, conn_t *conn, const char *channel, int code, const char *reason)
+{
+    metrics_inc(w->m_sub_refused[code]);
+    json_t *j = json_object();
+    json_object_set_new(j, "type", json_string("error"));
+    if (channel)
+        json_object_set_new(j, "channel", json_string(channel));
+    json_object_set_new(j, "code", json_string(ws_sub_codes[code]));
+    json_object_set_new(j, "reason", json_string(reason));
+    ws_send_json(w, conn, j);
+}
+
+typedef struct ws_to_sub {
+    ws_t *w;
+    sub_t *sub;
+} ws_to_sub_t;
+
+/* Queue f for the client and remember it as the newest of its channel. */
+static void ws_sub_deliver(void *arg, frame_t *f)
+{
+    ws_t *w = ((ws_to_sub_t *)arg)->w;
+    sub_t *sub = ((ws_to_sub_t *)arg)->sub;
+    if (f->id[0] && strcmp(f->id, sub->last_id) > 0)
+        snprintf(sub->last_id, sizeof sub->last_id, "%s", f->id);
+    metrics_inc(w->m_channel_frames);
+    ws_send(w, sub->conn, f);
+}
+
+static void ws_sub_send(ws_t *w, sub_t *sub, frame_t *f)
+{
+    conn_t *conn = sub->conn;
+    if (conn->state != CONN_AUTHED || !conn->wsi)
+        return;
+    if (replay_is_copy(&sub->replay, f, 1)) {
+        metrics_inc(w->m_dup_dropped);
+        return;
+    }
+    if (sub->replay.active) {
+        if (replay_hold(&sub->replay, f, WS_QUEUE_MAX_FRAMES, WS_QUEUE_MAX_BYTES) == 0)
+            return;
+        replay_drop_held(&sub->replay);
+        metrics_inc(w->m_slow);
+        ws_close_later(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+        return;
+    }
+    ws_to_sub_t to = {w, sub};
+    ws_sub_deliver(&to, f);
+}
+
+static void ws_sub_close(ws_t *w, sub_t *sub)
+{
+    char *last = NULL;
+    if (subs_close(w->subs, sub, &last) == 1 && last) {
+        routes_remove_channel(w->routes, last);
+        free(last);
+    }
+    ws_gauges_subs(w);
+}
+
+/* The subscription is ready: `subscribed` (unless this was a catch-up
+ * after a NATS outage, waiting 2: answered already), then what its replay
+ * has. history may be NULL. */
+static void ws_sub_ready(ws_t *w, sub_t *sub, frame_t *const *history, size_t n, int recovered)
+{
+    if (sub->waiting == 1) {
+        json_t *j = json_object();
+        json_object_set_new(j, "type", json_string("subscribed"));
+        json_object_set_new(j, "channel", json_string(sub->channel));
+        json_object_set_new(j, "recovered", json_boolean(recovered));
+        ws_send_json(w, sub->conn, j);
+        metrics_inc(w->m_subscribed);
+    }
+    sub->waiting = 0;
+    sub->asked = 0;
+    free(sub->since);
+    sub->since = NULL;
+    ws_to_sub_t to = {w, sub};
+    size_t dups = replay_finish(&sub->replay, history, n, ws_sub_deliver, &to);
+    metrics_add(w->m_dup_dropped, (int64_t)dups);
+}
+
+/* Remember that sub waits for an answer (ws_sub_deadlines). */
+static void ws_sub_wait(ws_t *w, sub_t *sub)
+{
+    if (w->sub_waits_head && w->sub_waits_head == w->n_sub_waits)
+        w->sub_waits_head = w->n_sub_waits = 0;
+    if (w->n_sub_waits == w->cap_sub_waits) {
+        if (w->sub_waits_head) { /* reuse the room the FIFO's head left */
+            memmove(w->sub_waits, w->sub_waits + w->sub_waits_head,
+                    (w->n_sub_waits - w->sub_waits_head) * sizeof *w->sub_waits);
+            w->n_sub_waits -= w->sub_waits_head;
+            w->sub_waits_head = 0;
+        } else {
+            size_t cap = w->cap_sub_waits ? w->cap_sub_waits * 2 : 64;
+            ws_sub_wait_t *nw = realloc(w->sub_waits, cap * sizeof *nw);
+            if (!nw)
+                return; /* then only an answer ends the wait */
+            w->sub_waits = nw;
+            w->cap_sub_waits = cap;
+        }
+    }
+    ws_sub_wait_t *e = &w->sub_waits[w->n_sub_waits++];
+    memcpy(e->id, sub->id, sizeof e->id);
+    e->seq = ++sub->wait_seq;
+    e->deadline_ms = ws_now_ms() + WS_SUB_TIMEOUT_S * 1000u;
+}
+
+/* The channel's route is in Redis: recover, or be ready now. */
+static void ws_sub_routed(ws_t *w, sub_t *sub)
+{
+    if (!sub->waiting || sub->asked)
+        return;
+    if (!sub->since) {
+        ws_sub_ready(w, sub, NULL, 0, 1);
+        return;
+    }
+    sub->asked = 1;
+    ws_sub_wait(w, sub);
+    if (bus_request_history(w->bus, sub->id, sub->channel, sub->since) != 0) {
+        LOG_W("cannot ask for the history of %s (NATS down?); subscribed without it", sub->channel);
+        ws_sub_ready(w, sub, NULL, 0, 0);
+    }
+}
+
+static void ws_chan_routed(ws_t *w, const char *channel)
+{
+    chan_t *c = subs_chan(w->subs, channel);
+    if (!c)
+        return; /* every subscriber left meanwhile */
+    c->routed = 1;
+    for (uint32_t i = 0; i < c->n; i++)
+        ws_sub_routed(w, c->subs[i]);
+}
+
+/* An authorized subscription joins its channel (frames held until ready). */
+static void ws_sub_join(ws_t *w, sub_t *sub)
+{
+    sub->waiting = 1;
+    sub->replay.active = 1;
+    int first = subs_join(w->subs, sub);
+    if (first < 0) {
+        conn_t *conn = sub->conn;
+        char *channel = strdup(sub->channel);
+        ws_sub_close(w, sub);
+        LOG_E("out of memory joining channel %s", channel ? channel : "?");
+        ws_close_later(conn, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        free(channel);
+        return;
+    }
+    ws_gauges_subs(w);
+    if (sub->chan->routed)
+        ws_sub_routed(w, sub);
+    else if (first)
+        routes_add_channel(w->routes, sub->channel); /* ws_chan_routed follows */
+}
+
+static void ws_on_subscribe(ws_t *w, conn_t *conn, client_frame_t *cf)
+{
+    if (cf->error) {
+        ws_sub_refuse(w, conn, cf->channel, WS_SUB_BAD_CHANNEL, cf->error);
+        return;
+    }
+    sub_t *old = subs_find(conn, cf->channel);
+    if (old) {
+        /* subscribed already: say so, change nothing (a subscription still
+         * being set up gets its one answer when it is ready) */
+        if (!old->waiting && old->chan) {
+            json_t *j = json_object();
+            json_object_set_new(j, "type", json_string("subscribed"));
+            json_object_set_new(j, "channel", json_string(old->channel));
+            json_object_set_new(j, "recovered", json_true());
+            ws_send_json(w, conn, j);
+        }
+        return;
+    }
+    if (conn->n_subs >= (uint32_t)w->max_channels) {
+        char reason[96];
+        snprintf(reason, sizeof reason, "at most %ld channels per connection", w->max_channels);
+        ws_sub_refuse(w, conn, cf->channel, WS_SUB_TOO_MANY, reason);
+        return;
+    }
+    int granted = chan_granted(conn->grants, conn->n_grants, cf->channel);
+    if (!granted && !cf->token) {
+        ws_sub_refuse(w, conn, cf->channel, WS_SUB_FORBIDDEN,
+                      "the connection token does not grant this channel; send a subscription "
+                      "token");
+        return;
+    }
+    sub_t *sub = subs_open(w->subs, conn, cf->channel, cf->since);
+    if (!sub) {
+        ws_close_later(conn, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return;
+    }
+    if (granted) {
+        ws_sub_join(w, sub);
+        return;
+    }
+    /* authd checks the subscription token; the answer is HANDOFF_SUBAUTH */
+    ws_sub_wait(w, sub);
+    if (bus_request_subscription(w->bus, sub->id, cf->token, cf->channel) != 0) {
+        ws_sub_close(w, sub);
+        ws_sub_refuse(w, conn, cf->channel, WS_SUB_FORBIDDEN,
+                      "the subscription token could not be checked (try again)");
+    }
+    ws_gauges_subs(w);
+}
+
+static void ws_on_subauth(ws_t *w, handoff_ev_t *ev)
+{
+    sub_t *sub = subs_get(w->subs, ev->conn);
+    if (!sub || sub->chan)
+        return; /* unsubscribed or closed meanwhile */
+    conn_t *conn = sub->conn;
+    const char *why = NULL;
+    if (!ev->ok)
+        why = ev->reason && strcmp(ev->reason, "forbidden") == 0
+                  ? "the subscription token is for another channel"
+                  : "the subscription token was refused";
+    else if (!ev->channel || strcmp(ev->channel, sub->channel) != 0)
+        /* an authd that does not know subscription tokens ignores the
+         * channel and does not echo it: its "ok" says nothing about it */
+        why = "the subscription token could not be checked for this channel";
+    else if (!ev->user || !conn->user || strcmp(ev->user, conn->user->id) != 0)
+        why = "the subscription token is for another user";
+    if (why) {
+        char *channel = strdup(sub->channel);
+        ws_sub_close(w, sub);
+        ws_sub_refuse(w, conn, channel, WS_SUB_FORBIDDEN, why);
+        free(channel);
+        return;
+    }
+    ws_sub_join(w, sub);
+}
+
+static void ws_on_history(ws_t *w, handoff_ev_t *ev)
+{
+    sub_t *sub = subs_get(w->subs, ev->conn);
+    if (!sub || !sub->waiting || !sub->asked)
+        return;
+    if (ev->reason)
+        LOG_W("no history for %s on connection %s (%s); subscribed with recovered false",
+              sub->channel, sub->conn->id, ev->reason);
+    ws_sub_ready(w, sub, ev->frames, ev->n_frames, ev->reason ? 0 : ev->ok);
+}
+
+static void ws_on_unsubscribe(ws_t *w, conn_t *conn, client_frame_t *cf)
+{
+    if (cf->error) {
+        ws_sub_refuse(w, conn, cf->channel, WS_SUB_BAD_CHANNEL, cf->error);
+        return;
+    }
+    sub_t *sub = subs_find(conn, cf->channel);
+    if (sub)
+        ws_sub_close(w, sub);
+    json_t *j = json_object();
+    json_object_set_new(j, "type", json_string("unsubscribed"));
+    json_object_set_new(j, "channel", json_string(cf->channel));
+    ws_send_json(w, conn, j);
+}
+
+/* NATS is back after an outage (ws_nats_one): channel messages published
+ * meanwhile went nowhere. Each ready subscription that has seen a message
+ * holds its live frames again and asks for the history after that one. A
+ * request made before or during the outage may have lost its answer: a
+ * history request is made again (a late first answer finds the
+ * subscription ready and is ignored); a subscription token still with
+ * authd is refused, to be sent again by the client. */
+static void ws_subs_resync(ws_t *w, conn_t *c)
+{
+    for (uint32_t i = c->n_subs; i > 0; i--) { /* backwards: a refusal removes one */
+        sub_t *sub = c->subs[i - 1];
+        if (!sub->chan) {
+            char *channel = strdup(sub->channel);
+            ws_sub_close(w, sub);
+            ws_sub_refuse(w, c, channel, WS_SUB_FORBIDDEN,
+                          "the subscription token could not be checked (NATS was lost); "
+                          "subscribe again");
+            free(channel);
+            continue;
+        }
+        const char *since = NULL;
+        if (sub->waiting && sub->asked)
+            since = sub->waiting == 1 ? sub->since : sub->last_id; /* asked; maybe lost */
+        else if (!sub->waiting && sub->last_id[0])
+            since = sub->last_id;
+        if (!since)
+            continue; /* waiting for its route (Redis), or nothing seen yet */
+        if (!sub->waiting)
+            sub->waiting = 2;
+        sub->asked = 1;
+        sub->replay.active = 1;
+        ws_sub_wait(w, sub);
+        if (bus_request_history(w->bus, sub->id, sub->channel, since) != 0)
+            ws_sub_ready(w, sub, NULL, 0, 0);
+    }
+}
+
+/* Every deadline tick: subscriptions whose answer is late. A subscription
+ * token authd did not check in time is refused (the client may subscribe
+ * again); a history that did not come in time gives `recovered: false`
+ * and the live frames go out. */
+static void ws_sub_deadlines(ws_t *w, uint64_t now)
+{
+    while (w->sub_waits_head < w->n_sub_waits &&
+           w->sub_waits[w->sub_waits_head].deadline_ms <= now) {
+        ws_sub_wait_t *e = &w->sub_waits[w->sub_waits_head++];
+        sub_t *sub = subs_get(w->subs, e->id);
+        if (!sub || sub->wait_seq != e->seq)
+            continue; /* gone meanwhile, or waiting again since */
+        if (!sub->chan) {
+            conn_t *conn = sub->conn;
+            char *channel = strdup(sub->channel);
+            ws_sub_close(w, sub);
+            ws_sub_refuse(w, conn, channel, WS_SUB_FORBIDDEN,
+                          "authd did not check the subscription token in time; try again");
+            free(channel);
+        } else if (sub->waiting && sub->asked) {
+            LOG_W("no history for %s within %d s (collector slow?); subscribed with recovered "
+                  "false",
+                  sub->channel, WS_SUB_TIMEOUT_S);
+            ws_sub_ready(w, sub, NULL, 0, 0);
+        }
+    }
 }
 
 /* NATS lost: what the dispatchers publish to this node meanwhile goes
@@ -400,7 +780,7 @@ static void ws_nats_one(void *arg, conn_t *c)
         return;
     if (!p->up) {
         conns_unwait(p->w->conns, c); /* no replay deadline while NATS is away */
-        c->replaying = 1;
+        c->replay.active = 1;
         c->resync = 1;
         p->n++;
         return;
@@ -408,6 +788,7 @@ static void ws_nats_one(void *arg, conn_t *c)
     if (c->resync != 1)
         return;
     conns_wait(p->w->conns, c, CONN_WAIT_REPLAY, ws_now_ms() + WS_REPLAY_TIMEOUT_S * 1000u);
+    ws_subs_resync(p->w, c);
     if (c->user->routed) {
         c->resync = 2;
         ws_request_pending(p->w, c);
@@ -462,6 +843,12 @@ static void ws_drain_handoff(ws_t *w)
         case HANDOFF_NATS:
             ws_on_nats(w, ev);
             break;
+        case HANDOFF_SUBAUTH:
+            ws_on_subauth(w, ev);
+            break;
+        case HANDOFF_HISTORY:
+            ws_on_history(w, ev);
+            break;
         }
         handoff_ev_free(ev);
     }
@@ -484,6 +871,10 @@ static void ws_on_client_text(ws_t *w, conn_t *conn, const char *text, size_t le
     if (cf.kind == CLIENT_FRAME_ACK && conn->state == CONN_AUTHED) {
         metrics_add(w->m_acks, (int64_t)cf.n_ids);
         bus_ack(w->bus, conn->user->id, conn->id, cf.ids, cf.n_ids);
+    } else if (cf.kind == CLIENT_FRAME_SUBSCRIBE && conn->state == CONN_AUTHED) {
+        ws_on_subscribe(w, conn, &cf);
+    } else if (cf.kind == CLIENT_FRAME_UNSUBSCRIBE && conn->state == CONN_AUTHED) {
+        ws_on_unsubscribe(w, conn, &cf);
     } else if (cf.kind == CLIENT_FRAME_PING && conn->state == CONN_AUTHED) {
         frame_t *pong = frame_text("{\"type\":\"pong\"}", 15);
         if (pong) {
@@ -623,7 +1014,7 @@ static void ws_deadlines(lws_sorted_usec_list_t *sul)
     }
     size_t late = 0;
     for (conn_t *c; (c = conns_wait_expired(w->conns, CONN_WAIT_REPLAY, now));) {
-        if (c->state != CONN_AUTHED || !c->replaying)
+        if (c->state != CONN_AUTHED || !c->replay.active)
             continue;
         if (!late++)
             LOG_W("no stored messages for %s within %d s (collector down?); sending live ones",
@@ -632,12 +1023,13 @@ static void ws_deadlines(lws_sorted_usec_list_t *sul)
     }
     if (late > 1)
         LOG_W("... and for %zu more connection(s)", late - 1);
+    ws_sub_deadlines(w, now);
     /* every WS_RETRY_TICKS ticks: a connection asks at most every 500 ms */
     size_t n_again = ++w->ticks % WS_RETRY_TICKS == 0 ? w->n_again : 0;
     w->n_again -= n_again;
     for (size_t i = 0; i < n_again; i++) {
         conn_t *c = conns_get(w->conns, w->again[i]);
-        if (c && c->state == CONN_AUTHED && c->replaying && c->resync == 2)
+        if (c && c->state == CONN_AUTHED && c->replay.active && c->resync == 2)
             ws_request_pending(w, c);
     }
     lws_sul_schedule(w->ctx, 0, &w->deadlines, ws_deadlines, WS_DEADLINE_TICK_MS * LWS_US_PER_MS);
@@ -777,6 +1169,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (pss && pss->conn) {
             char *last_user = NULL;
             pss->conn->wsi = NULL;
+            while (pss->conn->n_subs)
+                ws_sub_close(w, pss->conn->subs[0]);
             if (conns_close(w->conns, pss->conn, &last_user) == 1) {
                 routes_remove(w->routes, last_user);
                 free(last_user);
@@ -885,6 +1279,23 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     snprintf(w->node, sizeof w->node, "%s", node);
     w->conns = conns_new();
     w->handoff = handoff_new(ws_wake, w);
+    w->subs = subs_new();
+    w->max_channels = 128;
+    for (size_t i = 0; i < 3; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "reason=\"%s\"", ws_sub_codes[i]);
+        w->m_sub_refused[i] =
+            metrics_counter("push_pusher_subscribe_refused_total", labels,
+                            "Subscribe and unsubscribe frames refused, by reason");
+    }
+    w->m_subscriptions = metrics_gauge("push_pusher_subscriptions", NULL,
+                                       "Channel subscriptions of this node's connections");
+    w->m_channels =
+        metrics_gauge("push_pusher_channels", NULL, "Channels with a subscriber on this node");
+    w->m_subscribed =
+        metrics_counter("push_pusher_subscribed_total", NULL, "Subscriptions answered subscribed");
+    w->m_channel_frames = metrics_counter("push_pusher_channel_frames_total", NULL,
+                                          "Channel message frames queued for subscribers");
     w->m_conns = metrics_gauge("push_pusher_connections", NULL, "Authenticated connections");
     w->m_pending_auth = metrics_gauge("push_pusher_connections_pending_auth", NULL,
                                       "Connections waiting for authd");
@@ -927,7 +1338,7 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
     w->m_nats_catchups =
         metrics_counter("push_pusher_nats_catchups_total", NULL,
                         "NATS returns after which connections caught up from the store");
-    if (!w->conns || !w->handoff)
+    if (!w->conns || !w->handoff || !w->subs)
         goto fail;
     lws_set_log_level(LLL_ERR, ws_lws_log);
     /* No validity (ping/hang-up) timers from lws: it keeps every timer in one
@@ -1024,14 +1435,21 @@ void ws_free(ws_t *w)
         ev_loop_destroy(w->loop);
 #endif
     handoff_free(w->handoff);
+    subs_free(w->subs);
     conns_free(w->conns);
     free(w->again);
+    free(w->sub_waits);
     free(w);
 }
 
 handoff_t *ws_handoff(ws_t *w)
 {
     return w->handoff;
+}
+
+void ws_set_max_channels(ws_t *w, long max_channels)
+{
+    w->max_channels = max_channels;
 }
 
 void ws_attach(ws_t *w, bus_t *bus, routes_t *routes)

@@ -15,6 +15,9 @@
 
 #define WS_AUTH_TIMEOUT_S 2
 #define WS_REPLAY_TIMEOUT_S 5 /* how long live frames wait for the stored ones */
+/* how long a subscription waits for authd (subscription token) or for its
+ * history; then refused, or subscribed with recovered false */
+#define WS_SUB_TIMEOUT_S 5
 #define WS_MAX_FRAME_BYTES (64 * 1024)
 #define WS_QUEUE_MAX_FRAMES 4096
 #define WS_QUEUE_MAX_BYTES (8 * 1024 * 1024)
@@ -51,6 +54,10 @@ void ws_free(ws_t *w);
 
 /* The queue other threads use to reach the service thread. */
 handoff_t *ws_handoff(ws_t *w);
+
+/* At most this many channel subscriptions per connection (--max-channels;
+ * 128 until set). Before ws_run. */
+void ws_set_max_channels(ws_t *w, long max_channels);
 
 /* Give the server its NATS and Redis sides (before ws_run). */
 void ws_attach(ws_t *w, bus_t *bus, routes_t *routes);
