@@ -881,7 +881,7 @@ static int store_mongo_pending(void *handle, const char *user, const char *from,
     /* Page through the user's recipients until limit messages were found:
      * a recipient without its message (a failed put) takes no slot. */
     while (rc == 0 && rs.n < limit) {
-        size_t want = limit - rs.n, from = rs.n;
+        size_t want = limit - rs.n, n_before = rs.n;
         long got = store_mongo_pending_page(s, recipients, user, now_ms, after, want, page, at);
         if (got < 0) {
             rc = -1;
@@ -889,8 +889,9 @@ static int store_mongo_pending(void *handle, const char *user, const char *from,
         }
         if (got > 0 && store_mongo_fetch_messages(s, messages, page, (size_t)got, &rs) != 0)
             rc = -1;
-        if (rc == 0 && rs.n - from < (size_t)got)
-            store_mongo_drop_orphans(recipients, user, page, at, (size_t)got, &rs, from, now_ms);
+        if (rc == 0 && rs.n - n_before < (size_t)got)
+            store_mongo_drop_orphans(recipients, user, page, at, (size_t)got, &rs, n_before,
+                                     now_ms);
         if (got > 0)
             snprintf(after, sizeof after, "%s", page[got - 1]);
         for (long i = 0; i < got; i++)
