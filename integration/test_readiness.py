@@ -1,8 +1,10 @@
-"""/readyz follows Redis also on an idle node: a pusher that holds no
-connection and a dispatcher with nothing to dispatch turn 503 soon after
+"""/readyz follows each dependency also on an idle node: a pusher that holds
+no connection and a dispatcher with nothing to dispatch turn 503 soon after
 Redis is killed (they ping it; nothing else would tell them), and 200 again
 once it is back. The collector (SQLite store) does not use Redis and stays
-ready throughout."""
+ready throughout. NATS: every service (authd too) turns 503 when
+nats-server is killed (nats.c sees the connection drop) and 200 once it is
+back."""
 
 import os
 import time
@@ -43,6 +45,7 @@ class IdleReadiness(ClusterTest):
         self.c.start("collector", "collector", "--store",
                      f"sqlite:{os.path.join(self.c.dir, 'push.db')}")
         self.c.start("dispatcher")
+        self.c.start("authd")
         self.c.start_pusher()
 
     async def test_idle_pusher_and_dispatcher_are_not_ready_without_redis_and_ready_again_after(self):
@@ -61,6 +64,18 @@ class IdleReadiness(ClusterTest):
                          {"pusher": 200, "dispatcher": 200})
         for name in idle + ["collector"]:
             self.assertTrue(self.c.procs[name].alive(), self.c.procs[name].tail())
+
+
+    async def test_idle_services_are_not_ready_without_nats_and_ready_again_after(self):
+        every = ["pusher", "dispatcher", "collector", "authd"]
+        self.assertEqual(poll_until(self.c, every, 200, 5.0), {n: 200 for n in every})
+        if self.nats:
+            await self.nats.close()
+            self.nats = None
+        self.c.procs["nats"].kill9()
+        self.assertEqual(poll_until(self.c, every, 503, LOSS_BOUND_S), {n: 503 for n in every})
+        self.c.start_nats()  # the same port and JetStream folder
+        self.assertEqual(poll_until(self.c, every, 200, BACK_BOUND_S), {n: 200 for n in every})
 
 
 if __name__ == "__main__":
