@@ -567,8 +567,10 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         goto fail;
     if (natsx_connected(nc))
         atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, prefix) == NATS_OK);
-    if (bgloop_start(&c->manager, "shards", CONSUME_TICK_MS, consume_manager, c) != 0)
+    if (bgloop_start(&c->manager, "shards", CONSUME_TICK_MS, consume_manager, c) != 0) {
+        LOG_E("cannot start the lease manager thread");
         goto fail;
+    }
     LOG_I("%s sharing %d shards of %s with the other dispatchers", c->owner, JSX_SHARDS, c->stream);
     return c;
 fail:
