@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bgloop.h"
 #include "jsx.h"
 #include "log.h"
 #include "metrics.h"
@@ -25,7 +26,6 @@ struct handover {
     store_t *store;
     const char *prefix;
     atomic_int stream_ok;
-    atomic_int stop;
     _Atomic uint64_t hold_from_ms; /* see handover_hold_retries_from; 0: none */
     /* Order between the two senders (handover_send_batch, the retry loop):
      * each holds pub_lock for its whole round or pass. After a round or a
@@ -34,10 +34,8 @@ struct handover {
      * every unmarked message in id order. A newer message can then never
      * reach the stream ahead of an older one that failed. */
     pthread_mutex_t pub_lock;
-    int behind; /* under pub_lock; set at start, so leftovers go first */
-    pthread_t thread;
-    pthread_mutex_t wake_lock;
-    pthread_cond_t wake;
+    int behind;      /* under pub_lock; set at start, so leftovers go first */
+    bgloop_t *retry; /* the retry loop */
     metrics_series_t *sent, *errors, *retried, *too_large;
 };
 
@@ -183,7 +181,8 @@ typedef struct handover_round {
     handover_chunk_t open[JSX_SHARDS];
     char **skip; /* too large for NATS: marked without the stream */
     size_t n_skip, cap_skip;
-    int shortfall; /* something was not published or not acked */
+    int shortfall;  /* something was not published or not acked */
+    int from_retry; /* the retry loop's own pass: no need to wake it */
 } handover_round_t;
 
 static void handover_round_begin(handover_round_t *r)
@@ -423,9 +422,8 @@ static size_t handover_round_end(handover_t *h, handover_round_t *r)
     r->shortfall |= n_done < n_expected;
     if (r->shortfall) {
         h->behind = 1;
-        pthread_mutex_lock(&h->wake_lock);
-        pthread_cond_signal(&h->wake); /* the retry loop catches up now */
-        pthread_mutex_unlock(&h->wake_lock);
+        if (!r->from_retry)
+            bgloop_wake(h->retry); /* the retry loop catches up now */
     }
     return n_done;
 }
@@ -462,71 +460,56 @@ typedef struct handover_pass {
 static void handover_retry_one(void *arg, const store_msg_t *m, char *const *to, size_t n_to)
 {
     handover_pass_t *p = arg;
-    if (p->round.shortfall || atomic_load(&p->h->stop))
+    if (p->round.shortfall || bgloop_stopping(p->h->retry))
         return;
     metrics_inc(p->h->retried);
     handover_round_add(p->h, &p->round, m, to, n_to);
 }
 
-static uint64_t now_ms(void)
-{
-    return ids_now_ms();
-}
-
 #define HANDOVER_PASS_MAX 1000
 
-static void *handover_loop(void *arg)
+/* One retry pass; every HANDOVER_RETRY_MS, at once after a round left
+ * something behind, and again at once while passes come back full. */
+static int handover_loop(void *arg)
 {
-    pthread_setname_np(pthread_self(), "ho-retry");
     handover_t *h = arg;
-    while (!atomic_load(&h->stop)) {
-        if (!atomic_load(&h->stream_ok) && natsx_connected(h->nc))
-            atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, h->prefix) == NATS_OK);
-        int again = 0;
-        if (atomic_load(&h->stream_ok)) {
-            pthread_mutex_lock(&h->pub_lock);
-            /* Behind (at start, or after a round or pass left something
-             * unacked): everything unmarked is ours to send, oldest first,
-             * and rounds wait. Otherwise leave the last few seconds, and
-             * what the writer's hand-over has queued, to the rounds. */
-            int behind = h->behind;
-            uint64_t before = behind ? now_ms() + 1 : now_ms() - 5000;
-            uint64_t hold = atomic_load(&h->hold_from_ms);
-            if (!behind && hold && hold < before)
-                before = hold;
-            handover_pass_t pass = {.h = h};
-            handover_round_begin(&pass.round);
-            int n =
-                store_undispatched(h->store, before, HANDOVER_PASS_MAX, handover_retry_one, &pass);
-            handover_round_end(h, &pass.round);
-            int failed = pass.round.shortfall;
-            if (n > 0 && !failed)
-                LOG_I("handover: re-sent %d stored message(s) not yet handed to the dispatcher", n);
-            if (n < 0 || failed) {
-                h->behind = 1;
-                if (failed)
-                    atomic_store(&h->stream_ok, 0); /* the stream may be gone: create it again */
-            } else if (n < HANDOVER_PASS_MAX) {
-                if (behind)
-                    LOG_I("handover: caught up; handing over as messages are stored again");
-                h->behind = 0; /* every unmarked message up to now is in the stream */
-            } else {
-                h->behind = 1; /* more than one pass's worth: go on at once */
-                again = 1;
-            }
-            pthread_mutex_unlock(&h->pub_lock);
+    if (!atomic_load(&h->stream_ok) && natsx_connected(h->nc))
+        atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, h->prefix) == NATS_OK);
+    int again = 0;
+    if (atomic_load(&h->stream_ok)) {
+        pthread_mutex_lock(&h->pub_lock);
+        /* Behind (at start, or after a round or pass left something
+         * unacked): everything unmarked is ours to send, oldest first,
+         * and rounds wait. Otherwise leave the last few seconds, and
+         * what the writer's hand-over has queued, to the rounds. */
+        int behind = h->behind;
+        uint64_t before = behind ? ids_now_ms() + 1 : ids_now_ms() - 5000;
+        uint64_t hold = atomic_load(&h->hold_from_ms);
+        if (!behind && hold && hold < before)
+            before = hold;
+        handover_pass_t pass = {.h = h};
+        handover_round_begin(&pass.round);
+        pass.round.from_retry = 1;
+        int n = store_undispatched(h->store, before, HANDOVER_PASS_MAX, handover_retry_one, &pass);
+        handover_round_end(h, &pass.round);
+        int failed = pass.round.shortfall;
+        if (n > 0 && !failed)
+            LOG_I("handover: re-sent %d stored message(s) not yet handed to the dispatcher", n);
+        if (n < 0 || failed) {
+            h->behind = 1;
+            if (failed)
+                atomic_store(&h->stream_ok, 0); /* the stream may be gone: create it again */
+        } else if (n < HANDOVER_PASS_MAX) {
+            if (behind)
+                LOG_I("handover: caught up; handing over as messages are stored again");
+            h->behind = 0; /* every unmarked message up to now is in the stream */
+        } else {
+            h->behind = 1; /* more than one pass's worth: go on at once */
+            again = 1;
         }
-        if (again)
-            continue;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += HANDOVER_RETRY_MS / 1000;
-        pthread_mutex_lock(&h->wake_lock);
-        if (!atomic_load(&h->stop))
-            pthread_cond_timedwait(&h->wake, &h->wake_lock, &until);
-        pthread_mutex_unlock(&h->wake_lock);
+        pthread_mutex_unlock(&h->pub_lock);
     }
-    return NULL;
+    return again ? BGLOOP_AGAIN : BGLOOP_WAIT;
 }
 
 handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *store)
@@ -546,8 +529,6 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     h->too_large =
         metrics_counter("push_collect_handover_too_large_total", NULL,
                         "Messages over NATS max_payload as a Dispatch (store delivery only)");
-    pthread_mutex_init(&h->wake_lock, NULL);
-    pthread_cond_init(&h->wake, NULL);
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
@@ -567,7 +548,7 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     }
     if (natsx_connected(nc))
         atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, prefix) == NATS_OK);
-    if (pthread_create(&h->thread, NULL, handover_loop, h) != 0) {
+    if (bgloop_start(&h->retry, "ho-retry", HANDOVER_RETRY_MS, handover_loop, h) != 0) {
         LOG_E("handover: cannot start the retry thread; not starting");
         goto fail;
     }
@@ -577,8 +558,6 @@ fail:
     jsCtx_Destroy(h->js_async);
     pthread_mutex_destroy(&h->acked_lock);
     pthread_mutex_destroy(&h->pub_lock);
-    pthread_mutex_destroy(&h->wake_lock);
-    pthread_cond_destroy(&h->wake);
     free(h);
     return NULL;
 }
@@ -587,11 +566,7 @@ void handover_stop(handover_t *h)
 {
     if (!h)
         return;
-    pthread_mutex_lock(&h->wake_lock);
-    atomic_store(&h->stop, 1);
-    pthread_cond_signal(&h->wake);
-    pthread_mutex_unlock(&h->wake_lock);
-    pthread_join(h->thread, NULL);
+    bgloop_stop(h->retry);
     jsCtx_Destroy(h->js);
     jsCtx_Destroy(h->js_async);
     for (size_t i = 0; i < h->n_acked; i++)
@@ -599,7 +574,5 @@ void handover_stop(handover_t *h)
     free(h->acked);
     pthread_mutex_destroy(&h->acked_lock);
     pthread_mutex_destroy(&h->pub_lock);
-    pthread_mutex_destroy(&h->wake_lock);
-    pthread_cond_destroy(&h->wake);
     free(h);
 }

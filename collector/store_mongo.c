@@ -74,6 +74,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bgloop.h"
 #include "log.h"
 #include "store_backend.h"
 
@@ -94,13 +95,10 @@ struct store_mongo {
     char *db;
     char *where; /* host list for logs, without credentials */
     mongoc_write_concern_t *durable;
-    pthread_t health_thread;
-    int health_started;
-    pthread_mutex_t lock; /* guards stop, for the health thread's wait */
-    pthread_cond_t wake;
-    int stop;
+    bgloop_t *health;
     atomic_int healthy;
-    int indexes_ok; /* health thread only */
+    int indexes_ok;  /* health thread only */
+    int logged_down; /* health thread only */
 };
 
 /* --- process-wide driver set-up --------------------------------------------- */
@@ -249,49 +247,32 @@ static int store_mongo_ensure_indexes(store_mongo_t *s, mongoc_client_t *client)
 
 /* --- health thread ------------------------------------------------------------ */
 
-static void *store_mongo_health_loop(void *arg)
+static int store_mongo_health_run(void *arg)
 {
-    pthread_setname_np(pthread_self(), "mongo-health");
     store_mongo_t *s = arg;
-    int logged_down = 0;
-    pthread_mutex_lock(&s->lock);
-    while (!s->stop) {
-        pthread_mutex_unlock(&s->lock);
-        mongoc_client_t *client = mongoc_client_pool_pop(s->pool);
-        bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
-        bson_error_t e;
-        int up = mongoc_client_command_simple(client, "admin", ping, NULL, NULL, &e);
-        bson_destroy(ping);
-        if (up && !s->indexes_ok) {
-            s->indexes_ok = store_mongo_ensure_indexes(s, client) == 0;
-            if (s->indexes_ok)
-                LOG_I("store: mongodb at %s ready (database %s, indexes in place)", s->where,
-                      s->db);
-        }
-        mongoc_client_pool_push(s->pool, client);
-        int healthy = up && s->indexes_ok;
-        atomic_store(&s->healthy, healthy);
-        if (!up && !logged_down) {
-            LOG_W("store: mongodb at %s does not answer: %s; publishes fail until it does, "
-                  "retrying every %d ms",
-                  s->where, e.message, STORE_MONGO_PING_INTERVAL_MS);
-            logged_down = 1;
-        } else if (healthy && logged_down) {
-            LOG_I("store: mongodb at %s answers again", s->where);
-            logged_down = 0;
-        }
-        pthread_mutex_lock(&s->lock);
-        if (s->stop)
-            break;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)STORE_MONGO_PING_INTERVAL_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&s->wake, &s->lock, &until);
+    mongoc_client_t *client = mongoc_client_pool_pop(s->pool);
+    bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
+    bson_error_t e;
+    int up = mongoc_client_command_simple(client, "admin", ping, NULL, NULL, &e);
+    bson_destroy(ping);
+    if (up && !s->indexes_ok) {
+        s->indexes_ok = store_mongo_ensure_indexes(s, client) == 0;
+        if (s->indexes_ok)
+            LOG_I("store: mongodb at %s ready (database %s, indexes in place)", s->where, s->db);
     }
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
+    mongoc_client_pool_push(s->pool, client);
+    int healthy = up && s->indexes_ok;
+    atomic_store(&s->healthy, healthy);
+    if (!up && !s->logged_down) {
+        LOG_W("store: mongodb at %s does not answer: %s; publishes fail until it does, "
+              "retrying every %d ms",
+              s->where, e.message, STORE_MONGO_PING_INTERVAL_MS);
+        s->logged_down = 1;
+    } else if (healthy && s->logged_down) {
+        LOG_I("store: mongodb at %s answers again", s->where);
+        s->logged_down = 0;
+    }
+    return BGLOOP_WAIT;
 }
 
 /* --- open / close ------------------------------------------------------------- */
@@ -333,8 +314,6 @@ store_mongo_t *store_mongo_open(const char *uri_string, char *err, size_t err_si
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->wake, NULL);
     atomic_init(&s->healthy, 0);
     bson_error_t e;
     if (!(s->uri = mongoc_uri_new_with_error(uri_string, &e))) {
@@ -364,11 +343,11 @@ store_mongo_t *store_mongo_open(const char *uri_string, char *err, size_t err_si
     }
     mongoc_client_pool_set_error_api(s->pool, MONGOC_ERROR_API_VERSION_2);
     mongoc_client_pool_set_appname(s->pool, "push-collector");
-    if (pthread_create(&s->health_thread, NULL, store_mongo_health_loop, s) != 0) {
+    if (bgloop_start(&s->health, "mongo-health", STORE_MONGO_PING_INTERVAL_MS,
+                     store_mongo_health_run, s) != 0) {
         snprintf(err, err_size, "cannot start the MongoDB health thread");
         goto fail;
     }
-    s->health_started = 1;
     LOG_I("store: mongodb at %s, database %s; ready once it answers a ping", s->where, s->db);
     return s;
 fail:
@@ -381,13 +360,7 @@ static void store_mongo_close(void *handle)
     store_mongo_t *s = handle;
     if (!s)
         return;
-    if (s->health_started) {
-        pthread_mutex_lock(&s->lock);
-        s->stop = 1;
-        pthread_cond_signal(&s->wake);
-        pthread_mutex_unlock(&s->lock);
-        pthread_join(s->health_thread, NULL);
-    }
+    bgloop_stop(s->health);
     if (s->pool)
         mongoc_client_pool_destroy(s->pool);
     if (s->durable)
@@ -396,8 +369,6 @@ static void store_mongo_close(void *handle)
         mongoc_uri_destroy(s->uri);
     free(s->db);
     free(s->where);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->wake);
     free(s);
 }
 
@@ -926,7 +897,7 @@ static int store_mongo_pending(void *handle, const char *user, const char *from,
     /* Page through the user's recipients until limit messages were found:
      * a recipient without its message (a failed put) takes no slot. */
     while (rc == 0 && rs.n < limit) {
-        size_t want = limit - rs.n, from = rs.n;
+        size_t want = limit - rs.n, n_before = rs.n;
         long got = store_mongo_pending_page(s, recipients, user, now_ms, after, want, page, at);
         if (got < 0) {
             rc = -1;
@@ -934,8 +905,9 @@ static int store_mongo_pending(void *handle, const char *user, const char *from,
         }
         if (got > 0 && store_mongo_fetch_messages(s, messages, page, (size_t)got, &rs) != 0)
             rc = -1;
-        if (rc == 0 && rs.n - from < (size_t)got)
-            store_mongo_drop_orphans(recipients, user, page, at, (size_t)got, &rs, from, now_ms);
+        if (rc == 0 && rs.n - n_before < (size_t)got)
+            store_mongo_drop_orphans(recipients, user, page, at, (size_t)got, &rs, n_before,
+                                     now_ms);
         if (got > 0)
             snprintf(after, sizeof after, "%s", page[got - 1]);
         for (long i = 0; i < got; i++)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bgloop.h"
 #include "jsx.h"
 #include "log.h"
 
@@ -40,18 +41,16 @@ struct writer {
     store_t *store;
     handover_t *handover;
     accept_t *accept;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
+    bgloop_t *loop;
+    pthread_mutex_t lock; /* the queue of publishes */
     writer_item_t *head, *tail;
-    int stop;
+    writer_item_t **batch; /* the writer thread's */
     /* the hand-over thread and its queue of stored batches, in store order */
-    pthread_t ho_thread;
+    bgloop_t *ho_loop;
     pthread_mutex_t ho_lock;
-    pthread_cond_t ho_wake, ho_room;
+    pthread_cond_t ho_room; /* untimed: the writer waits for the hand-over */
     writer_ho_batch_t *ho_head, *ho_tail;
     size_t ho_depth;
-    int ho_stop;
 };
 
 static void writer_item_free(writer_item_t *it)
@@ -89,8 +88,8 @@ static int writer_enqueue(writer_t *w, ingest_request_t *req, const char *reply,
     else
         w->head = it;
     w->tail = it;
-    pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
+    bgloop_wake(w->loop);
     return 0;
 }
 
@@ -154,8 +153,8 @@ static void writer_queue_handover(writer_t *w, writer_item_t **items, const size
         w->ho_head = b;
     w->ho_tail = b;
     w->ho_depth++;
-    pthread_cond_signal(&w->ho_wake);
     pthread_mutex_unlock(&w->ho_lock);
+    bgloop_wake(w->ho_loop);
 }
 
 static void writer_handover_batch(writer_t *w, writer_ho_batch_t *b)
@@ -182,62 +181,60 @@ static void writer_handover_batch(writer_t *w, writer_ho_batch_t *b)
 
 /* Takes everything queued at once: under load, one round of JetStream acks
  * and one "dispatched" transaction covers several stored batches. */
-static void *writer_ho_loop(void *arg)
+static int writer_ho_run(void *arg)
 {
-    pthread_setname_np(pthread_self(), "handover");
     writer_t *w = arg;
     pthread_mutex_lock(&w->ho_lock);
-    for (;;) {
-        while (!w->ho_head && !w->ho_stop)
-            pthread_cond_wait(&w->ho_wake, &w->ho_lock);
-        writer_ho_batch_t *all = w->ho_head;
-        if (!all)
-            break; /* stopping, and nothing left */
-        w->ho_head = w->ho_tail = NULL;
-        w->ho_depth = 0;
-        /* this round and whatever queues behind it are ours, not the
-         * retry loop's (batches are queued in acceptance order) */
-        handover_hold_retries_from(w->handover, all->items[0]->m.accepted_ms);
-        pthread_cond_broadcast(&w->ho_room);
+    writer_ho_batch_t *all = w->ho_head;
+    if (!all) {
         pthread_mutex_unlock(&w->ho_lock);
-        /* one batch of every queued one, in queue order */
-        size_t n = 0;
-        for (writer_ho_batch_t *b = all; b; b = b->next)
-            n += b->n;
-        writer_ho_batch_t *merged = all;
-        if (all->next) {
-            writer_item_t **items = malloc(n * sizeof *items);
-            if (items) {
-                merged = calloc(1, sizeof *merged);
-                if (merged) {
-                    size_t k = 0;
-                    for (writer_ho_batch_t *b = all, *next; b; b = next) {
-                        next = b->next;
-                        memcpy(items + k, b->items, b->n * sizeof *items);
-                        k += b->n;
-                        free(b->items);
-                        free(b);
-                    }
-                    merged->items = items;
-                    merged->n = n;
-                    all = NULL;
-                } else {
-                    free(items);
-                    merged = all;
+        return BGLOOP_WAIT;
+    }
+    w->ho_head = w->ho_tail = NULL;
+    w->ho_depth = 0;
+    /* this round and whatever queues behind it are ours, not the
+     * retry loop's (batches are queued in acceptance order) */
+    handover_hold_retries_from(w->handover, all->items[0]->m.accepted_ms);
+    pthread_cond_broadcast(&w->ho_room);
+    pthread_mutex_unlock(&w->ho_lock);
+    /* one batch of every queued one, in queue order */
+    size_t n = 0;
+    for (writer_ho_batch_t *b = all; b; b = b->next)
+        n += b->n;
+    writer_ho_batch_t *merged = all;
+    if (all->next) {
+        writer_item_t **items = malloc(n * sizeof *items);
+        if (items) {
+            merged = calloc(1, sizeof *merged);
+            if (merged) {
+                size_t k = 0;
+                for (writer_ho_batch_t *b = all, *next; b; b = next) {
+                    next = b->next;
+                    memcpy(items + k, b->items, b->n * sizeof *items);
+                    k += b->n;
+                    free(b->items);
+                    free(b);
                 }
+                merged->items = items;
+                merged->n = n;
+                all = NULL;
+            } else {
+                free(items);
+                merged = all;
             }
         }
-        /* merged is one batch, or (out of memory) the list to go one by one */
-        for (writer_ho_batch_t *b = merged, *next; b; b = next) {
-            next = b->next;
-            writer_handover_batch(w, b);
-        }
-        pthread_mutex_lock(&w->ho_lock);
-        if (!w->ho_head)
-            handover_hold_retries_from(w->handover, 0);
     }
+    /* merged is one batch, or (out of memory) the list to go one by one */
+    for (writer_ho_batch_t *b = merged, *next; b; b = next) {
+        next = b->next;
+        writer_handover_batch(w, b);
+    }
+    pthread_mutex_lock(&w->ho_lock);
+    int more = w->ho_head != NULL;
+    if (!more)
+        handover_hold_retries_from(w->handover, 0);
     pthread_mutex_unlock(&w->ho_lock);
-    return NULL;
+    return more ? BGLOOP_AGAIN : BGLOOP_WAIT;
 }
 
 /* Store a batch in one transaction and answer every publisher; the stored
@@ -283,42 +280,34 @@ out:
     free(stored);
 }
 
-static void *writer_loop(void *arg)
+/* Takes up to WRITER_BATCH queued publishes: one transaction. */
+static int writer_run(void *arg)
 {
-    pthread_setname_np(pthread_self(), "writer");
     writer_t *w = arg;
-    writer_item_t **batch = malloc(WRITER_BATCH * sizeof *batch);
-    for (;;) {
-        pthread_mutex_lock(&w->lock);
-        while (!w->head && !w->stop)
-            pthread_cond_wait(&w->wake, &w->lock);
-        if (!w->head && w->stop) {
-            pthread_mutex_unlock(&w->lock);
-            break;
-        }
-        size_t n = 0;
-        while (w->head && n < WRITER_BATCH) {
-            batch[n++] = w->head;
-            w->head = w->head->next;
-        }
-        if (!w->head)
-            w->tail = NULL;
-        pthread_mutex_unlock(&w->lock);
-        if (batch)
-            writer_batch(w, batch, n);
-        for (size_t i = 0; i < n; i++) {
-            if (!batch[i])
-                continue;           /* stored: the hand-over thread has it */
-            if (batch[i]->waiter) { /* the batch failed before its outcome was known */
-                accept_result_t res = {.status = ACCEPT_STORE_DOWN, .json = batch[i]->req.json};
-                snprintf(res.error, sizeof res.error, "out of memory; nothing was kept, try again");
-                writer_wake_waiter(batch[i]->waiter, &res);
-            }
-            writer_item_free(batch[i]);
-        }
+    writer_item_t **batch = w->batch;
+    pthread_mutex_lock(&w->lock);
+    size_t n = 0;
+    while (w->head && n < WRITER_BATCH) {
+        batch[n++] = w->head;
+        w->head = w->head->next;
     }
-    free(batch);
-    return NULL;
+    if (!w->head)
+        w->tail = NULL;
+    int more = w->head != NULL;
+    pthread_mutex_unlock(&w->lock);
+    if (n)
+        writer_batch(w, batch, n);
+    for (size_t i = 0; i < n; i++) {
+        if (!batch[i])
+            continue;           /* stored: the hand-over thread has it */
+        if (batch[i]->waiter) { /* the batch failed before its outcome was known */
+            accept_result_t res = {.status = ACCEPT_STORE_DOWN, .json = batch[i]->req.json};
+            snprintf(res.error, sizeof res.error, "out of memory; nothing was kept, try again");
+            writer_wake_waiter(batch[i]->waiter, &res);
+        }
+        writer_item_free(batch[i]);
+    }
+    return more ? BGLOOP_AGAIN : BGLOOP_WAIT;
 }
 
 writer_t *writer_start(natsConnection *nc, store_t *store, handover_t *handover, accept_t *accept)
@@ -331,27 +320,23 @@ writer_t *writer_start(natsConnection *nc, store_t *store, handover_t *handover,
     w->handover = handover;
     w->accept = accept;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->wake, NULL);
     pthread_mutex_init(&w->ho_lock, NULL);
-    pthread_cond_init(&w->ho_wake, NULL);
     pthread_cond_init(&w->ho_room, NULL);
-    if (pthread_create(&w->ho_thread, NULL, writer_ho_loop, w) != 0)
+    if (!(w->batch = malloc(WRITER_BATCH * sizeof *w->batch)))
         goto fail;
-    if (pthread_create(&w->thread, NULL, writer_loop, w) != 0) {
-        pthread_mutex_lock(&w->ho_lock);
-        w->ho_stop = 1;
-        pthread_cond_signal(&w->ho_wake);
-        pthread_mutex_unlock(&w->ho_lock);
-        pthread_join(w->ho_thread, NULL);
+    /* Queue-fed, no period: each runs when something is queued for it. */
+    if (bgloop_start(&w->ho_loop, "handover", 0, writer_ho_run, w) != 0)
+        goto fail;
+    if (bgloop_start(&w->loop, "writer", 0, writer_run, w) != 0) {
+        bgloop_stop(w->ho_loop);
         goto fail;
     }
     return w;
 fail:
     LOG_E("cannot start the writer's threads");
+    free(w->batch);
     pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->ho_lock);
-    pthread_cond_destroy(&w->ho_wake);
     pthread_cond_destroy(&w->ho_room);
     free(w);
     return NULL;
@@ -361,21 +346,18 @@ void writer_stop(writer_t *w)
 {
     if (!w)
         return;
-    pthread_mutex_lock(&w->lock);
-    w->stop = 1;
-    pthread_cond_signal(&w->wake);
-    pthread_mutex_unlock(&w->lock);
-    pthread_join(w->thread, NULL);
-    /* then the hand-over thread, once it has sent what the writer queued */
-    pthread_mutex_lock(&w->ho_lock);
-    w->ho_stop = 1;
-    pthread_cond_signal(&w->ho_wake);
-    pthread_mutex_unlock(&w->ho_lock);
-    pthread_join(w->ho_thread, NULL);
+    /* The writer stores (and answers) what was queued before the stop, here
+     * now its thread is gone; then the hand-over sends what the writer
+     * queued for it, the same way. */
+    bgloop_stop(w->loop);
+    while (writer_run(w) == BGLOOP_AGAIN)
+        ;
+    bgloop_stop(w->ho_loop);
+    while (writer_ho_run(w) == BGLOOP_AGAIN)
+        ;
+    free(w->batch);
     pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->ho_lock);
-    pthread_cond_destroy(&w->ho_wake);
     pthread_cond_destroy(&w->ho_room);
     free(w);
 }

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bgloop.h"
+#include "clock.h"
 #include "group.h"
 #include "jsx.h"
 #include "lease.h"
@@ -41,10 +43,7 @@ struct consume {
     char stream[128];
     char owner[160];
     shard_t shards[JSX_SHARDS];
-    pthread_t thread;
-    pthread_mutex_t wake_lock;
-    pthread_cond_t wake;
-    atomic_int stop;
+    bgloop_t *manager; /* the lease manager: consume_tick every CONSUME_TICK_MS */
     atomic_int stream_ok;
     atomic_int redis_up;
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
@@ -52,20 +51,6 @@ struct consume {
         *channel_messages;
     metrics_series_t *owned, *taken, *rebinds, *redelivered;
 };
-
-static long long consume_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t consume_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* Work on a shard only while its lease surely holds. The manager renews
  * every CONSUME_TICK_MS; the margin leaves room for a slow renewal, so a
@@ -75,7 +60,7 @@ static uint64_t consume_now_ms(void)
 
 static int shard_lease_ok(shard_t *sh)
 {
-    return consume_mono_ms() + CONSUME_LEASE_MARGIN_MS < atomic_load(&sh->valid_until_ms);
+    return clock_mono_ms() + CONSUME_LEASE_MARGIN_MS < atomic_load(&sh->valid_until_ms);
 }
 
 /* (Re)create the shard's durable consumer so that it starts right after
@@ -299,7 +284,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
     int tries = 0;
     while (b.n_users &&
            routes_lookup_nodes(sh->routes, b.users, b.is_channel, b.n_users,
-                               (long long)(consume_now_ms() / 1000), batch_found, &b) != 0) {
+                               (long long)(clock_wall_ms() / 1000), batch_found, &b) != 0) {
         if (!atomic_load(&sh->run) || !shard_lease_ok(sh))
             goto out; /* not acked: whoever runs this shard next starts with it */
         if (++tries % 10 == 0)
@@ -449,6 +434,10 @@ static void *shard_loop(void *arg)
     return NULL;
 }
 
+/* A worker is a plain thread, not a bgloop: it blocks in a JetStream fetch
+ * (its own timeout) rather than on a condition, and stops on sh->run. A
+ * worker that cannot start is not fatal: its lease, never renewed, lapses
+ * and the manager takes the shard again on a later tick. */
 static int shard_start(consume_t *c, shard_t *sh, long long valid_until_ms)
 {
     atomic_store(&sh->valid_until_ms, valid_until_ms);
@@ -487,7 +476,7 @@ static void consume_tick(consume_t *c)
 {
     if (!atomic_load(&c->stream_ok) && natsx_connected(c->nc))
         atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, c->prefix) == NATS_OK);
-    long long t0 = consume_mono_ms();
+    long long t0 = clock_mono_ms();
     int live = lease_heartbeat(c->lease);
     atomic_store(&c->redis_up, live > 0);
     if (live <= 0)
@@ -528,7 +517,7 @@ static void consume_tick(consume_t *c)
         shard_t *sh = &c->shards[i];
         if (sh->running)
             continue;
-        t0 = consume_mono_ms();
+        t0 = clock_mono_ms();
         int r = lease_take(c->lease, i);
         if (r < 0)
             return;
@@ -538,22 +527,17 @@ static void consume_tick(consume_t *c)
     metrics_set(c->owned, owned);
 }
 
-static void *consume_manager(void *arg)
+static int consume_manager(void *arg)
 {
-    pthread_setname_np(pthread_self(), "shards");
-    consume_t *c = arg;
-    while (!atomic_load(&c->stop)) {
-        consume_tick(c);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += CONSUME_TICK_MS / 1000;
-        pthread_mutex_lock(&c->wake_lock);
-        if (!atomic_load(&c->stop))
-            pthread_cond_timedwait(&c->wake, &c->wake_lock, &until);
-        pthread_mutex_unlock(&c->wake_lock);
-    }
-    /* Finish the batches in hand, then hand the shards on at once rather
-     * than after the leases run out. */
+    consume_tick(arg);
+    return BGLOOP_WAIT;
+}
+
+/* After the manager stopped (its shards are ours now): finish the batches
+ * in hand, then hand the shards on at once rather than after the leases run
+ * out. */
+static void consume_give_back_all(consume_t *c)
+{
     for (unsigned i = 0; i < JSX_SHARDS; i++)
         atomic_store(&c->shards[i].run, 0); /* all at once: each may wait on NATS */
     for (unsigned i = 0; i < JSX_SHARDS; i++) {
@@ -563,7 +547,6 @@ static void *consume_manager(void *arg)
         lease_release(c->lease, i);
     }
     lease_leave(c->lease);
-    return NULL;
 }
 
 consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_url_t *redis)
@@ -610,8 +593,6 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
     c->redelivered =
         metrics_counter("push_dispatch_redelivered_total", NULL,
                         "Stream messages taken more than once (ack wait passed, or a reset)");
-    pthread_mutex_init(&c->wake_lock, NULL);
-    pthread_cond_init(&c->wake, NULL);
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
@@ -630,8 +611,10 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         goto fail;
     if (natsx_connected(nc))
         atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, prefix) == NATS_OK);
-    if (pthread_create(&c->thread, NULL, consume_manager, c) != 0)
+    if (bgloop_start(&c->manager, "shards", CONSUME_TICK_MS, consume_manager, c) != 0) {
+        LOG_E("cannot start the lease manager thread");
         goto fail;
+    }
     LOG_I("%s sharing %d shards of %s with the other dispatchers", c->owner, JSX_SHARDS, c->stream);
     return c;
 fail:
@@ -640,8 +623,6 @@ fail:
         routes_lookup_free(c->shards[i].routes);
     lease_free(c->lease);
     jsCtx_Destroy(c->js);
-    pthread_mutex_destroy(&c->wake_lock);
-    pthread_cond_destroy(&c->wake);
     free(c);
     return NULL;
 }
@@ -650,17 +631,12 @@ void consume_stop(consume_t *c)
 {
     if (!c)
         return;
-    pthread_mutex_lock(&c->wake_lock);
-    atomic_store(&c->stop, 1);
-    pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&c->wake_lock);
-    pthread_join(c->thread, NULL);
+    bgloop_stop(c->manager);
+    consume_give_back_all(c);
     for (unsigned i = 0; i < JSX_SHARDS; i++)
         routes_lookup_free(c->shards[i].routes);
     lease_free(c->lease);
     jsCtx_Destroy(c->js);
-    pthread_mutex_destroy(&c->wake_lock);
-    pthread_cond_destroy(&c->wake);
     free(c);
 }
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "chan.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -23,13 +24,6 @@ struct routes_lookup {
 
 #define ROUTES_LOOKUP_BACKOFF_MIN_MS 250
 #define ROUTES_LOOKUP_BACKOFF_MAX_MS 5000
-
-static long long routes_lookup_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 routes_lookup_t *routes_lookup_new(const redisx_url_t *url, const char *prefix)
 {
@@ -63,7 +57,7 @@ static int routes_lookup_fail(routes_lookup_t *r, const char *why)
     r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : ROUTES_LOOKUP_BACKOFF_MIN_MS;
     if (r->backoff_ms > ROUTES_LOOKUP_BACKOFF_MAX_MS)
         r->backoff_ms = ROUTES_LOOKUP_BACKOFF_MAX_MS;
-    r->retry_at_ms = routes_lookup_mono_ms() + r->backoff_ms;
+    r->retry_at_ms = clock_mono_ms() + r->backoff_ms;
     if (!r->logged_down)
         LOG_W("redis: route lookup failed (%s) at %s:%d; deliveries wait and are retried", why,
               r->url.host, r->url.port);
@@ -81,7 +75,7 @@ int routes_lookup_nodes(routes_lookup_t *r, char *const *users, const unsigned c
     if (!r->c) {
         /* Reconnect with backoff, so an outage costs neither a connect
          * timeout per batch nor a log line per attempt. */
-        if (r->retry_at_ms && routes_lookup_mono_ms() < r->retry_at_ms)
+        if (r->retry_at_ms && clock_mono_ms() < r->retry_at_ms)
             return -1;
         if (!(r->c = redisx_connect(&r->url, 2000)))
             return routes_lookup_fail(r, "cannot connect");

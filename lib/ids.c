@@ -7,15 +7,15 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "clock.h"
+
 static atomic_uint ids_counter;
 static atomic_uint ids_instance; /* 0 = not drawn yet; tag | 0x10000 once drawn */
 static atomic_ullong ids_last_ms;
 
 uint64_t ids_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return clock_wall_ms();
 }
 
 static unsigned ids_tag(void)

@@ -23,6 +23,7 @@ void ids_new_at(char out[IDS_LEN + 1], uint64_t unix_ms);
 /* The milliseconds part of an id, or 0 if it is not one of ours. */
 uint64_t ids_time_ms(const char *id);
 
+/* clock_wall_ms: ids and expiry times are compared across processes. */
 uint64_t ids_now_ms(void);
 
 #endif

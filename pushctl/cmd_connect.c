@@ -267,7 +267,11 @@ int pushctl_connect(int argc, char **argv)
         return 1;
     }
     pthread_t sig;
-    pthread_create(&sig, NULL, connect_signal_thread, &st);
+    if (pthread_create(&sig, NULL, connect_signal_thread, &st) != 0) {
+        fprintf(stderr, "pushctl: cannot start a thread for signals\n");
+        lws_context_destroy(st.ctx);
+        return 1;
+    }
     pthread_detach(sig);
     while (!atomic_load(&st.done))
         lws_service(st.ctx, 0);

@@ -137,10 +137,13 @@ int main(int argc, char **argv)
     httpd_t *metrics =
         bus && common.metrics ? httpd_start_metrics(common.metrics, pusher_ready, &ready) : NULL;
     int ok = bus && (!common.metrics || metrics);
+    pthread_t sig_thread;
+    if (ok && pthread_create(&sig_thread, NULL, pusher_signal_thread, ws) != 0) {
+        LOG_E("cannot start the signal thread; not starting");
+        ok = 0;
+    }
     if (ok) {
         ws_attach(ws, bus, routes);
-        pthread_t sig_thread;
-        pthread_create(&sig_thread, NULL, pusher_signal_thread, ws);
         LOG_I("node %s serving ws://%s:%d/ws", node, host, port);
         ws_run(ws);
         pthread_join(sig_thread, NULL);

@@ -8,11 +8,19 @@
 #include <time.h>
 
 #include "chan.h"
+#include "bgloop.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "strmap.h"
 
 #define ROUTES_PIPELINE 1000 /* commands in flight per round trip */
+#define ROUTES_TICK_MS 1000  /* the loop's period: slices, reconnects, pings */
+/* With nothing else to write (no users held), a PING at least this often:
+ * otherwise an idle node learns that Redis is gone only from its next
+ * write, and /readyz says 200 for the whole outage. Below the tick, so
+ * every idle tick pings and a loss shows within about a second. */
+#define ROUTES_PING_MS 500
 
 /* Values in routes_t.users: a user held here whose route was not yet
  * written (and announced to the service thread), or one that was. */
@@ -31,11 +39,9 @@ struct routes {
     char node[256];
     long ttl_s;
     handoff_t *to_service;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
+    bgloop_t *loop;
+    pthread_mutex_t lock; /* the queue */
     routes_op_t *head, *tail;
-    int stop;
     atomic_int up;
     /* thread-owned */
     redisContext *c;
@@ -47,7 +53,8 @@ struct routes {
      * 3) and Redis sees a steady trickle, not every user at once (which at
      * 10k users held up the dispatchers' lookups for ~100 ms). */
     unsigned slices, slice;
-    time_t next_slice;
+    int64_t next_slice_ms, retry_at_ms; /* clock_mono_ms */
+    int64_t answered_ms;                /* clock_mono_ms of Redis's last answer */
     int logged_down;
     metrics_series_t *errors, *users_gauge;
 };
@@ -67,8 +74,8 @@ static void routes_queue(routes_t *r, const char *user, int add)
     else
         r->head = op;
     r->tail = op;
-    pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->lock);
+    bgloop_wake(r->loop);
 }
 
 void routes_add(routes_t *r, const char *user)
@@ -159,6 +166,7 @@ static int routes_read(routes_t *r, int n)
             LOG_W("redis: route command refused: %s", rep->str);
         freeReplyObject(rep);
     }
+    r->answered_ms = clock_mono_ms();
     return 0;
 }
 
@@ -222,7 +230,7 @@ static void routes_refresh(routes_t *r, time_t now, int slice)
     if (!b.failed) {
         if (slice < 0)
             r->need_full = 0;
-        r->next_slice = now + 1;
+        r->next_slice_ms = clock_mono_ms() + ROUTES_TICK_MS;
     }
 }
 
@@ -261,56 +269,62 @@ static void routes_apply(routes_t *r, routes_op_t *ops, time_t now)
         r->need_full = 1;
 }
 
-static void *routes_loop(void *arg)
+/* Is Redis still there? A dropped connection is noticed here, not only
+ * by the next route write, which may be far off on an idle node. */
+static void routes_ping(routes_t *r)
 {
-    pthread_setname_np(pthread_self(), "routes");
-    routes_t *r = arg;
-    time_t retry_at = 0;
-    for (;;) {
-        pthread_mutex_lock(&r->lock);
-        while (!r->head && !r->stop) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1;
-            if (pthread_cond_timedwait(&r->wake, &r->lock, &until) != 0)
-                break;
-        }
-        routes_op_t *ops = r->head;
-        r->head = r->tail = NULL;
-        int stop = r->stop;
-        pthread_mutex_unlock(&r->lock);
-
-        time_t now = time(NULL);
-        if (!r->c && now >= retry_at) {
-            r->c = redisx_connect(&r->url, 2000);
-            if (r->c) {
-                if (r->logged_down)
-                    LOG_I("redis: back; writing the routes of %zu user(s) of node %s again",
-                          strmap_size(r->users), r->node);
-                r->logged_down = 0;
-                atomic_store(&r->up, 1);
-                r->need_full = 1;
-            } else {
-                routes_down(r, "cannot connect");
-                retry_at = now + 1;
-            }
-        }
-        /* user names in ops are needed until after the map update: apply,
-         * but keep announcements pointing at map keys (routes_apply does). */
-        routes_apply(r, ops, now);
-        for (routes_op_t *op = ops, *next; op; op = next) {
-            next = op->next;
-            free(op);
-        }
-        if (r->c && r->need_full)
-            routes_refresh(r, now, -1);
-        else if (r->c && now >= r->next_slice)
-            routes_refresh(r, now, (int)(r->slice++ % r->slices));
-        metrics_set(r->users_gauge, (int64_t)(strmap_size(r->users) - r->n_channels));
-        if (stop)
-            break;
+    redisReply *rep = redisCommand(r->c, "PING");
+    if (!rep) {
+        routes_down(r, r->c->errstr[0] ? r->c->errstr : "no answer to PING");
+        return;
     }
-    return NULL;
+    freeReplyObject(rep); /* an error reply (e.g. LOADING) still means it is there */
+    r->answered_ms = clock_mono_ms();
+}
+
+/* The loop's run: after each queued change, and every ROUTES_TICK_MS.
+ * Monotonic time paces it; wall time is only the routes' scores, which
+ * other processes compare. */
+static int routes_run(void *arg)
+{
+    routes_t *r = arg;
+    pthread_mutex_lock(&r->lock);
+    routes_op_t *ops = r->head;
+    r->head = r->tail = NULL;
+    pthread_mutex_unlock(&r->lock);
+
+    time_t now = time(NULL);
+    int64_t mono = clock_mono_ms();
+    if (!r->c && mono >= r->retry_at_ms) {
+        r->c = redisx_connect(&r->url, 2000);
+        if (r->c) {
+            if (r->logged_down)
+                LOG_I("redis: back; writing the routes of %zu user(s) of node %s again",
+                      strmap_size(r->users), r->node);
+            r->logged_down = 0;
+            atomic_store(&r->up, 1);
+            r->need_full = 1;
+            r->answered_ms = mono;
+        } else {
+            routes_down(r, "cannot connect");
+            r->retry_at_ms = mono + ROUTES_TICK_MS;
+        }
+    }
+    /* user names in ops are needed until after the map update: apply,
+     * but keep announcements pointing at map keys (routes_apply does). */
+    routes_apply(r, ops, now);
+    for (routes_op_t *op = ops, *next; op; op = next) {
+        next = op->next;
+        free(op);
+    }
+    if (r->c && r->need_full)
+        routes_refresh(r, now, -1);
+    else if (r->c && mono >= r->next_slice_ms)
+        routes_refresh(r, now, (int)(r->slice++ % r->slices));
+    if (r->c && clock_mono_ms() - r->answered_ms >= ROUTES_PING_MS)
+        routes_ping(r);
+    metrics_set(r->users_gauge, (int64_t)(strmap_size(r->users) - r->n_channels));
+    return BGLOOP_WAIT;
 }
 
 static void routes_remove_all_one(void *arg, const char *user, void *value)
@@ -345,12 +359,21 @@ routes_t *routes_start(const redisx_url_t *url, const char *prefix, const char *
     r->users_gauge =
         metrics_gauge("push_pusher_users", NULL, "Distinct users with a route from this node");
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->wake, NULL);
     r->c = redisx_connect(&r->url, 2000);
     atomic_store(&r->up, r->c != NULL);
     if (!r->c)
         routes_down(r, "cannot connect");
-    pthread_create(&r->thread, NULL, routes_loop, r);
+    r->answered_ms = clock_mono_ms();
+    r->retry_at_ms = r->answered_ms + ROUTES_TICK_MS;
+    if (bgloop_start(&r->loop, "routes", ROUTES_TICK_MS, routes_run, r) != 0) {
+        LOG_E("cannot start the routes thread");
+        if (r->c)
+            redisFree(r->c);
+        strmap_free(r->users);
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -358,11 +381,8 @@ void routes_stop(routes_t *r)
 {
     if (!r)
         return;
-    pthread_mutex_lock(&r->lock);
-    r->stop = 1;
-    pthread_cond_signal(&r->wake);
-    pthread_mutex_unlock(&r->lock);
-    pthread_join(r->thread, NULL);
+    bgloop_stop(r->loop);
+    routes_run(r); /* the thread is gone: apply what was queued before the stop */
     if (r->c) {
         routes_batch_t b = {.r = r, .now = time(NULL)};
         strmap_each(r->users, routes_remove_all_one, &b);
@@ -374,6 +394,5 @@ void routes_stop(routes_t *r)
     }
     strmap_free(r->users);
     pthread_mutex_destroy(&r->lock);
-    pthread_cond_destroy(&r->wake);
     free(r);
 }

@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   # build
   gcc make cmake pkg-config clang libclang-rt-14-dev protobuf-c-compiler
+  clang-format git
   # libraries
   libnats-dev libwebsockets-dev libhiredis-dev libmongoc-dev libbson-dev
   libprotobuf-c-dev libjansson-dev libsqlite3-dev libssl-dev libmicrohttpd-dev

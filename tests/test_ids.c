@@ -59,7 +59,7 @@ static void ids_from_many_threads_are_unique(void)
 {
     pthread_t th[THREADS];
     for (long t = 0; t < THREADS; t++)
-        pthread_create(&th[t], NULL, mint, (void *)t);
+        CHECK_INT(pthread_create(&th[t], NULL, mint, (void *)t), 0);
     for (int t = 0; t < THREADS; t++)
         pthread_join(th[t], NULL);
     qsort(minted, THREADS * PER, IDS_LEN + 1, cmp);
