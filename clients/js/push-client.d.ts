@@ -72,6 +72,8 @@ export interface PushClientOptions {
   backoffMaxMs?: number;
   /** A connection up this long (after its welcome) resets the backoff. Default 10000. */
   stableMs?: number;
+  /** An attempt with no welcome this long after opening is closed and retried. Default 10000. */
+  connectTimeoutMs?: number;
   /** Acks due within this many ms leave in one frame. Default 5. */
   ackDelayMs?: number;
   /** How many recent message ids are remembered to drop duplicates. Default 10000. */

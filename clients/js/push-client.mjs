@@ -22,6 +22,11 @@ const DEFAULTS = {
   backoffBaseMs: 500, // first retry waits up to 0.5 s ...
   backoffMaxMs: 30000, // ... and no retry waits more than 30 s (the contract's range)
   stableMs: 10000, // a connection up this long resets the backoff
+  // No welcome this long after opening: give up on the attempt. The pusher
+  // answers within 2 s (authd's limit, then 1013), so only a connection
+  // stuck below us gets here: seen with Node 20's WebSocket when it
+  // connected while a pusher was shutting down (no close event, ever).
+  connectTimeoutMs: 10000,
   ackDelayMs: 5, // acks of messages that arrive together leave as one frame
   dedupeSize: 10000,
 };
@@ -53,6 +58,7 @@ export class PushClient {
     this._attempt = 0; // backoff exponent: failed attempts since the last stable connection
     this._retryTimer = null;
     this._stableTimer = null;
+    this._connectTimer = null;
     this._authRetried = false;
     this._closed = false;
     this.welcome = null;
@@ -144,6 +150,17 @@ export class PushClient {
     ws.onerror = () => {
       /* a close event follows; it carries what there is to say */
     };
+    this._connectTimer = this._setTimeout(() => {
+      this._connectTimer = null;
+      if (ws !== this._ws) return;
+      try {
+        ws.close(4000, 'no welcome');
+      } catch (_) {
+        /* not open yet: close() of a CONNECTING socket may throw in some implementations */
+      }
+      // 1006 is what a browser reports for a connection that failed.
+      this._onClose(ws, 1006, `no welcome within ${this._opt.connectTimeoutMs} ms`);
+    }, this._opt.connectTimeoutMs);
   }
 
   _detach(ws) {
@@ -155,6 +172,7 @@ export class PushClient {
     this._ws = null;
     this._detach(ws);
     this._clearTimer('_stableTimer');
+    this._clearTimer('_connectTimer');
     if (code === CLOSE_UNAUTHORIZED) {
       if (typeof this._opt.getToken === 'function' && !this._authRetried) {
         // The token may just have expired: ask for a fresh one, once, now.
@@ -189,6 +207,7 @@ export class PushClient {
   }
 
   _onWelcome(frame) {
+    this._clearTimer('_connectTimer');
     this.welcome = frame;
     this._authRetried = false;
     this._setState('connected', { welcome: frame });
@@ -343,6 +362,7 @@ export class PushClient {
     this._clearTimer('_retryTimer');
     this._clearTimer('_stableTimer');
     this._clearTimer('_ackTimer');
+    this._clearTimer('_connectTimer');
   }
 }
 

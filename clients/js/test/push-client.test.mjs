@@ -225,6 +225,32 @@ test('the backoff starts again after a connection that stayed up 10 s, not after
   c.close();
 });
 
+test('an attempt with no welcome within connectTimeoutMs is given up and retried', async () => {
+  const c = client();
+  await settle();
+  const ws = FakeWebSocket.last();
+  ws.open(); // TCP and upgrade fine, but no welcome ever comes
+  await clock.tick(9999);
+  assert.equal(c.state, 'connecting');
+  await clock.tick(1);
+  assert.deepEqual(ws.closedWith, { code: 4000, reason: 'no welcome' });
+  assert.deepEqual(c.states[c.states.length - 1], {
+    state: 'disconnected',
+    code: 1006,
+    reason: 'no welcome within 10000 ms',
+    final: false,
+    retryInMs: 500,
+  });
+  ws.drop(1006); // the old socket's late close event changes nothing
+  assert.deepEqual(clock.pending(), [500]);
+  await clock.tick(500);
+  const ws2 = await connected(c);
+  assert.notEqual(ws2, ws);
+  await clock.tick(20000);
+  assert.equal(c.state, 'connected', 'a welcome stops the timer');
+  c.close();
+});
+
 test('a normal close by the server is also followed by a reconnect', async () => {
   const c = client();
   const ws = await connected(c);
