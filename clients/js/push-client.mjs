@@ -25,7 +25,8 @@ const DEFAULTS = {
   // No welcome this long after opening: give up on the attempt. The pusher
   // answers within 2 s (authd's limit, then 1013), so only a connection
   // stuck below us gets here: seen with Node 20's WebSocket when it
-  // connected while a pusher was shutting down (no close event, ever).
+  // connected while a pusher was shutting down (no close event, ever;
+  // onerror below covers the refused connection, this anything else).
   connectTimeoutMs: 10000,
   ackDelayMs: 5, // acks of messages that arrive together leave as one frame
   dedupeSize: 10000,
@@ -148,7 +149,19 @@ export class PushClient {
     ws.onmessage = (ev) => this._onFrame(ev.data);
     ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason || '');
     ws.onerror = () => {
-      /* a close event follows; it carries what there is to say */
+      // Browsers follow an error with a close event at once, and that one
+      // carries the code. Node 20's WebSocket reports a refused connection
+      // with an error and then never a close (it stays CONNECTING), so an
+      // error not followed by a close right away counts as one.
+      this._setTimeout(() => {
+        if (ws !== this._ws) return;
+        try {
+          ws.close();
+        } catch (_) {
+          /* some implementations refuse close() before open */
+        }
+        this._onClose(ws, 1006, 'connection failed');
+      }, 0);
     };
     this._connectTimer = this._setTimeout(() => {
       this._connectTimer = null;

@@ -46,6 +46,12 @@ export class FakeWebSocket {
     this.frame({ type: 'welcome', user, node: 'n1', conn: 'c' + FakeWebSocket.instances.length });
   }
 
+  /** A failed connection as Node 20 reports it: an error, and no close. */
+  fail() {
+    this.readyState = 0;
+    if (this.onerror) this.onerror({ type: 'error' });
+  }
+
   drop(code = 1006, reason = '') {
     this.readyState = 3;
     if (this.onclose) this.onclose({ code, reason });

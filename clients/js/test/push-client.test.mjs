@@ -251,6 +251,39 @@ test('an attempt with no welcome within connectTimeoutMs is given up and retried
   c.close();
 });
 
+test('an error with no close after it (Node 20, connection refused) counts as a 1006 close', async () => {
+  const c = client();
+  await settle();
+  const ws = FakeWebSocket.last();
+  ws.fail();
+  await clock.tick(0);
+  assert.deepEqual(c.states[c.states.length - 1], {
+    state: 'disconnected',
+    code: 1006,
+    reason: 'connection failed',
+    final: false,
+    retryInMs: 500,
+  });
+  assert.deepEqual(ws.closedWith, { code: undefined, reason: undefined });
+  ws.drop(1006); // a close event after all: already handled, no second retry
+  assert.deepEqual(clock.pending(), [500]);
+  await clock.tick(500);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  c.close();
+});
+
+test('an error followed by its close event is one drop, with the close event\'s code', async () => {
+  const c = client();
+  await settle();
+  const ws = FakeWebSocket.last();
+  ws.fail();
+  ws.drop(1006, 'refused');
+  await clock.tick(0);
+  const drops = c.states.filter((s) => s.state === 'disconnected');
+  assert.deepEqual(drops, [{ state: 'disconnected', code: 1006, reason: 'refused', final: false, retryInMs: 500 }]);
+  c.close();
+});
+
 test('a normal close by the server is also followed by a reconnect', async () => {
   const c = client();
   const ws = await connected(c);
