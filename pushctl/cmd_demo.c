@@ -65,9 +65,8 @@ static void demo_handle(void *arg, const httpd_request_t *req, httpd_response_t 
         httpd_reply(res, 200, "application/json", d->config_json);
     } else if (strcmp(req->path, "/token") == 0) {
         const char *user = httpd_query(req, "user");
-        char *token = user ? jwt_sign(user, d->token_ttl_s, d->secret, strlen(d->secret),
-                                      time(NULL))
-                           : NULL;
+        char *token =
+            user ? jwt_sign(user, d->token_ttl_s, d->secret, strlen(d->secret), time(NULL)) : NULL;
         if (!token) {
             httpd_reply(res, 400, "text/plain",
                         "give ?user=ID: 1..128 bytes, no control characters\n");
