@@ -23,10 +23,10 @@ const DEFAULTS = {
   backoffMaxMs: 30000, // ... and no retry waits more than 30 s (the contract's range)
   stableMs: 10000, // a connection up this long resets the backoff
   // No welcome this long after opening: give up on the attempt. The pusher
-  // answers within 2 s (authd's limit, then 1013), so only a connection
-  // stuck below us gets here: seen with Node 20's WebSocket when it
-  // connected while a pusher was shutting down (no close event, ever;
-  // onerror below covers the refused connection, this anything else).
+  // answers within 2 s (authd's limit, then 1013), so only an attempt stuck
+  // below us gets here: a WebSocket that reports neither error nor close
+  // for a failed handshake (onerror below covers Node 20's refused
+  // connection, which reports an error and never a close).
   connectTimeoutMs: 10000,
   ackDelayMs: 5, // acks of messages that arrive together leave as one frame
   dedupeSize: 10000,
