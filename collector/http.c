@@ -14,8 +14,16 @@ typedef struct http_ingest {
 static void http_ingest_handle(void *arg, const httpd_request_t *req, httpd_response_t *res)
 {
     http_ingest_t *h = arg;
+    /* Pages of any origin may publish (the demo page among them): the door
+     * has no credentials to protect, and a form could already POST to it
+     * without CORS; CORS only lets the page read the answer. */
+    res->cors_methods = "POST, OPTIONS";
     if (strcmp(req->path, "/v1/messages") != 0) {
         httpd_reply(res, 404, "application/json", "{\"error\":\"not found; POST /v1/messages\"}");
+        return;
+    }
+    if (strcmp(req->method, "OPTIONS") == 0) { /* a browser's CORS preflight */
+        httpd_reply(res, 204, "text/plain", "");
         return;
     }
     if (strcmp(req->method, "POST") != 0) {

@@ -36,6 +36,11 @@ void httpd_reply(httpd_response_t *res, int status, const char *content_type, co
     res->body_len = strlen(text);
 }
 
+const char *httpd_query(const httpd_request_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
 static enum MHD_Result httpd_send(struct MHD_Connection *c, httpd_response_t *res)
 {
     struct MHD_Response *r =
@@ -43,6 +48,13 @@ static enum MHD_Result httpd_send(struct MHD_Connection *c, httpd_response_t *re
                                         res->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(r, "Content-Type",
                             res->content_type ? res->content_type : "text/plain");
+    if (res->cors_methods) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", res->cors_methods);
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type");
+        /* Browsers cap this (Chromium at 2 h); 10 min spares most preflights. */
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    }
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)res->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -83,7 +95,7 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *c, const c
         *upload_size = 0;
         return MHD_YES;
     }
-    httpd_response_t res = {500, NULL, NULL, 0};
+    httpd_response_t res = {500, NULL, NULL, 0, NULL};
     httpd_request_t req = {
         .method = method,
         .path = url,
@@ -91,6 +103,7 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *c, const c
         .body_len = st->too_big ? 0 : st->len,
         .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
         .too_large = st->too_big,
+        .conn = c,
     };
     h->handler(h->arg, &req, &res);
     return httpd_send(c, &res);

@@ -17,6 +17,7 @@ typedef struct httpd_request {
     size_t body_len;
     const char *content_type; /* header value or NULL */
     int too_large;            /* the body was over max_body_bytes: not kept (body is "") */
+    void *conn;               /* private: the libmicrohttpd connection, for httpd_query */
 } httpd_request_t;
 
 typedef struct httpd_response {
@@ -24,6 +25,11 @@ typedef struct httpd_response {
     const char *content_type; /* default "text/plain" */
     char *body;               /* malloc'd; httpd frees it */
     size_t body_len;
+    /* CORS, for pages of other origins: when set, the answer carries
+     * Access-Control-Allow-Origin: * and these methods (e.g. "POST,
+     * OPTIONS"), with Content-Type as an allowed header, so a browser's
+     * preflight and its request both pass. NULL: no CORS headers. */
+    const char *cors_methods;
 } httpd_response_t;
 
 /* Fill *res. Called on the server thread, possibly concurrently. */
@@ -35,6 +41,10 @@ typedef void (*httpd_handler_fn)(void *arg, const httpd_request_t *req, httpd_re
 httpd_t *httpd_start(const char *hostport, size_t max_body_bytes, httpd_handler_fn handler,
                      void *arg);
 void httpd_stop(httpd_t *h);
+
+/* The value of query parameter `name` (URL-decoded), or NULL. Valid during
+ * the handler call only. */
+const char *httpd_query(const httpd_request_t *req, const char *name);
 
 /* Helper: res->body = strdup(text). */
 void httpd_reply(httpd_response_t *res, int status, const char *content_type, const char *text);

@@ -22,6 +22,7 @@ static const pushctl_cmd_t pushctl_cmds[] = {
     {"tail", pushctl_tail, "tail: print every message on <prefix>.> decoded to JSON"},
     {"token", pushctl_token, "token --sub USER [--ttl S]: mint an HS256 JWT"},
     {"connect", pushctl_connect, "connect --token T [--url URL]: print the frames a client gets"},
+    {"demo", pushctl_demo, "demo [--listen H:P] [--ws-url U] [--http-url U]: serve the demo page"},
 };
 
 static void pushctl_usage(FILE *out)

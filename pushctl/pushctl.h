@@ -13,5 +13,6 @@ int pushctl_presence(int argc, char **argv);  /* presence USER */
 int pushctl_tail(int argc, char **argv);      /* tail: decode <prefix>.> to JSON lines */
 int pushctl_token(int argc, char **argv);     /* token --sub USER [--ttl S] */
 int pushctl_connect(int argc, char **argv);   /* connect --token T [--url ws://...]: print frames */
+int pushctl_demo(int argc, char **argv);      /* demo: serve the demo page until SIGTERM */
 
 #endif

@@ -15,7 +15,31 @@ PACKAGES=(
   nats-server redis-server redis-tools
   # tests and demo
   python3 python3-websockets curl procps
+  # the JavaScript client's tests (Node 20+) and the demo page's browser test
+  nodejs chromium
 )
+
+# The browser test's npm packages (puppeteer-core, no browser download: it
+# drives Debian's chromium), from the committed lock; skipped when
+# node_modules was installed from this very lock.
+npm_deps() {
+  local dir; dir="$(cd "$(dirname "$0")/.." && pwd)/integration/js"
+  local stamp="$dir/node_modules/.push-lock.sha256"
+  local want; want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    echo "install-deps: npm packages of integration/js already installed"
+    return
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "install-deps: npm missing; installing Debian's npm"
+    $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  echo "install-deps: npm ci in integration/js"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$stamp"
+}
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -23,10 +47,9 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+  npm_deps
   exit 0
 fi
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -37,4 +60,5 @@ for svc in redis-server nats-server; do
     $SUDO systemctl stop "$svc" || true
   fi
 done
+npm_deps
 echo "install-deps: done"
