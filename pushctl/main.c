@@ -31,7 +31,8 @@ static void pushctl_usage(FILE *out)
     for (size_t i = 0; i < sizeof pushctl_cmds / sizeof pushctl_cmds[0]; i++)
         fprintf(out, "  %-10s %s\n", pushctl_cmds[i].name, pushctl_cmds[i].what);
     fprintf(out, "\nevery command takes --nats URL (PUSH_NATS_URL), --prefix P (PUSH_PREFIX),\n"
-                 "--log-level L (PUSH_LOG_LEVEL); see COMMAND --help\n");
+                 "--log-level L (PUSH_LOG_LEVEL), --log-format F (PUSH_LOG_FORMAT);\n"
+                 "see COMMAND --help\n");
 }
 
 int main(int argc, char **argv)
