@@ -24,6 +24,7 @@ struct handover {
     size_t n_acked, cap_acked;
     store_t *store;
     const char *prefix;
+    int stream_replicas;
     atomic_int stream_ok;
     atomic_int stop;
     _Atomic uint64_t hold_from_ms; /* see handover_hold_retries_from; 0: none */
@@ -476,7 +477,8 @@ static void *handover_loop(void *arg)
     handover_t *h = arg;
     while (!atomic_load(&h->stop)) {
         if (!atomic_load(&h->stream_ok) && natsx_connected(h->nc))
-            atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, h->prefix) == NATS_OK);
+            atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, h->prefix,
+                                                                   h->stream_replicas) == NATS_OK);
         int again = 0;
         if (atomic_load(&h->stream_ok)) {
             pthread_mutex_lock(&h->pub_lock);
@@ -524,7 +526,8 @@ static void *handover_loop(void *arg)
     return NULL;
 }
 
-handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *store)
+handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_replicas,
+                           store_t *store)
 {
     handover_t *h = calloc(1, sizeof *h);
     if (!h)
@@ -532,6 +535,7 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     h->nc = nc;
     h->store = store;
     h->prefix = prefix;
+    h->stream_replicas = stream_replicas;
     h->sent = metrics_counter("push_collect_handed_over_total", NULL,
                               "Messages handed to the dispatcher stream");
     h->errors = metrics_counter("push_collect_handover_errors_total", NULL,
@@ -561,7 +565,8 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
         goto fail;
     }
     if (natsx_connected(nc))
-        atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, prefix) == NATS_OK);
+        atomic_store(&h->stream_ok,
+                     jsx_ensure_dispatch_stream(h->js, prefix, stream_replicas) == NATS_OK);
     if (pthread_create(&h->thread, NULL, handover_loop, h) != 0) {
         LOG_E("handover: cannot start the retry thread; not starting");
         goto fail;
