@@ -121,6 +121,43 @@ class Proc:
             return ""
 
 
+def nats_cluster_conf(name, host, port, cluster_port, route_addrs, store_dir, max_payload=4194304,
+                      http_port=None):
+    """nats-server config text for one member of a JetStream cluster named
+    "push": client port, cluster port, routes to the other members
+    ("HOST:PORT" each), its own JetStream store."""
+    routes = ", ".join(f"nats-route://{a}" for a in route_addrs)
+    return (f"server_name: {name}\n"
+            f"listen: {host}:{port}\n"
+            f"max_payload: {max_payload}\n"
+            + (f"http: {host}:{http_port}\n" if http_port else "")
+            + f"jetstream {{ store_dir: \"{store_dir}\" }}\n"
+            f"cluster {{\n  name: push\n  listen: {host}:{cluster_port}\n  routes: [{routes}]\n}}\n")
+
+
+def nats_ports_of(pid):
+    """The remote ports of pid's established TCP connections to 127.0.0.1
+    (from /proc: which nats-server a service is connected to right now)."""
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    with open(f"/proc/{pid}/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            remote, state, inode = parts[2], parts[3], parts[9]
+            if state == "01" and inode in inodes and remote.startswith("0100007F:"):
+                ports.add(int(remote.split(":")[1], 16))
+    return ports
+
+
 class Cluster:
     """nats-server, redis-server and any services a test asks for."""
 
