@@ -9,7 +9,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, Cluster, free_port, http_get, wait_port
+from harness import BIN, Cluster, free_port, http_get, metric, wait_port
 
 PROGRAMS = ("authd", "collector", "dispatcher", "pusher", "pushctl")
 
@@ -144,6 +144,7 @@ class Endpoints(unittest.TestCase):
                 status, body = http_get(c.metrics[name] + "/metrics")
                 self.assertEqual(status, 200)
                 self.assertIn("# TYPE push_", body)
+                self.assertEqual(metric(body, "push_ready"), 1, name)
                 for line in body.splitlines():
                     if line and not line.startswith("#"):
                         self.assertRegex(line, r"^push_[a-z0-9_]+(\{[^}]*\})? -?\d+$", name)
@@ -155,6 +156,7 @@ class Endpoints(unittest.TestCase):
                     time.sleep(0.1)
                 self.assertEqual(http_get(c.metrics[name] + "/readyz")[0], 503, name)
                 self.assertEqual(http_get(c.metrics[name] + "/healthz")[0], 200, name)
+                self.assertEqual(metric(http_get(c.metrics[name] + "/metrics")[1], "push_ready"), 0, name)
             codes = c.stop_all()
             for name in services:
                 self.assertEqual(codes[name], 0, f"{name}:\n{c.procs[name].tail()}")
