@@ -8,16 +8,12 @@ message never overtakes an older one), and both services must have moved to
 another server."""
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
-import time
 import unittest
 
-from harness import (SECRET, Cluster, Nats, Proc, eventually, free_port, metric, nats_cluster_conf,
-                     nats_ports_of, wait_port, ws_welcome)
+from harness import (Cluster, Nats, Proc, Requester, eventually, free_port, metric, mint_jwt,
+                     nats_cluster_conf, nats_ports_of, wait_port, ws_welcome)
 
 USERS = 200
 RATE = 1000          # messages a second, over all users
@@ -25,54 +21,6 @@ PUMP_S = 7.0         # publishing time
 KILL_AT_S = 2.0      # the victim server dies ...
 BACK_AT_S = 4.0      # ... and comes back
 STREAM = "PUSH_DISPATCH"
-
-
-def jwt(sub, secret=SECRET, ttl=3600):
-    """An HS256 JWT as authd wants it (lib/jwt.c); minted here, since 200
-    runs of pushctl token under ASan would take longer than the test."""
-    def b64(b):
-        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps({"sub": sub, "exp": int(time.time()) + ttl}).encode())
-    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{b64(sig)}"
-
-
-class Requester:
-    """Many NATS requests in flight on one connection: one wildcard inbox
-    subscription, replies matched by subject."""
-
-    def __init__(self, nats):
-        self.nats = nats
-        self.n = 0
-        self.waiting = {}
-
-    async def start(self):
-        self.inbox = f"_INBOX.cl{os.getpid()}"
-        q = await self.nats.sub(self.inbox + ".*")
-        self.task = asyncio.create_task(self._route(q))
-        return self
-
-    async def _route(self, q):
-        while True:
-            subj, _, data, headers = await q.get()
-            fut = self.waiting.pop(subj, None)
-            if fut and not fut.done():
-                no_responders = headers.get("Status") == "503" or headers.get("NATS/1.0") == "503"
-                fut.set_result(None if no_responders else data)
-
-    async def request(self, subject, data, timeout):
-        """The reply's bytes, or None on no responders or a time-out."""
-        self.n += 1
-        reply = f"{self.inbox}.{self.n}"
-        fut = asyncio.get_running_loop().create_future()
-        self.waiting[reply] = fut
-        self.nats.pub(subject, data, reply=reply)
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            self.waiting.pop(reply, None)
-            return None
 
 
 class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
@@ -171,7 +119,7 @@ class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
     async def pump_kill_and_check(self, nats, victim, on_victim):
         users = [f"cu{i}" for i in range(USERS)]
         pushers = ("p1", "p2", "p3")
-        wss = await asyncio.gather(*(ws_welcome(self.c.ws_url(pushers[i % 3], jwt(u)))
+        wss = await asyncio.gather(*(ws_welcome(self.c.ws_url(pushers[i % 3], mint_jwt(u)))
                                      for i, u in enumerate(users)))
         wss = {u: ws for u, (ws, _) in zip(users, wss)}
         got = {u: [] for u in users}
