@@ -54,23 +54,28 @@ fi
 say "podman storage driver $STORAGE_DRIVER"
 
 mkdir -p "$work"
+# What Debian's slim images leave out: documentation, manual pages, locales.
+slim=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
+  --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*')
+
 # base NAME PACKAGES...: a minbase bookworm root file system with the
 # packages, cached in $work by its package list, imported as
 # localhost/push-base-NAME:bookworm.
 base() {
   local name=$1
   shift
-  local tar="$work/$name.tar" stamp="$work/$name.pkgs"
-  if [ ! -s "$tar" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$*" ]; then
+  local tar="$work/$name.tar" stamp="$work/$name.pkgs" key="$* ${slim[*]}"
+  if [ ! -s "$tar" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$key" ]; then
     say "mmdebstrap $name base: $*"
     rm -f "$tar"
-    mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "$*")" \
+    mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "$*")" "${slim[@]}" \
       --aptopt='APT::Install-Recommends "false"' \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
       bookworm "$tar" \
       "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
       "deb $security bookworm-security main"
-    echo "$*" >"$stamp"
+    echo "$key" >"$stamp"
   fi
   podman import --quiet "$tar" "localhost/push-base-$name:bookworm" >/dev/null
   say "imported localhost/push-base-$name:bookworm ($(du -h "$tar" | cut -f1) tar)"
@@ -87,7 +92,9 @@ source=$(git config --get remote.origin.url || true)
 source=${source:-"git:$(pwd)@$revision"}
 
 say "building $image from $revision"
-podman build --isolation=chroot "${ulimits[@]}" -f "$ctx/deploy/Containerfile" \
+# --layers=false: no intermediate images (the build stage's would be kept
+# otherwise, 600 MB per build); the context changes with every commit anyway.
+podman build --isolation=chroot --layers=false "${ulimits[@]}" -f "$ctx/deploy/Containerfile" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" \
   --build-arg SOURCE="$source" --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   -t "$image" "$ctx"
@@ -102,4 +109,22 @@ done
 uid=$(run id -u)
 [ "$uid" = 10001 ] || { say "FAILED: runs as uid $uid, not 10001"; exit 1; }
 say "ok: runs as uid $uid"
+# The pusher starts (libwebsockets loads its libev plugin only now), serves
+# /healthz while NATS is absent, and stops with 0 on SIGTERM.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+name="push-image-check-$$"
+podman run -d --name "$name" --runtime runc "${ulimits[@]}" --network host "$image" pusher \
+  --listen "127.0.0.1:$((port + 1))" --metrics "127.0.0.1:$port" --node-id check \
+  --nats nats://127.0.0.1:1 >/dev/null
+health=000
+for _ in $(seq 50); do
+  health=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz" || true)
+  [ "$health" = 200 ] && break
+  sleep 0.2
+done
+podman stop -t 15 "$name" >/dev/null
+code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
+podman rm "$name" >/dev/null
+[ "$health" = 200 ] && [ "$code" = 0 ] || { say "FAILED: pusher /healthz $health, exit $code"; exit 1; }
+say "ok: pusher serves /healthz and exits 0 on SIGTERM"
 say "$image: $(podman image inspect --format '{{.Size}}' "$image" | numfmt --to=iec) ($(podman image inspect --format '{{index .Labels "org.opencontainers.image.version"}} {{index .Labels "org.opencontainers.image.revision"}}' "$image"))"
