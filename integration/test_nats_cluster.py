@@ -116,6 +116,28 @@ class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
         finally:
             await nats.close()
 
+    async def test_the_collector_rescales_an_existing_stream_and_a_dispatcher_keeps_it(self):
+        nats = await Nats().connect(self.servers[0]["port"])
+        try:
+            async def replicas(n):
+                info = await self.stream_info(nats)
+                reps = info.get("cluster", {}).get("replicas", [])
+                return info.get("config", {}).get("num_replicas") == n and len(reps) == n - 1 and \
+                    all(r.get("current") for r in reps)
+            await eventually(lambda: replicas(3), timeout=30, interval=0.2)
+            for n in (1, 3):
+                self.c.procs["collector"].stop()
+                self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db",
+                             "--stream-replicas", str(n))
+                await eventually(lambda: replicas(n), timeout=30, interval=0.2)
+            # A dispatcher starting now leaves the collector's count alone.
+            self.c.start("dispatcher2", "dispatcher")
+            info = await self.stream_info(nats)
+            self.assertEqual(info["config"]["num_replicas"], 3)
+            self.assertIn("now has 3 replica(s), had 1", open(self.c.procs["collector"].log_path).read())
+        finally:
+            await nats.close()
+
     async def pump_kill_and_check(self, nats, victim, on_victim):
         users = [f"cu{i}" for i in range(USERS)]
         pushers = ("p1", "p2", "p3")
