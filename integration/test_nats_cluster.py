@@ -1,10 +1,10 @@
 """Three nats-servers clustered with JetStream on loopback, the dispatch
 stream with three replicas (collector --stream-replicas 3), every service
 given the three URLs. 200 WebSocket users get ~1,000 messages a second with
-ttl > 0; mid-stream the nats-server that the collector and a pusher are
-connected to is killed with SIGKILL, then started again. Every message must
+ttl > 0; mid-stream the nats-server that the collector, the dispatcher and
+a pusher are connected to is killed with SIGKILL, then started again. Every message must
 arrive, in publish order per user (a repeat, at-least-once, may come; a new
-message never overtakes an older one), and both services must have moved to
+message never overtakes an older one), and the three must have moved to
 another server."""
 
 import asyncio
@@ -98,6 +98,13 @@ class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
                 break
             self.c.procs["p3"].stop()
             await asyncio.to_thread(self.c.start_pusher, "p3")
+        # And the dispatcher, so that its JetStream consumers move too.
+        for _ in range(40):
+            if self.server_of("dispatcher") is victim:
+                break
+            self.c.procs["dispatcher"].stop()
+            await asyncio.to_thread(self.c.start, "dispatcher")
+        self.assertIs(self.server_of("dispatcher"), victim, "the dispatcher never landed there")
         on_victim = [p for p in ("p1", "p2", "p3") if self.server_of(p) is victim]
         self.assertTrue(on_victim, "no pusher landed on the collector's nats-server in 40 starts")
         other = next(s for s in self.servers if s is not victim)
@@ -232,6 +239,7 @@ class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
 
         # Both moved to another member, and the pusher caught up once NATS was back.
         self.assertIsNot(self.server_of("collector"), victim)
+        self.assertIsNot(self.server_of("dispatcher"), victim)
         for p in on_victim:
             self.assertNotEqual(self.server_of(p), None, p)
             text = self.c.scrape(p)
