@@ -33,6 +33,19 @@ build_pkgs=(gcc libc6-dev make cmake pkg-config protobuf-c-compiler binutils pyt
   libjansson-dev libsqlite3-dev libssl-dev libmicrohttpd-dev libev-dev libwebsockets-evlib-ev)
 
 say() { echo "image: $*"; }
+# retag TAG COMMAND...: run COMMAND (which tags TAG anew), then remove the
+# image TAG named before, if it is another one, so rebuilds leave no
+# untagged images behind (one still used by a container stays).
+retag() {
+  local tag=$1 old new
+  shift
+  old=$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+  "$@"
+  new=$(podman image inspect --format '{{.Id}}' "$tag")
+  if [ -n "$old" ] && [ "$old" != "$new" ]; then
+    podman rmi "$old" >/dev/null 2>&1 || true
+  fi
+}
 
 need=()
 for p in podman mmdebstrap runc; do
@@ -77,7 +90,8 @@ base() {
       "deb $security bookworm-security main"
     echo "$key" >"$stamp"
   fi
-  podman import --quiet "$tar" "localhost/push-base-$name:bookworm" >/dev/null
+  retag "localhost/push-base-$name:bookworm" \
+    podman import --quiet "$tar" "localhost/push-base-$name:bookworm" >/dev/null
   say "imported localhost/push-base-$name:bookworm ($(du -h "$tar" | cut -f1) tar)"
 }
 base runtime "${runtime_pkgs[@]}"
@@ -94,7 +108,8 @@ source=${source:-"git:$(pwd)@$revision"}
 say "building $image from $revision"
 # --layers=false: no intermediate images (the build stage's would be kept
 # otherwise, 600 MB per build); the context changes with every commit anyway.
-podman build --isolation=chroot --layers=false "${ulimits[@]}" -f "$ctx/deploy/Containerfile" \
+retag "$image" podman build --isolation=chroot --layers=false "${ulimits[@]}" \
+  -f "$ctx/deploy/Containerfile" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" \
   --build-arg SOURCE="$source" --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   -t "$image" "$ctx"
