@@ -36,6 +36,7 @@ int main(int argc, char **argv)
     if (rc != CONFIG_OK)
         return rc == CONFIG_EXIT_OK ? 0 : 2;
     log_set_level_name(common.log_level); /* config_parse checked the name */
+    log_set_format_name(common.log_format);
 
     natsConnection *nc = NULL;
     httpd_t *http = NULL;

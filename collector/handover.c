@@ -25,6 +25,7 @@ struct handover {
     size_t n_acked, cap_acked;
     store_t *store;
     const char *prefix;
+    int stream_replicas;
     atomic_int stream_ok;
     _Atomic uint64_t hold_from_ms; /* see handover_hold_retries_from; 0: none */
     /* Order between the two senders (handover_send_batch, the retry loop):
@@ -474,7 +475,8 @@ static int handover_loop(void *arg)
 {
     handover_t *h = arg;
     if (!atomic_load(&h->stream_ok) && natsx_connected(h->nc))
-        atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, h->prefix) == NATS_OK);
+        atomic_store(&h->stream_ok,
+                     jsx_ensure_dispatch_stream(h->js, h->prefix, h->stream_replicas) == NATS_OK);
     int again = 0;
     if (atomic_load(&h->stream_ok)) {
         pthread_mutex_lock(&h->pub_lock);
@@ -512,7 +514,8 @@ static int handover_loop(void *arg)
     return again ? BGLOOP_AGAIN : BGLOOP_WAIT;
 }
 
-handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *store)
+handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_replicas,
+                           store_t *store)
 {
     handover_t *h = calloc(1, sizeof *h);
     if (!h)
@@ -520,6 +523,7 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
     h->nc = nc;
     h->store = store;
     h->prefix = prefix;
+    h->stream_replicas = stream_replicas;
     h->sent = metrics_counter("push_collect_handed_over_total", NULL,
                               "Messages handed to the dispatcher stream");
     h->errors = metrics_counter("push_collect_handover_errors_total", NULL,
@@ -547,7 +551,8 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *stor
         goto fail;
     }
     if (natsx_connected(nc))
-        atomic_store(&h->stream_ok, jsx_ensure_dispatch_stream(h->js, prefix) == NATS_OK);
+        atomic_store(&h->stream_ok,
+                     jsx_ensure_dispatch_stream(h->js, prefix, stream_replicas) == NATS_OK);
     if (bgloop_start(&h->retry, "ho-retry", HANDOVER_RETRY_MS, handover_loop, h) != 0) {
         LOG_E("handover: cannot start the retry thread; not starting");
         goto fail;

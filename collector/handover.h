@@ -42,7 +42,10 @@
 
 typedef struct handover handover_t;
 
-handover_t *handover_start(natsConnection *nc, const char *prefix, store_t *store);
+/* stream_replicas: replicas of the dispatch stream, 1..JSX_MAX_REPLICAS
+ * (jsx_ensure_dispatch_stream; --stream-replicas). */
+handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_replicas,
+                           store_t *store);
 void handover_stop(handover_t *h);
 
 /* Hand over n stored messages at once, in id order: asynchronous

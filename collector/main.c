@@ -11,6 +11,7 @@
 #include "history.h"
 #include "http.h"
 #include "httpd.h"
+#include "jsx.h"
 #include "log.h"
 #include "natsx.h"
 #include "signals.h"
@@ -37,6 +38,7 @@ int main(int argc, char **argv)
     config_common_t common = {0};
     const char *store_uri = NULL, *http_at = NULL;
     long channel_history = HISTORY_DEFAULT_KEEP;
+    long stream_replicas = 1;
     config_opt_t opts[] = {
         CONFIG_COMMON_OPTS(common),
         {"store", "PUSH_STORE", "sqlite:push.db", "sqlite:PATH or mongodb://...", CONFIG_STR,
@@ -46,6 +48,9 @@ int main(int argc, char **argv)
         {"channel-history", "PUSH_CHANNEL_HISTORY", "1000",
          "kept messages per channel (those with ttl > 0) for recovery with since", CONFIG_INT,
          &channel_history, 0, 1000000, 1},
+        {"stream-replicas", "PUSH_STREAM_REPLICAS", "1",
+         "replicas of the JetStream dispatch stream, 1 to 5 (3 on a NATS cluster)", CONFIG_INT,
+         &stream_replicas, 1, JSX_MAX_REPLICAS, 1},
     };
     int rc = config_parse("collector", "collector [flags]", opts, sizeof opts / sizeof opts[0],
                           argc, argv, NULL);
@@ -57,6 +62,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level_name(common.log_level);
+    log_set_format_name(common.log_format);
 
     char err[512];
     store_t *store = store_open(store_uri, err, sizeof err);
@@ -72,7 +78,7 @@ int main(int argc, char **argv)
     collector_ready_ctx_t ready = {nc, store, 0};
     httpd_t *metrics =
         common.metrics ? httpd_start_metrics(common.metrics, collector_ready, &ready) : NULL;
-    handover_t *handover = handover_start(nc, common.prefix, store);
+    handover_t *handover = handover_start(nc, common.prefix, (int)stream_replicas, store);
     accept_t *accept = handover ? accept_new(store, handover) : NULL;
     writer_t *writer = accept ? writer_start(nc, store, handover, accept) : NULL;
     collect_t *collect =

@@ -475,7 +475,7 @@ static int consume_owned(const consume_t *c)
 static void consume_tick(consume_t *c)
 {
     if (!atomic_load(&c->stream_ok) && natsx_connected(c->nc))
-        atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, c->prefix) == NATS_OK);
+        atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, c->prefix, 0) == NATS_OK);
     long long t0 = clock_mono_ms();
     int live = lease_heartbeat(c->lease);
     atomic_store(&c->redis_up, live > 0);
@@ -610,7 +610,7 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
     if (!(c->lease = lease_new(redis, prefix, c->owner)))
         goto fail;
     if (natsx_connected(nc))
-        atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, prefix) == NATS_OK);
+        atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, prefix, 0) == NATS_OK);
     if (bgloop_start(&c->manager, "shards", CONSUME_TICK_MS, consume_manager, c) != 0) {
         LOG_E("cannot start the lease manager thread");
         goto fail;

@@ -43,6 +43,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level_name(common.log_level);
+    log_set_format_name(common.log_format);
 
     natsConnection *nc = NULL;
     if (natsx_connect(&nc, common.nats_url, "dispatcher") != NATS_OK)

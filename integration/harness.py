@@ -8,6 +8,9 @@ folder and are printed when a test fails. Nothing here touches anything but
 """
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -119,6 +122,43 @@ class Proc:
                 return b"".join(f.readlines()[-n:]).decode(errors="replace")
         except OSError:
             return ""
+
+
+def nats_cluster_conf(name, host, port, cluster_port, route_addrs, store_dir, max_payload=4194304,
+                      http_port=None):
+    """nats-server config text for one member of a JetStream cluster named
+    "push": client port, cluster port, routes to the other members
+    ("HOST:PORT" each), its own JetStream store."""
+    routes = ", ".join(f"nats-route://{a}" for a in route_addrs)
+    return (f"server_name: {name}\n"
+            f"listen: {host}:{port}\n"
+            f"max_payload: {max_payload}\n"
+            + (f"http: {host}:{http_port}\n" if http_port else "")
+            + f"jetstream {{ store_dir: \"{store_dir}\" }}\n"
+            f"cluster {{\n  name: push\n  listen: {host}:{cluster_port}\n  routes: [{routes}]\n}}\n")
+
+
+def nats_ports_of(pid):
+    """The remote ports of pid's established TCP connections to 127.0.0.1
+    (from /proc: which nats-server a service is connected to right now)."""
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    with open(f"/proc/{pid}/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            remote, state, inode = parts[2], parts[3], parts[9]
+            if state == "01" and inode in inodes and remote.startswith("0100007F:"):
+                ports.add(int(remote.split(":")[1], 16))
+    return ports
 
 
 class Cluster:
@@ -263,8 +303,8 @@ class Nats:
         self.reader = self.writer = None
         self.task = None
 
-    async def connect(self, port):
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+    async def connect(self, port, host="127.0.0.1"):
+        self.reader, self.writer = await asyncio.open_connection(host, port)
         info = await self.reader.readline()
         assert info.startswith(b"INFO "), info
         self.writer.write(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,'
@@ -351,6 +391,54 @@ class Nats:
             self.task.cancel()
         if self.writer:
             self.writer.close()
+
+
+def mint_jwt(sub, secret=SECRET, ttl=3600):
+    """An HS256 JWT as authd wants it (lib/jwt.c), minted in Python: for
+    many users, where a run of pushctl token each (under ASan) is slow."""
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": sub, "exp": int(time.time()) + ttl}).encode())
+    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+class Requester:
+    """Many NATS requests in flight on one connection: one wildcard inbox
+    subscription, replies matched by subject."""
+
+    def __init__(self, nats):
+        self.nats = nats
+        self.n = 0
+        self.waiting = {}
+
+    async def start(self):
+        self.inbox = f"_INBOX.cl{os.getpid()}"
+        q = await self.nats.sub(self.inbox + ".*")
+        self.task = asyncio.create_task(self._route(q))
+        return self
+
+    async def _route(self, q):
+        while True:
+            subj, _, data, headers = await q.get()
+            fut = self.waiting.pop(subj, None)
+            if fut and not fut.done():
+                no_responders = headers.get("Status") == "503" or headers.get("NATS/1.0") == "503"
+                fut.set_result(None if no_responders else data)
+
+    async def request(self, subject, data, timeout):
+        """The reply's bytes, or None on no responders or a time-out."""
+        self.n += 1
+        reply = f"{self.inbox}.{self.n}"
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[reply] = fut
+        self.nats.pub(subject, data, reply=reply)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            self.waiting.pop(reply, None)
+            return None
 
 
 # --- protobuf, by hand: enough of the wire format to build PushRequest ------

@@ -1,6 +1,7 @@
 """The contract's CLI rules for every program: --help, --version, exit 2 on a
 bad flag or value, and /metrics, /healthz, /readyz on --metrics."""
 
+import json
 import os
 import re
 import signal
@@ -8,7 +9,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, Cluster, free_port, http_get, wait_port
+from harness import BIN, Cluster, free_port, http_get, metric, wait_port
 
 PROGRAMS = ("authd", "collector", "dispatcher", "pusher", "pushctl")
 
@@ -26,6 +27,9 @@ FLAGS = {
     "pushctl": {"--nats": "PUSH_NATS_URL", "--prefix": "PUSH_PREFIX", "--log-level": "PUSH_LOG_LEVEL",
                 "--jwt-secret": "PUSH_JWT_SECRET"},
 }
+for _flags in FLAGS.values():
+    _flags["--log-format"] = "PUSH_LOG_FORMAT"
+FLAGS["collector"]["--stream-replicas"] = "PUSH_STREAM_REPLICAS"
 
 
 def run(*argv, env=None):
@@ -40,6 +44,12 @@ class Cli(unittest.TestCase):
             for flag, env in flags.items():
                 self.assertRegex(out.stdout, re.escape(flag) + r"\b", f"{prog} --help lacks {flag}")
                 self.assertIn(env, out.stdout, f"{prog} --help lacks {env}")
+            self.assertIn("env PUSH_LOG_FORMAT, default text\n", out.stdout, prog)
+        out = run(os.path.join(BIN, "collector"), "--help")
+        self.assertIn("env PUSH_STREAM_REPLICAS, default 1\n", out.stdout)
+        for sub in ("publish", "tail", "presence"):
+            out = run(os.path.join(BIN, "pushctl"), sub, "--help")
+            self.assertIn("env PUSH_LOG_FORMAT, default text\n", out.stdout, sub)
 
     def test_help_shows_defaults_and_floors(self):
         # The defaults of the common flags, in pushctl's top-level help too,
@@ -79,6 +89,10 @@ class Cli(unittest.TestCase):
             ("collector", "--metrics", "127.0.0.1:99999"),
             ("dispatcher", "--log-level", "loud"),
             ("authd", "--metrics", "no-port"),
+            ("authd", "--log-format", "xml"),
+            ("pusher", "--log-format", "JSON"),
+            ("collector", "--stream-replicas", "0"),
+            ("collector", "--stream-replicas", "6"),
         ]
         for prog, flag, value in cases:
             out = run(os.path.join(BIN, prog), flag, value, env=env)
@@ -100,6 +114,26 @@ class Cli(unittest.TestCase):
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=15)
         self.assertEqual(p.returncode, 0, err)
+
+    def test_log_format_json_writes_one_object_per_line(self):
+        # NATS is not up: authd logs its start and its retry, then SIGTERM.
+        env = dict(os.environ, PUSH_JWT_SECRET="s", PUSH_LOG_FORMAT="json",
+                   PUSH_NATS_URL=f"nats://127.0.0.1:{free_port()}")
+        p = subprocess.Popen([os.path.join(BIN, "authd")], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=15)
+        self.assertEqual(p.returncode, 0, err)
+        lines = err.splitlines()
+        self.assertGreaterEqual(len(lines), 2, err)
+        for line in lines:
+            obj = json.loads(line)  # every line is one JSON object
+            self.assertEqual(sorted(obj), ["level", "msg", "prog", "ts"], line)
+            self.assertEqual(obj["prog"], "authd")
+            self.assertIn(obj["level"], ("debug", "info", "warn", "error"))
+            self.assertRegex(obj["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertTrue(any("not reachable yet" in json.loads(l)["msg"] for l in lines), err)
 
     def test_authd_without_secret_exits_2(self):
         env = {k: v for k, v in os.environ.items() if k != "PUSH_JWT_SECRET"}
@@ -127,6 +161,7 @@ class Endpoints(unittest.TestCase):
                 status, body = http_get(c.metrics[name] + "/metrics")
                 self.assertEqual(status, 200)
                 self.assertIn("# TYPE push_", body)
+                self.assertEqual(metric(body, "push_ready"), 1, name)
                 for line in body.splitlines():
                     if line and not line.startswith("#"):
                         self.assertRegex(line, r"^push_[a-z0-9_]+(\{[^}]*\})? -?\d+$", name)
@@ -138,6 +173,7 @@ class Endpoints(unittest.TestCase):
                     time.sleep(0.1)
                 self.assertEqual(http_get(c.metrics[name] + "/readyz")[0], 503, name)
                 self.assertEqual(http_get(c.metrics[name] + "/healthz")[0], 200, name)
+                self.assertEqual(metric(http_get(c.metrics[name] + "/metrics")[1], "push_ready"), 0, name)
             codes = c.stop_all()
             for name in services:
                 self.assertEqual(codes[name], 0, f"{name}:\n{c.procs[name].tail()}")

@@ -45,6 +45,8 @@ static const char *kind_word(config_kind_t k)
         return "HOST:PORT";
     case CONFIG_LOGLEVEL:
         return "LEVEL";
+    case CONFIG_LOGFORMAT:
+        return "FORMAT";
     case CONFIG_FLAG:
         return "";
     default:
@@ -110,6 +112,13 @@ static int config_set(const char *program, config_opt_t *o, const char *value, c
             strcmp(value, "error")) {
             fprintf(stderr, "%s: %s: '%s' is not one of debug, info, warn, error\n", program, from,
                     value);
+            return -1;
+        }
+        *(const char **)o->dest = value;
+        return 0;
+    case CONFIG_LOGFORMAT:
+        if (strcmp(value, "text") && strcmp(value, "json")) {
+            fprintf(stderr, "%s: %s: '%s' is not one of text, json\n", program, from, value);
             return -1;
         }
         *(const char **)o->dest = value;

@@ -11,11 +11,12 @@
 #include <stddef.h>
 
 typedef enum {
-    CONFIG_STR,      /* dest: const char ** (points into argv, environ or the default) */
-    CONFIG_INT,      /* dest: long *, checked against [min, max] */
-    CONFIG_HOSTPORT, /* dest: const char **, must look like HOST:PORT with a port 1..65535 */
-    CONFIG_LOGLEVEL, /* dest: const char **, one of debug|info|warn|error */
-    CONFIG_FLAG,     /* dest: int *, set to 1 when the flag is given (no value, no env) */
+    CONFIG_STR,       /* dest: const char ** (points into argv, environ or the default) */
+    CONFIG_INT,       /* dest: long *, checked against [min, max] */
+    CONFIG_HOSTPORT,  /* dest: const char **, must look like HOST:PORT with a port 1..65535 */
+    CONFIG_LOGLEVEL,  /* dest: const char **, one of debug|info|warn|error */
+    CONFIG_FLAG,      /* dest: int *, set to 1 when the flag is given (no value, no env) */
+    CONFIG_LOGFORMAT, /* dest: const char **, one of text|json */
 } config_kind_t;
 
 typedef struct config_opt {
@@ -35,35 +36,24 @@ typedef struct config_common {
     const char *prefix;
     const char *metrics; /* HOST:PORT or NULL when off */
     const char *log_level;
+    const char *log_format; /* "text" or "json" (log.h) */
 } config_common_t;
 
-/* Expands to the config_opt_t rows of config_common_t c. */
-#define CONFIG_COMMON_OPTS(c)                                                                      \
-    {"nats",                                                                                       \
-     "PUSH_NATS_URL",                                                                              \
-     "nats://127.0.0.1:4222",                                                                      \
-     "NATS server URL(s), comma separated",                                                        \
-     CONFIG_STR,                                                                                   \
-     &(c).nats_url,                                                                                \
-     0,                                                                                            \
-     0,                                                                                            \
-     1},                                                                                           \
-        {"prefix",   "PUSH_PREFIX", "push", "prefix of every NATS subject and Redis key",          \
-         CONFIG_STR, &(c).prefix,   0,      0,                                                     \
-         1},                                                                                       \
-        {"metrics",                                                                                \
-         "PUSH_METRICS",                                                                           \
-         NULL,                                                                                     \
-         "HOST:PORT serving /metrics, /healthz, /readyz (off)",                                    \
-         CONFIG_HOSTPORT,                                                                          \
-         &(c).metrics,                                                                             \
-         0,                                                                                        \
-         0,                                                                                        \
-         0},                                                                                       \
-    {                                                                                              \
-        "log-level", "PUSH_LOG_LEVEL", "info", "debug, info, warn or error", CONFIG_LOGLEVEL,      \
-            &(c).log_level, 0, 0, 1                                                                \
-    }
+/* Expands to the config_opt_t rows of config_common_t c. One row a line:
+ * clang-format spreads each initialiser over nine lines, which hid the rows. */
+/* clang-format off */
+#define CONFIG_COMMON_OPTS(c)                                                                   \
+    {"nats", "PUSH_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated",   \
+     CONFIG_STR, &(c).nats_url, 0, 0, 1},                                                       \
+    {"prefix", "PUSH_PREFIX", "push", "prefix of every NATS subject and Redis key",             \
+     CONFIG_STR, &(c).prefix, 0, 0, 1},                                                         \
+    {"metrics", "PUSH_METRICS", NULL, "HOST:PORT serving /metrics, /healthz, /readyz (off)",    \
+     CONFIG_HOSTPORT, &(c).metrics, 0, 0, 0},                                                   \
+    {"log-level", "PUSH_LOG_LEVEL", "info", "debug, info, warn or error",                       \
+     CONFIG_LOGLEVEL, &(c).log_level, 0, 0, 1},                                                 \
+    {"log-format", "PUSH_LOG_FORMAT", "text", "text, or json: one object per line",             \
+     CONFIG_LOGFORMAT, &(c).log_format, 0, 0, 1}
+/* clang-format on */
 
 enum {
     CONFIG_OK = 0,         /* parsed; carry on */

@@ -173,6 +173,9 @@ void httpd_stop(httpd_t *h)
 typedef struct httpd_metrics_ctx {
     httpd_ready_fn ready;
     void *arg;
+    /* push_ready: what /readyz would answer, as of this scrape, so a
+     * dashboard or an alert sees readiness without probing /readyz. */
+    metrics_series_t *ready_gauge;
 } httpd_metrics_ctx_t;
 
 static httpd_metrics_ctx_t httpd_metrics_ctx;
@@ -183,6 +186,7 @@ static void httpd_metrics_handler(void *arg, const httpd_request_t *req, httpd_r
     if (req->too_large) {
         httpd_reply(res, 413, "text/plain", "body over the size limit\n");
     } else if (strcmp(req->path, "/metrics") == 0) {
+        metrics_set(m->ready_gauge, m->ready ? m->ready(m->arg) != 0 : 1);
         res->status = 200;
         res->content_type = "text/plain; version=0.0.4";
         res->body = metrics_render();
@@ -201,5 +205,7 @@ httpd_t *httpd_start_metrics(const char *hostport, httpd_ready_fn ready, void *a
 {
     httpd_metrics_ctx.ready = ready;
     httpd_metrics_ctx.arg = arg;
+    httpd_metrics_ctx.ready_gauge = metrics_gauge(
+        "push_ready", NULL, "1 while /readyz answers 200 (as of this scrape), else 0");
     return httpd_start(hostport, 0, httpd_metrics_handler, &httpd_metrics_ctx);
 }

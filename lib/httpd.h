@@ -49,8 +49,9 @@ const char *httpd_query(const httpd_request_t *req, const char *name);
 /* Helper: res->body = strdup(text). */
 void httpd_reply(httpd_response_t *res, int status, const char *content_type, const char *text);
 
-/* /metrics, /healthz and /readyz. ready() is called on each /readyz and says
- * whether the process's connections are up; it may be NULL (always ready). */
+/* /metrics, /healthz and /readyz. ready() is called on each /readyz (and
+ * each /metrics scrape, for the gauge push_ready) and says whether the
+ * process's connections are up; it may be NULL (always ready). */
 typedef int (*httpd_ready_fn)(void *arg);
 httpd_t *httpd_start_metrics(const char *hostport, httpd_ready_fn ready, void *arg);
 

@@ -28,7 +28,7 @@ const char *jsx_shard_subject(char *out, size_t size, const char *prefix, unsign
     return out;
 }
 
-natsStatus jsx_ensure_dispatch_stream(jsCtx *js, const char *prefix)
+natsStatus jsx_ensure_dispatch_stream(jsCtx *js, const char *prefix, int replicas)
 {
     char name[128], subject[256];
     jsx_stream_name(name, sizeof name, prefix);
@@ -42,14 +42,26 @@ natsStatus jsx_ensure_dispatch_stream(jsCtx *js, const char *prefix)
     cfg.Storage = js_FileStorage;
     cfg.Retention = js_LimitsPolicy;
     cfg.MaxAge = (int64_t)7 * 24 * 3600 * 1000000000LL; /* a week, in ns */
+    cfg.Replicas = replicas > 0 ? replicas : 1;
     jsErrCode jerr = 0;
     jsStreamInfo *si = NULL;
     natsStatus s = js_AddStream(&si, js, &cfg, NULL, &jerr);
-    if (s != NATS_OK && jerr == JSStreamNameExistErr)
+    if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+        int64_t had = 0;
+        if (js_GetStreamInfo(&si, js, name, NULL, &jerr) == NATS_OK && si && si->Config)
+            had = si->Config->Replicas;
+        jsStreamInfo_Destroy(si);
+        si = NULL;
+        if (replicas == 0 && had > 0)
+            cfg.Replicas = had; /* not ours to change (see jsx.h) */
         s = js_UpdateStream(&si, js, &cfg, NULL, &jerr);
+        if (s == NATS_OK && had > 0 && had != cfg.Replicas)
+            LOG_I("jetstream: stream %s now has %d replica(s), had %d", name, (int)cfg.Replicas,
+                  (int)had);
+    }
     if (s != NATS_OK)
-        LOG_W("jetstream: cannot create stream %s on %s: %s (error %d)", name, subject,
-              natsStatus_GetText(s), (int)jerr);
+        LOG_W("jetstream: cannot create stream %s on %s with %d replica(s): %s (error %d)", name,
+              subject, (int)cfg.Replicas, natsStatus_GetText(s), (int)jerr);
     jsStreamInfo_Destroy(si);
     return s;
 }

@@ -31,9 +31,16 @@ unsigned jsx_shard_of(const char *user);
 /* "<prefix>.dispatch.<shard>" into out. Returns out. */
 const char *jsx_shard_subject(char *out, size_t size, const char *prefix, unsigned shard);
 
+/* The most replicas JetStream keeps of a stream (nats-server refuses more). */
+#define JSX_MAX_REPLICAS 5
+
 /* Create the stream (subjects <prefix>.dispatch.*), or update it to the
- * expected config if it exists. Blocks for at most a few seconds. Returns
- * NATS_OK or the failure (logged). */
-natsStatus jsx_ensure_dispatch_stream(jsCtx *js, const char *prefix);
+ * expected config if it exists. replicas 1..JSX_MAX_REPLICAS: the stream
+ * gets that many (an existing one is changed to it; JetStream moves the
+ * data); 0: a new stream gets 1 and an existing one keeps its count. The
+ * collector owns the count (--stream-replicas); the dispatcher passes 0 so
+ * that, starting second, it never scales a replicated stream back to 1.
+ * Blocks for at most a few seconds. Returns NATS_OK or the failure (logged). */
+natsStatus jsx_ensure_dispatch_stream(jsCtx *js, const char *prefix, int replicas);
 
 #endif

@@ -19,6 +19,7 @@ int cli_parse(const char *usage, config_opt_t *opts, size_t n, int argc, char **
     if (rc == CONFIG_EXIT_USAGE)
         return 2;
     log_set_level_name(common->log_level);
+    log_set_format_name(common->log_format);
     return -1;
 }
 

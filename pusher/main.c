@@ -117,6 +117,7 @@ int main(int argc, char **argv)
         snprintf(node, sizeof node, "%s-%d", hn, port);
     }
     log_set_level_name(common.log_level);
+    log_set_format_name(common.log_format);
     unsigned fd_limit = pusher_raise_nofile();
 
     ws_t *ws = ws_new(host, port, node, fd_limit);

@@ -14,9 +14,11 @@ PACKAGES=(
   # servers the system runs against
   nats-server redis-server redis-tools
   # tests and demo
-  python3 python3-websockets curl procps
+  python3 python3-websockets curl procps iproute2
   # the JavaScript client's tests (Node 20+) and the demo page's browser test
   nodejs chromium
+  # the Helm chart's test: its renderer (Go, sprig, yaml.v3) and a YAML parser
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev python3-yaml
 )
 
 # The browser test's npm packages (puppeteer-core, no browser download: it

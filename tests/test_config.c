@@ -118,9 +118,32 @@ static void hostport_splits_ipv4_ipv6_and_names(void)
     CHECK_INT(config_split_hostport("a:", host, sizeof host, &port), -1);
 }
 
+static void log_format_is_a_common_option_text_or_json(void)
+{
+    config_common_t common = {0};
+    config_opt_t copts[] = {CONFIG_COMMON_OPTS(common)};
+    size_t n = sizeof copts / sizeof copts[0];
+    unsetenv("PUSH_LOG_FORMAT");
+    char *a[] = {"t", NULL};
+    CHECK_INT(config_parse("t", "t", copts, n, 1, a, NULL), CONFIG_OK);
+    CHECK_STR(common.log_format, "text");
+    setenv("PUSH_LOG_FORMAT", "json", 1);
+    CHECK_INT(config_parse("t", "t", copts, n, 1, a, NULL), CONFIG_OK);
+    CHECK_STR(common.log_format, "json");
+    char *b[] = {"t", "--log-format", "text", NULL};
+    CHECK_INT(config_parse("t", "t", copts, n, 3, b, NULL), CONFIG_OK);
+    CHECK_STR(common.log_format, "text");
+    char *c[] = {"t", "--log-format=xml", NULL};
+    CHECK_INT(config_parse("t", "t", copts, n, 2, c, NULL), CONFIG_EXIT_USAGE);
+    setenv("PUSH_LOG_FORMAT", "Json", 1);
+    CHECK_INT(config_parse("t", "t", copts, n, 1, a, NULL), CONFIG_EXIT_USAGE);
+    unsetenv("PUSH_LOG_FORMAT");
+}
+
 CHECK_MAIN(CHECK_CASE(defaults_apply_when_nothing_given),
            CHECK_CASE(env_wins_over_default_and_flag_wins_over_env),
            CHECK_CASE(bad_values_are_usage_errors), CHECK_CASE(required_empty_string_is_refused),
            CHECK_CASE(positional_arguments_are_collected_in_order),
            CHECK_CASE(help_and_version_ask_to_exit_0),
-           CHECK_CASE(hostport_splits_ipv4_ipv6_and_names))
+           CHECK_CASE(hostport_splits_ipv4_ipv6_and_names),
+           CHECK_CASE(log_format_is_a_common_option_text_or_json))
