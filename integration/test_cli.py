@@ -46,7 +46,7 @@ class Cli(unittest.TestCase):
                 self.assertIn(env, out.stdout, f"{prog} --help lacks {env}")
             self.assertIn("env PUSH_LOG_FORMAT, default text\n", out.stdout, prog)
         out = run(os.path.join(BIN, "collector"), "--help")
-        self.assertIn("env PUSH_STREAM_REPLICAS, default 1\n", out.stdout)
+        self.assertIn("env PUSH_STREAM_REPLICAS, default 1, from 1 to 5\n", out.stdout)
         for sub in ("publish", "tail", "presence"):
             out = run(os.path.join(BIN, "pushctl"), sub, "--help")
             self.assertIn("env PUSH_LOG_FORMAT, default text\n", out.stdout, sub)

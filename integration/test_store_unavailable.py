@@ -8,7 +8,7 @@ import json
 import time
 import unittest
 
-from harness import ClusterTest, free_port, http_get, http_post, metric, pb_push_request, pb_strings
+from harness import ClusterTest, eventually, free_port, http_get, http_post, metric, pb_push_request, pb_strings
 
 DOWN_STORE = "mongodb://127.0.0.1:1"
 
@@ -40,6 +40,14 @@ class StoreUnavailable(ClusterTest):
         await asyncio.to_thread(self.wait_alive)
         status, _ = await asyncio.to_thread(http_get, self.c.metrics["collector"] + "/readyz")
         self.assertEqual(status, 503)
+
+        # /healthz answers before the collector has subscribed: until it has,
+        # a request gets NATS's "no responders" (an empty reply). Wait for that
+        # to pass (with a request nobody would store: it is refused as invalid).
+        async def listening():
+            raw = await self.nats.request("push.collect", "{}", timeout=2.0)
+            return bool(raw)
+        await eventually(listening, timeout=10)
 
         # JSON over NATS: an error reply, quickly (the store fails fast while down)
         started = time.monotonic()
