@@ -36,45 +36,52 @@ typedef enum { CONN_WAIT_NONE = -1, CONN_WAIT_AUTH = 0, CONN_WAIT_REPLAY = 1 } c
 #define CONN_WAIT_KINDS 2
 
 typedef struct conn {
-    struct lws *wsi; /* NULL once lws closed it */
+    /* identity, state and lists: conns.c */
     char id[CONN_ID_LEN + 1];
     conn_state_t state;
-    int pending_asked;    /* stored messages were requested */
-    replay_t replay;      /* until they arrive (replay.active), live frames wait */
-    uint32_t last_rx_s;   /* monotonic seconds of the last frame or pong */
-    uint32_t last_ping_s; /* when the idle sweep last pinged it */
-    uint8_t ping_due;     /* write a ping at the next writeable callback */
-    /* the newest message (not broadcast) queued for the client: after a
-     * NATS outage, stored messages newer than it are asked for again */
-    char last_id[32];
-    /* 1: NATS was lost, catch up from last_id once it is back; 2: asked, and
-     * asked again while no collector answers (it may reconnect after us) */
-    uint8_t resync;
-    uint64_t recent[CONN_RECENT]; /* hashes of the last user message ids given (conn_repeat) */
-    uint8_t recent_next;
-    char *token;   /* until the auth request is sent */
-    char **grants; /* the token's channels claim (names, or prefixes ending in '*') */
-    size_t n_grants;
-    struct sub **subs; /* its channel subscriptions (subs.h), in no order */
-    uint32_t n_subs, cap_subs;
     struct conn_user *user; /* when AUTHED */
     struct conn *user_prev, *user_next;
     struct conn *all_prev, *all_next;
-    /* outgoing frames: a ring of references */
+    /* outgoing frames, a ring of references (conns.c) */
     frame_t **q;
     uint32_t q_head, q_len, q_cap;
     size_t q_bytes;
-    /* on the FIFO of one kind of wait, in deadline order */
+    /* on the FIFO of one kind of wait, in deadline order (conns.c) */
     struct conn *wait_prev, *wait_next;
     uint64_t wait_deadline_ms;
-    int8_t wait_kind; /* conn_wait_t */
-    /* a close to perform at the next writeable callback */
+    int8_t wait_kind;             /* conn_wait_t */
+    uint64_t recent[CONN_RECENT]; /* hashes of the last user message ids given (conn_repeat) */
+    uint8_t recent_next;
+
+    /* the lws side: ws.c */
+    struct lws *wsi;      /* NULL once lws closed it */
+    uint32_t last_rx_s;   /* monotonic seconds of the last frame or pong */
+    uint32_t last_ping_s; /* when the idle sweep last pinged it */
+    uint8_t ping_due;     /* write a ping at the next writeable callback */
+    /* a close to perform at the next writeable callback (decided anywhere) */
     uint32_t close_since_s; /* monotonic seconds when it was decided */
     int close_code;
     char close_reason[64];
     /* inbound message being reassembled from fragments */
     char *rx;
     size_t rx_len;
+
+    /* the session: session.c */
+    char *token;       /* until the auth request is sent */
+    int pending_asked; /* stored messages were requested */
+    replay_t replay;   /* until they arrive (replay.active), live frames wait */
+    /* the newest message (not broadcast) queued for the client: after a
+     * NATS outage, stored messages newer than it are asked for again */
+    char last_id[32];
+    /* 1: NATS was lost, catch up from last_id once it is back; 2: asked, and
+     * asked again while no collector answers (it may reconnect after us) */
+    uint8_t resync;
+
+    /* channel subscriptions: channels.c */
+    char **grants; /* the token's channels claim (names, or prefixes ending in '*') */
+    size_t n_grants;
+    struct sub **subs; /* its channel subscriptions (subs.h), in no order */
+    uint32_t n_subs, cap_subs;
 } conn_t;
 
 typedef struct conn_user {
