@@ -72,15 +72,17 @@ void store_close(store_t *s)
     free(s);
 }
 
-static void store_count_channels(store_t *s, const store_put_item_t *items, size_t n);
-
+/* One item through store_put_batch, as store_mark_dispatched is over
+ * store_mark_dispatched_many: one write path for every backend. */
 int store_put(store_t *s, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
               char existing_id[IDS_LEN + 1])
 {
-    int rc = s->ops->put(s->h, m, to, n_to, idem, existing_id);
-    store_put_item_t item = {.m = m, .result = rc};
-    store_count_channels(s, &item, 1);
-    return rc;
+    store_put_item_t item = {.m = m, .to = to, .n_to = n_to, .idem = idem};
+    if (store_put_batch(s, &item, 1) != STORE_OK)
+        return STORE_ERR;
+    if (item.result == STORE_DUPLICATE)
+        memcpy(existing_id, item.existing_id, IDS_LEN + 1);
+    return item.result;
 }
 
 /* Count the kept channel messages a put stored (store_trim_channels). */

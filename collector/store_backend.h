@@ -10,8 +10,6 @@
 
 typedef struct store_ops {
     const char *name;
-    int (*put)(void *h, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
-               char existing_id[IDS_LEN + 1]);
     int (*put_batch)(void *h, store_put_item_t *items, size_t n);
     int (*mark_dispatched_many)(void *h, char *const *ids, size_t n);
     int (*pending)(void *h, const char *user, const char *after, uint64_t now_ms, size_t limit,

@@ -679,17 +679,6 @@ static int store_mongo_put_batch(void *handle, store_put_item_t *items, size_t n
     return rc;
 }
 
-static int store_mongo_put(void *handle, const store_msg_t *m, char *const *to, size_t n_to,
-                           const char *idem, char existing_id[IDS_LEN + 1])
-{
-    store_put_item_t item = {.m = m, .to = to, .n_to = n_to, .idem = idem};
-    if (store_mongo_put_batch(handle, &item, 1) != STORE_OK)
-        return STORE_ERR;
-    if (item.result == STORE_DUPLICATE)
-        memcpy(existing_id, item.existing_id, IDS_LEN + 1);
-    return item.result;
-}
-
 /* --- reads: rows copied out, callbacks run after the client went back ------- */
 
 typedef struct store_mongo_row {
@@ -1379,7 +1368,6 @@ static int store_mongo_healthy(void *handle)
 
 const store_ops_t store_mongo_ops = {
     .name = "mongodb",
-    .put = store_mongo_put,
     .put_batch = store_mongo_put_batch,
     .mark_dispatched_many = store_mongo_mark_dispatched_many,
     .pending = store_mongo_pending,

@@ -377,17 +377,6 @@ out:
     return rc;
 }
 
-static int store_sqlite_put(void *handle, const store_msg_t *m, char *const *to, size_t n_to,
-                            const char *idem, char existing_id[IDS_LEN + 1])
-{
-    store_put_item_t item = {.m = m, .to = to, .n_to = n_to, .idem = idem};
-    if (store_sqlite_put_batch(handle, &item, 1) != STORE_OK)
-        return STORE_ERR;
-    if (item.result == STORE_DUPLICATE)
-        memcpy(existing_id, item.existing_id, IDS_LEN + 1);
-    return item.result;
-}
-
 /* A row copied out of SQLite, so callbacks run after the lock is released
  * (a callback may call back into the store: the hand-over marks what it
  * sent) and never see pointers into a statement. */
@@ -784,7 +773,6 @@ static void store_sqlite_close(void *handle)
 
 const store_ops_t store_sqlite_ops = {
     .name = "sqlite",
-    .put = store_sqlite_put,
     .put_batch = store_sqlite_put_batch,
     .mark_dispatched_many = store_sqlite_mark_dispatched_many,
     .pending = store_sqlite_pending,
