@@ -155,6 +155,55 @@ int store_trim_channels(store_t *s, size_t keep)
     return failed && !total ? STORE_ERR : total;
 }
 
+/* --- copied-out rows, shared by the backends (store_backend.h) --- */
+
+store_row_t *store_rows_push(store_rows_t *rs)
+{
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 16;
+        store_row_t *nr = realloc(rs->rows, cap * sizeof *nr);
+        if (!nr)
+            return NULL;
+        rs->rows = nr;
+        rs->cap = cap;
+    }
+    store_row_t *r = &rs->rows[rs->n++];
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+int store_row_add_user(store_row_t *r, const char *user)
+{
+    if (r->n_to == r->cap_to) {
+        size_t cap = r->cap_to ? r->cap_to * 2 : 16;
+        char **nt = realloc(r->to, cap * sizeof *nt);
+        if (!nt)
+            return -1;
+        r->to = nt;
+        r->cap_to = cap;
+    }
+    if (!(r->to[r->n_to] = strdup(user)))
+        return -1;
+    r->n_to++;
+    return 0;
+}
+
+void store_rows_free(store_rows_t *rs)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        store_row_t *r = &rs->rows[i];
+        free(r->topic);
+        free(r->content_type);
+        free(r->channel);
+        free(r->data);
+        for (size_t k = 0; k < r->n_to; k++)
+            free(r->to[k]);
+        free(r->to);
+    }
+    free(rs->rows);
+    memset(rs, 0, sizeof *rs);
+}
+
 int store_mark_dispatched_many(store_t *s, char *const *ids, size_t n)
 {
     return s->ops->mark_dispatched_many(s->h, ids, n);

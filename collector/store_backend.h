@@ -26,6 +26,32 @@ typedef struct store_ops {
     void (*close)(void *h);
 } store_ops_t;
 
+/* A message copied out of a backend, so that callbacks (store_msg_fn) run
+ * after the backend released its lock or client (a callback may call back
+ * into the store: the hand-over marks what it sent) and never see pointers
+ * into a statement or a document. m's pointers point at the copies below,
+ * which the row owns. */
+typedef struct store_row {
+    store_msg_t m;
+    char *topic, *content_type, *channel;
+    unsigned char *data;
+    char **to; /* the recipients, when the read has them */
+    size_t n_to, cap_to;
+} store_row_t;
+
+typedef struct store_rows {
+    store_row_t *rows;
+    size_t n, cap;
+} store_rows_t;
+
+/* A zeroed row at the end of rs, already counted in rs->n (so that
+ * store_rows_free frees it half-filled), or NULL when out of memory. */
+store_row_t *store_rows_push(store_rows_t *rs);
+/* Append a copy of user to r->to. Returns 0, or -1 when out of memory. */
+int store_row_add_user(store_row_t *r, const char *user);
+/* Free every row and what it owns; rs is empty after. */
+void store_rows_free(store_rows_t *rs);
+
 typedef struct store_sqlite store_sqlite_t;
 store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size);
 extern const store_ops_t store_sqlite_ops;

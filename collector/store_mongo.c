@@ -681,50 +681,13 @@ static int store_mongo_put_batch(void *handle, store_put_item_t *items, size_t n
 
 /* --- reads: rows copied out, callbacks run after the client went back ------- */
 
-typedef struct store_mongo_row {
-    store_msg_t m;
-    char *topic, *content_type, *channel;
-    unsigned char *data;
-    char **to;
-    size_t n_to, cap_to;
-} store_mongo_row_t;
-
-typedef struct store_mongo_rows {
-    store_mongo_row_t *rows;
-    size_t n, cap;
-} store_mongo_rows_t;
-
-static void store_mongo_rows_free(store_mongo_rows_t *rs)
-{
-    for (size_t i = 0; i < rs->n; i++) {
-        store_mongo_row_t *r = &rs->rows[i];
-        free(r->topic);
-        free(r->content_type);
-        free(r->channel);
-        free(r->data);
-        for (size_t k = 0; k < r->n_to; k++)
-            free(r->to[k]);
-        free(r->to);
-    }
-    free(rs->rows);
-    memset(rs, 0, sizeof *rs);
-}
-
 /* Copy a message document to the end of rs. Returns the row, or NULL on a
  * malformed document or allocation failure. */
-static store_mongo_row_t *store_mongo_rows_add(store_mongo_rows_t *rs, const bson_t *doc)
+static store_row_t *store_mongo_rows_add(store_rows_t *rs, const bson_t *doc)
 {
-    if (rs->n == rs->cap) {
-        size_t cap = rs->cap ? rs->cap * 2 : 16;
-        store_mongo_row_t *nr = realloc(rs->rows, cap * sizeof *nr);
-        if (!nr)
-            return NULL;
-        rs->rows = nr;
-        rs->cap = cap;
-    }
-    store_mongo_row_t *r = &rs->rows[rs->n];
-    memset(r, 0, sizeof *r);
-    rs->n++; /* counted now so that store_mongo_rows_free frees a half-made row */
+    store_row_t *r = store_rows_push(rs); /* counted: store_rows_free frees it half-made */
+    if (!r)
+        return NULL;
     const char *id = store_mongo_str(doc, "_id"), *topic = store_mongo_str(doc, "topic"),
                *ctype = store_mongo_str(doc, "content_type");
     bson_iter_t it;
@@ -762,25 +725,9 @@ static store_mongo_row_t *store_mongo_rows_add(store_mongo_rows_t *rs, const bso
     return r;
 }
 
-static int store_mongo_row_add_user(store_mongo_row_t *r, const char *user)
-{
-    if (r->n_to == r->cap_to) {
-        size_t cap = r->cap_to ? r->cap_to * 2 : 16;
-        char **nt = realloc(r->to, cap * sizeof *nt);
-        if (!nt)
-            return -1;
-        r->to = nt;
-        r->cap_to = cap;
-    }
-    if (!(r->to[r->n_to] = strdup(user)))
-        return -1;
-    r->n_to++;
-    return 0;
-}
-
 /* Find messages whose _id is in ids, oldest first, appended to rs. Returns 0 or -1. */
 static int store_mongo_fetch_messages(store_mongo_t *s, mongoc_collection_t *messages,
-                                      char *const *ids, size_t n, store_mongo_rows_t *rs)
+                                      char *const *ids, size_t n, store_rows_t *rs)
 {
     bson_t filter = BSON_INITIALIZER, in;
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
@@ -850,7 +797,7 @@ static long store_mongo_pending_page(store_mongo_t *s, mongoc_collection_t *reci
  * left over from a failed put (not one in flight): drop them. */
 static void store_mongo_drop_orphans(mongoc_collection_t *recipients, const char *user,
                                      char *const *page, const uint64_t *at, size_t n,
-                                     const store_mongo_rows_t *rs, size_t rs_from, uint64_t now_ms)
+                                     const store_rows_t *rs, size_t rs_from, uint64_t now_ms)
 {
     for (size_t i = 0; i < n; i++) {
         int found = 0;
@@ -877,7 +824,7 @@ static int store_mongo_pending(void *handle, const char *user, const char *from,
         return STORE_ERR;
     mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
     mongoc_collection_t *recipients = mongoc_client_get_collection(client, s->db, "recipients");
-    store_mongo_rows_t rs = {0};
+    store_rows_t rs = {0};
     char **page = calloc(limit, sizeof *page);
     uint64_t *at = calloc(limit, sizeof *at);
     char after[IDS_LEN + 1];
@@ -912,13 +859,13 @@ static int store_mongo_pending(void *handle, const char *user, const char *from,
     int n = 0;
     for (size_t i = 0; rc == 0 && i < rs.n; i++, n++)
         fn(arg, &rs.rows[i].m, NULL, 0);
-    store_mongo_rows_free(&rs);
+    store_rows_free(&rs);
     return rc == 0 ? n : STORE_ERR;
 }
 
 /* Fill each row's recipients (rows sorted by id). Returns 0 or -1. */
 static int store_mongo_fetch_recipients(store_mongo_t *s, mongoc_collection_t *recipients,
-                                        store_mongo_rows_t *rs)
+                                        store_rows_t *rs)
 {
     char **ids = malloc(rs->n * sizeof *ids);
     if (!ids)
@@ -944,7 +891,7 @@ static int store_mongo_fetch_recipients(store_mongo_t *s, mongoc_collection_t *r
         while (row < rs->n && strcmp(rs->rows[row].m.id, msg) < 0)
             row++;
         if (row < rs->n && strcmp(rs->rows[row].m.id, msg) == 0 &&
-            store_mongo_row_add_user(&rs->rows[row], user) != 0)
+            store_row_add_user(&rs->rows[row], user) != 0)
             rc = -1;
     }
     bson_error_t e;
@@ -967,7 +914,7 @@ static int store_mongo_undispatched(void *handle, uint64_t before_ms, size_t lim
         return STORE_ERR;
     mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
     mongoc_collection_t *recipients = mongoc_client_get_collection(client, s->db, "recipients");
-    store_mongo_rows_t rs = {0};
+    store_rows_t rs = {0};
     bson_t *filter = BCON_NEW("dispatched", BCON_BOOL(false), "accepted_ms", "{", "$lt",
                               BCON_INT64((int64_t)before_ms), "}");
     bson_t *opts =
@@ -997,7 +944,7 @@ static int store_mongo_undispatched(void *handle, uint64_t before_ms, size_t lim
     int n = 0;
     for (size_t i = 0; rc == 0 && i < rs.n; i++, n++)
         fn(arg, &rs.rows[i].m, rs.rows[i].to, rs.rows[i].n_to);
-    store_mongo_rows_free(&rs);
+    store_rows_free(&rs);
     return rc == 0 ? n : STORE_ERR;
 }
 
@@ -1307,7 +1254,7 @@ static int store_mongo_history(void *handle, const char *channel, const char *si
         return STORE_ERR;
     mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
     mongoc_collection_t *floors = mongoc_client_get_collection(client, s->db, "channel_floor");
-    store_mongo_rows_t rs = {0};
+    store_rows_t rs = {0};
     bson_t *filter = BCON_NEW("channel", BCON_UTF8(channel), "_id", "{", "$gt", BCON_UTF8(since),
                               "}", "ttl", "{", "$gt", BCON_INT64(0), "}", "expire_at", "{", "$gt",
                               BCON_DATE_TIME((int64_t)now_ms), "}");
@@ -1356,7 +1303,7 @@ static int store_mongo_history(void *handle, const char *channel, const char *si
     size_t top = rs.n > keep ? keep : rs.n;
     for (size_t i = top; rc == 0 && i > 0; i--, n++)
         fn(arg, &rs.rows[i - 1].m, NULL, 0);
-    store_mongo_rows_free(&rs);
+    store_rows_free(&rs);
     return rc == 0 ? n : STORE_ERR;
 }
 
