@@ -9,11 +9,11 @@
 #include <time.h>
 
 #include "bgloop.h"
+#include "chunk.h"
 #include "jsx.h"
 #include "log.h"
 #include "metrics.h"
 #include "natsx.h"
-#include "push/v1/push.pb-c.h"
 #include "strmap.h"
 
 struct handover {
@@ -40,99 +40,6 @@ struct handover {
     metrics_series_t *sent, *errors, *retried, *too_large;
 };
 
-/* The Dispatch protobuf of m; malloc'd, length in *len. */
-static uint8_t *handover_pack(const store_msg_t *m, char *const *to, size_t n_to, size_t *len)
-{
-    Push__V1__Message msg = PUSH__V1__MESSAGE__INIT;
-    msg.id = (char *)m->id;
-    msg.topic = (char *)m->topic;
-    msg.has_data = 1;
-    msg.data.data = (uint8_t *)m->data;
-    msg.data.len = m->data_len;
-    msg.content_type = (char *)m->content_type;
-    msg.has_accepted_ms = 1;
-    msg.accepted_ms = m->accepted_ms;
-    msg.has_ttl = 1;
-    msg.ttl = m->ttl;
-    msg.channel = (char *)m->channel;
-    Push__V1__Dispatch d = PUSH__V1__DISPATCH__INIT;
-    d.message = &msg;
-    d.to = (char **)to;
-    d.n_to = n_to;
-    d.has_broadcast = 1;
-    d.broadcast = m->broadcast;
-    *len = push__v1__dispatch__get_packed_size(&d);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    if (buf)
-        push__v1__dispatch__pack(&d, buf);
-    return buf;
-}
-
-/* The parts of a message, one per shard of its recipients (jsx.h): the
- * recipients of shard k, in their order, are parts->to[parts->start[k] ..
- * parts->start[k+1]). A broadcast is one part on shard 0; a channel
- * message one part on the shard of the channel's name, so a channel's
- * messages keep their order as a user's do. */
-typedef struct handover_parts {
-    char **to;
-    size_t start[JSX_SHARDS + 1];
-    int broadcast;
-    int whole_shard; /* broadcast or channel: one part, on this shard, no recipients */
-} handover_parts_t;
-
-static int handover_split(handover_parts_t *p, const store_msg_t *m, char *const *to, size_t n_to)
-{
-    memset(p, 0, sizeof *p);
-    p->broadcast = m->broadcast || m->channel;
-    p->whole_shard = m->channel ? (int)jsx_shard_of(m->channel) : 0;
-    if (p->broadcast || n_to == 0)
-        return 0;
-    if (!(p->to = malloc(n_to * sizeof *p->to)))
-        return -1;
-    size_t count[JSX_SHARDS] = {0};
-    unsigned char *shard = malloc(n_to);
-    if (!shard) {
-        free(p->to);
-        p->to = NULL;
-        return -1;
-    }
-    for (size_t i = 0; i < n_to; i++)
-        count[shard[i] = (unsigned char)jsx_shard_of(to[i])]++;
-    for (unsigned k = 0; k < JSX_SHARDS; k++)
-        p->start[k + 1] = p->start[k] + count[k];
-    size_t fill[JSX_SHARDS];
-    memcpy(fill, p->start, sizeof fill);
-    for (size_t i = 0; i < n_to; i++)
-        p->to[fill[shard[i]]++] = to[i];
-    free(shard);
-    return 0;
-}
-
-/* Call fn for each non-empty part; stops at the first non-zero return. */
-typedef int (*handover_part_fn)(void *arg, unsigned shard, char *const *to, size_t n_to);
-static int handover_each_part(const handover_parts_t *p, handover_part_fn fn, void *arg)
-{
-    if (p->broadcast)
-        return fn(arg, (unsigned)p->whole_shard, NULL, 0);
-    for (unsigned k = 0; k < JSX_SHARDS; k++) {
-        size_t n = p->start[k + 1] - p->start[k];
-        int rc = n ? fn(arg, k, p->to + p->start[k], n) : 0;
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-static size_t handover_count_parts(const handover_parts_t *p)
-{
-    if (p->broadcast)
-        return 1;
-    size_t n = 0;
-    for (unsigned k = 0; k < JSX_SHARDS; k++)
-        n += p->start[k + 1] != p->start[k];
-    return n;
-}
-
 static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                                   void *closure)
 {
@@ -158,20 +65,9 @@ static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAc
     natsMsg_Destroy(msg);
 }
 
-/* A stream message being filled for one shard: a Dispatch whose `batch`
- * holds parts, each written as it is added (field 4, length-delimited), so
- * the caller's message need not outlive the add (the retry loop's rows
- * don't). */
-typedef struct handover_chunk {
-    uint8_t *buf;
-    size_t len, cap;
-    char **ids; /* message id of each part, in order, then NULL */
-    size_t n, cap_ids;
-} handover_chunk_t;
-
 /* One round of hand-over, under pub_lock: messages added in id order are
  * cut into parts by shard and gathered into one stream message per shard
- * (cut at HANDOVER_CHUNK_BYTES), published asynchronously; the end waits
+ * (chunk.h), published asynchronously; the end waits
  * once for the stream's acks and marks dispatched, in one transaction, the
  * messages whose every part was acked. After the first publish that failed,
  * nothing more of the round goes out; the rest is left for the next
@@ -179,7 +75,7 @@ typedef struct handover_chunk {
 typedef struct handover_round {
     strmap_t *waiting; /* message id -> parts not acked yet */
     strmap_t *chunks;  /* stream message id -> char ** of its parts' message ids */
-    handover_chunk_t open[JSX_SHARDS];
+    chunk_t open[JSX_SHARDS];
     char **skip; /* too large for NATS: marked without the stream */
     size_t n_skip, cap_skip;
     int shortfall;  /* something was not published or not acked */
@@ -192,17 +88,6 @@ static void handover_round_begin(handover_round_t *r)
     r->waiting = strmap_new();
     r->chunks = strmap_new();
     r->shortfall = !r->waiting || !r->chunks;
-}
-
-static void handover_chunk_reset(handover_chunk_t *c, int free_ids)
-{
-    if (free_ids)
-        for (size_t i = 0; i < c->n; i++)
-            free(c->ids[i]);
-    free(c->buf);
-    if (free_ids)
-        free(c->ids);
-    memset(c, 0, sizeof *c);
 }
 
 static void handover_skip(handover_t *h, handover_round_t *r, const char *id)
@@ -232,22 +117,22 @@ static void handover_skip(handover_t *h, handover_round_t *r, const char *id)
         r->n_skip++;
 }
 
-/* Publish shard's open chunk. Its stream message id is "<first message
- * id>.<shard>.<parts>": a retry that cuts the same chunk is stored once
- * inside the stream's duplicate window (one cut differently may be stored
- * twice: at-least-once, and ids let the client drop the copy). */
+/* Publish shard's open chunk, under its stream message id (chunk_msg_id):
+ * a retry that cuts the same chunk is stored once inside the stream's
+ * duplicate window (one cut differently may be stored twice: at-least-once,
+ * and ids let the client drop the copy). */
 static void handover_chunk_publish(handover_t *h, handover_round_t *r, unsigned shard)
 {
-    handover_chunk_t *c = &r->open[shard];
+    chunk_t *c = &r->open[shard];
     if (!c->n)
         return;
     if (r->shortfall) {
-        handover_chunk_reset(c, 1);
+        chunk_reset(c, 1);
         return;
     }
     char subject[300], chunk_id[96];
     jsx_shard_subject(subject, sizeof subject, h->prefix, shard);
-    snprintf(chunk_id, sizeof chunk_id, "%s.%u.%zu", c->ids[0], shard, c->n);
+    chunk_msg_id(c, shard, chunk_id, sizeof chunk_id);
     jsPubOptions opts;
     jsPubOptions_Init(&opts);
     opts.MsgId = chunk_id;
@@ -257,7 +142,7 @@ static void handover_chunk_publish(handover_t *h, handover_round_t *r, unsigned 
     opts.MaxWait = HANDOVER_ACK_WAIT_MS - 1000;
     natsStatus s = js_PublishAsync(h->js_async, subject, c->buf, (int)c->len, &opts);
     if (s == NATS_OK && strmap_put(r->chunks, chunk_id, c->ids) == 0) {
-        handover_chunk_reset(c, 0); /* r->chunks owns the ids now */
+        chunk_reset(c, 0); /* r->chunks owns the ids now */
         return;
     }
     if (s == NATS_MAX_PAYLOAD && c->n == 1) {
@@ -271,7 +156,7 @@ static void handover_chunk_publish(handover_t *h, handover_round_t *r, unsigned 
               HANDOVER_RETRY_MS);
         r->shortfall = 1;
     }
-    handover_chunk_reset(c, 1);
+    chunk_reset(c, 1);
 }
 
 /* Append one part (m's recipients of shard) to the shard's open chunk,
@@ -280,44 +165,12 @@ static int handover_chunk_add(handover_t *h, handover_round_t *r, unsigned shard
                               const store_msg_t *m, char *const *to, size_t n_to)
 {
     size_t len = 0;
-    uint8_t *part = handover_pack(m, to, n_to, &len);
+    uint8_t *part = chunk_pack(m, to, n_to, &len);
     if (!part)
         return -1;
-    handover_chunk_t *c = &r->open[shard];
-    if (c->n && c->len + len + 6 > HANDOVER_CHUNK_BYTES)
+    if (chunk_is_full_for(&r->open[shard], len))
         handover_chunk_publish(h, r, shard);
-    int rc = -1;
-    if (c->len + len + 6 > c->cap) {
-        size_t cap = c->cap ? c->cap : 4096;
-        while (cap < c->len + len + 6)
-            cap *= 2;
-        uint8_t *nb = realloc(c->buf, cap);
-        if (!nb)
-            goto out;
-        c->buf = nb;
-        c->cap = cap;
-    }
-    if (c->n + 1 >= c->cap_ids) { /* room for a NULL after the last */
-        size_t cap = c->cap_ids ? c->cap_ids * 2 : 16;
-        char **ni = realloc(c->ids, cap * sizeof *ni);
-        if (!ni)
-            goto out;
-        c->ids = ni;
-        c->cap_ids = cap;
-    }
-    if (!(c->ids[c->n] = strdup(m->id)))
-        goto out;
-    c->ids[++c->n] = NULL;
-    c->buf[c->len++] = (4 << 3) | 2; /* Dispatch.batch, length-delimited */
-    for (size_t v = len;; v >>= 7) {
-        c->buf[c->len++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        if (v <= 0x7f)
-            break;
-    }
-    memcpy(c->buf + c->len, part, len);
-    c->len += len;
-    rc = 0;
-out:
+    int rc = chunk_add(&r->open[shard], m->id, part, len);
     free(part);
     return rc;
 }
@@ -339,16 +192,16 @@ static void handover_round_add(handover_t *h, handover_round_t *r, const store_m
 {
     if (r->shortfall)
         return;
-    handover_parts_t parts;
-    if (handover_split(&parts, m, to, n_to) != 0) {
+    chunk_parts_t parts;
+    if (chunk_split(&parts, m, to, n_to) != 0) {
         r->shortfall = 1; /* out of memory */
         return;
     }
     handover_add_t a = {h, r, m};
-    if (strmap_put(r->waiting, m->id, (void *)(intptr_t)handover_count_parts(&parts)) != 0 ||
-        handover_each_part(&parts, handover_add_part, &a) != 0)
+    if (strmap_put(r->waiting, m->id, (void *)(intptr_t)chunk_count_parts(&parts)) != 0 ||
+        chunk_each_part(&parts, handover_add_part, &a) != 0)
         r->shortfall = 1; /* out of memory */
-    free(parts.to);
+    chunk_parts_free(&parts);
 }
 
 static void handover_free_chunk_ids(void *arg, const char *key, void *value)

@@ -7,12 +7,12 @@
  * handing over, or NATS or the stream was down; after a failed pass it
  * creates the stream again): nothing accepted is lost between collector and
  * dispatcher. The parts one round has for a shard travel together, as one
- * stream message (Dispatch.batch, up to HANDOVER_CHUNK_BYTES): the stream,
- * its acks and the dispatcher's acks then cost one message per round and
- * shard, not one per message. Its JetStream message id is "<first message
- * id>.<shard>.<parts>", so a retry that cuts the same chunk inside the
- * stream's duplicate window is stored once (one cut differently may be
- * stored twice: at-least-once).
+ * stream message (Dispatch.batch, up to CHUNK_MAX_BYTES; the cutting and
+ * the stream message id are chunk.h's): the stream, its acks and the
+ * dispatcher's acks then cost one message per round and shard, not one per
+ * message. A retry that cuts the same chunk inside the stream's duplicate
+ * window is stored once (one cut differently may be stored twice:
+ * at-least-once).
  *
  * Order: a user's messages reach the stream in id order, also across
  * failures. The two senders (handover_send_batch and the retry loop) never
@@ -30,13 +30,9 @@
 
 #define HANDOVER_RETRY_MS 2000
 #define HANDOVER_ACK_WAIT_MS 5000 /* a round waits this long for the stream's acks */
-/* A stream message carries the parts of many messages for one shard, up to
- * this many bytes (a part larger than that alone goes alone); well under
- * nats-server's default max_payload of 1 MiB. */
-#define HANDOVER_CHUNK_BYTES (256 * 1024)
 /* Asynchronous publishes a round may have waiting for acks: a round is at
  * most 4 writer batches of 4,096 messages (writer.h), and in the worst case
- * (every part over HANDOVER_CHUNK_BYTES) each part is a stream message of
+ * (every part over CHUNK_MAX_BYTES, chunk.h) each part is a stream message of
  * its own, 16 per message; twice that for what a timed-out round left. */
 #define HANDOVER_MAX_PENDING (4 * 4096 * 16 * 2)
 

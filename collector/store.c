@@ -72,15 +72,17 @@ void store_close(store_t *s)
     free(s);
 }
 
-static void store_count_channels(store_t *s, const store_put_item_t *items, size_t n);
-
+/* One item through store_put_batch, as store_mark_dispatched is over
+ * store_mark_dispatched_many: one write path for every backend. */
 int store_put(store_t *s, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
               char existing_id[IDS_LEN + 1])
 {
-    int rc = s->ops->put(s->h, m, to, n_to, idem, existing_id);
-    store_put_item_t item = {.m = m, .result = rc};
-    store_count_channels(s, &item, 1);
-    return rc;
+    store_put_item_t item = {.m = m, .to = to, .n_to = n_to, .idem = idem};
+    if (store_put_batch(s, &item, 1) != STORE_OK)
+        return STORE_ERR;
+    if (item.result == STORE_DUPLICATE)
+        memcpy(existing_id, item.existing_id, IDS_LEN + 1);
+    return item.result;
 }
 
 /* Count the kept channel messages a put stored (store_trim_channels). */
@@ -151,6 +153,55 @@ int store_trim_channels(store_t *s, size_t keep)
     }
     free(due.names);
     return failed && !total ? STORE_ERR : total;
+}
+
+/* --- copied-out rows, shared by the backends (store_backend.h) --- */
+
+store_row_t *store_rows_push(store_rows_t *rs)
+{
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 16;
+        store_row_t *nr = realloc(rs->rows, cap * sizeof *nr);
+        if (!nr)
+            return NULL;
+        rs->rows = nr;
+        rs->cap = cap;
+    }
+    store_row_t *r = &rs->rows[rs->n++];
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+int store_row_add_user(store_row_t *r, const char *user)
+{
+    if (r->n_to == r->cap_to) {
+        size_t cap = r->cap_to ? r->cap_to * 2 : 16;
+        char **nt = realloc(r->to, cap * sizeof *nt);
+        if (!nt)
+            return -1;
+        r->to = nt;
+        r->cap_to = cap;
+    }
+    if (!(r->to[r->n_to] = strdup(user)))
+        return -1;
+    r->n_to++;
+    return 0;
+}
+
+void store_rows_free(store_rows_t *rs)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        store_row_t *r = &rs->rows[i];
+        free(r->topic);
+        free(r->content_type);
+        free(r->channel);
+        free(r->data);
+        for (size_t k = 0; k < r->n_to; k++)
+            free(r->to[k]);
+        free(r->to);
+    }
+    free(rs->rows);
+    memset(rs, 0, sizeof *rs);
 }
 
 int store_mark_dispatched_many(store_t *s, char *const *ids, size_t n)

@@ -10,8 +10,6 @@
 
 typedef struct store_ops {
     const char *name;
-    int (*put)(void *h, const store_msg_t *m, char *const *to, size_t n_to, const char *idem,
-               char existing_id[IDS_LEN + 1]);
     int (*put_batch)(void *h, store_put_item_t *items, size_t n);
     int (*mark_dispatched_many)(void *h, char *const *ids, size_t n);
     int (*pending)(void *h, const char *user, const char *after, uint64_t now_ms, size_t limit,
@@ -27,6 +25,32 @@ typedef struct store_ops {
     int (*healthy)(void *h);
     void (*close)(void *h);
 } store_ops_t;
+
+/* A message copied out of a backend, so that callbacks (store_msg_fn) run
+ * after the backend released its lock or client (a callback may call back
+ * into the store: the hand-over marks what it sent) and never see pointers
+ * into a statement or a document. m's pointers point at the copies below,
+ * which the row owns. */
+typedef struct store_row {
+    store_msg_t m;
+    char *topic, *content_type, *channel;
+    unsigned char *data;
+    char **to; /* the recipients, when the read has them */
+    size_t n_to, cap_to;
+} store_row_t;
+
+typedef struct store_rows {
+    store_row_t *rows;
+    size_t n, cap;
+} store_rows_t;
+
+/* A zeroed row at the end of rs, already counted in rs->n (so that
+ * store_rows_free frees it half-filled), or NULL when out of memory. */
+store_row_t *store_rows_push(store_rows_t *rs);
+/* Append a copy of user to r->to. Returns 0, or -1 when out of memory. */
+int store_row_add_user(store_row_t *r, const char *user);
+/* Free every row and what it owns; rs is empty after. */
+void store_rows_free(store_rows_t *rs);
 
 typedef struct store_sqlite store_sqlite_t;
 store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size);

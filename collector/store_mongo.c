@@ -187,6 +187,43 @@ static void store_mongo_write_opts(bson_t *opts, const mongoc_write_concern_t *w
         BSON_APPEND_BOOL(opts, "ordered", false);
 }
 
+/* What a store_mongo_cursor_each callback answers for a document. */
+enum { STORE_MONGO_NEXT = 0, STORE_MONGO_STOP = 1, STORE_MONGO_FAIL = -1 };
+typedef int (*store_mongo_doc_fn)(void *arg, const bson_t *doc);
+
+/* Walk c, calling fn on each document until it answers STORE_MONGO_STOP or
+ * STORE_MONGO_FAIL; then report the cursor's error, if any, as `what`
+ * (store_mongo_failed) and destroy c. Returns 0, or -1 when fn failed or
+ * the cursor had an error. */
+static int store_mongo_cursor_each(store_mongo_t *s, mongoc_cursor_t *c, const char *what,
+                                   store_mongo_doc_fn fn, void *arg)
+{
+    const bson_t *doc;
+    int rc = 0;
+    while (mongoc_cursor_next(c, &doc)) {
+        int next = fn(arg, doc);
+        if (next == STORE_MONGO_FAIL)
+            rc = -1;
+        if (next != STORE_MONGO_NEXT)
+            break;
+    }
+    bson_error_t e;
+    if (mongoc_cursor_error(c, &e)) {
+        store_mongo_failed(s, what, &e);
+        rc = -1;
+    }
+    mongoc_cursor_destroy(c);
+    return rc;
+}
+
+/* A cursor callback: notes that a document was found (arg: int *), stops. */
+static int store_mongo_found(void *arg, const bson_t *doc)
+{
+    (void)doc;
+    *(int *)arg = 1;
+    return STORE_MONGO_STOP;
+}
+
 /* --- indexes ------------------------------------------------------------------ */
 
 static int store_mongo_create_indexes(store_mongo_t *s, mongoc_client_t *client,
@@ -424,6 +461,22 @@ static int store_mongo_duplicate_indexes(const bson_t *reply, const bson_error_t
     return 0;
 }
 
+/* The first document's id, for lookups of one (store_mongo_idem_one,
+ * store_mongo_id_one). */
+typedef struct store_mongo_first {
+    char *id; /* IDS_LEN + 1 bytes */
+    int found;
+} store_mongo_first_t;
+
+static int store_mongo_idem_one(void *arg, const bson_t *doc)
+{
+    store_mongo_first_t *f = arg;
+    const char *v = store_mongo_str(doc, "_id");
+    snprintf(f->id, IDS_LEN + 1, "%s", v ? v : "");
+    f->found = 1;
+    return STORE_MONGO_STOP;
+}
+
 /* The id of the stored message with idempotency key idem, into id. Returns
  * 1 found, 0 not found, -1 error. */
 static int store_mongo_find_idem(store_mongo_t *s, mongoc_collection_t *messages, const char *idem,
@@ -432,22 +485,34 @@ static int store_mongo_find_idem(store_mongo_t *s, mongoc_collection_t *messages
     bson_t *filter = BCON_NEW("idem", BCON_UTF8(idem));
     bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
-    const bson_t *doc;
-    int found = 0;
-    if (mongoc_cursor_next(c, &doc)) {
-        const char *v = store_mongo_str(doc, "_id");
-        snprintf(id, IDS_LEN + 1, "%s", v ? v : "");
-        found = 1;
-    }
-    bson_error_t e;
-    if (mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "idempotency key lookup", &e);
-        found = -1;
-    }
-    mongoc_cursor_destroy(c);
+    store_mongo_first_t f = {.id = id};
+    int found = store_mongo_cursor_each(s, c, "idempotency key lookup", store_mongo_idem_one, &f)
+                    ? -1
+                    : f.found;
     bson_destroy(filter);
     bson_destroy(opts);
     return found;
+}
+
+typedef struct store_mongo_batch {
+    store_put_item_t *items;
+    size_t n;
+} store_mongo_batch_t;
+
+/* A stored message with one of the batch's keys: items with that key are
+ * its duplicates. */
+static int store_mongo_idem_dup(void *arg, const bson_t *doc)
+{
+    store_mongo_batch_t *b = arg;
+    const char *id = store_mongo_str(doc, "_id"), *key = store_mongo_str(doc, "idem");
+    if (!id || !key)
+        return STORE_MONGO_NEXT;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].idem && strcmp(b->items[i].idem, key) == 0) {
+            b->items[i].result = STORE_DUPLICATE;
+            snprintf(b->items[i].existing_id, IDS_LEN + 1, "%s", id);
+        }
+    return STORE_MONGO_NEXT;
 }
 
 /* Decide each item's result before writing: a key stored before, or used by
@@ -477,24 +542,8 @@ static int store_mongo_resolve_idem(store_mongo_t *s, mongoc_collection_t *messa
     free(keys);
     bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "idem", BCON_INT32(1), "}");
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, &filter, opts, NULL);
-    const bson_t *doc;
-    while (mongoc_cursor_next(c, &doc)) {
-        const char *id = store_mongo_str(doc, "_id"), *key = store_mongo_str(doc, "idem");
-        if (!id || !key)
-            continue;
-        for (size_t i = 0; i < n; i++)
-            if (items[i].idem && strcmp(items[i].idem, key) == 0) {
-                items[i].result = STORE_DUPLICATE;
-                snprintf(items[i].existing_id, IDS_LEN + 1, "%s", id);
-            }
-    }
-    bson_error_t e;
-    int rc = 0;
-    if (mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "idempotency key lookup", &e);
-        rc = -1;
-    }
-    mongoc_cursor_destroy(c);
+    store_mongo_batch_t b = {items, n};
+    int rc = store_mongo_cursor_each(s, c, "idempotency key lookup", store_mongo_idem_dup, &b);
     bson_destroy(opts);
     bson_destroy(&filter);
     /* The same key twice in one batch: the first item is stored, later ones
@@ -679,63 +728,15 @@ static int store_mongo_put_batch(void *handle, store_put_item_t *items, size_t n
     return rc;
 }
 
-static int store_mongo_put(void *handle, const store_msg_t *m, char *const *to, size_t n_to,
-                           const char *idem, char existing_id[IDS_LEN + 1])
-{
-    store_put_item_t item = {.m = m, .to = to, .n_to = n_to, .idem = idem};
-    if (store_mongo_put_batch(handle, &item, 1) != STORE_OK)
-        return STORE_ERR;
-    if (item.result == STORE_DUPLICATE)
-        memcpy(existing_id, item.existing_id, IDS_LEN + 1);
-    return item.result;
-}
-
 /* --- reads: rows copied out, callbacks run after the client went back ------- */
-
-typedef struct store_mongo_row {
-    store_msg_t m;
-    char *topic, *content_type, *channel;
-    unsigned char *data;
-    char **to;
-    size_t n_to, cap_to;
-} store_mongo_row_t;
-
-typedef struct store_mongo_rows {
-    store_mongo_row_t *rows;
-    size_t n, cap;
-} store_mongo_rows_t;
-
-static void store_mongo_rows_free(store_mongo_rows_t *rs)
-{
-    for (size_t i = 0; i < rs->n; i++) {
-        store_mongo_row_t *r = &rs->rows[i];
-        free(r->topic);
-        free(r->content_type);
-        free(r->channel);
-        free(r->data);
-        for (size_t k = 0; k < r->n_to; k++)
-            free(r->to[k]);
-        free(r->to);
-    }
-    free(rs->rows);
-    memset(rs, 0, sizeof *rs);
-}
 
 /* Copy a message document to the end of rs. Returns the row, or NULL on a
  * malformed document or allocation failure. */
-static store_mongo_row_t *store_mongo_rows_add(store_mongo_rows_t *rs, const bson_t *doc)
+static store_row_t *store_mongo_rows_add(store_rows_t *rs, const bson_t *doc)
 {
-    if (rs->n == rs->cap) {
-        size_t cap = rs->cap ? rs->cap * 2 : 16;
-        store_mongo_row_t *nr = realloc(rs->rows, cap * sizeof *nr);
-        if (!nr)
-            return NULL;
-        rs->rows = nr;
-        rs->cap = cap;
-    }
-    store_mongo_row_t *r = &rs->rows[rs->n];
-    memset(r, 0, sizeof *r);
-    rs->n++; /* counted now so that store_mongo_rows_free frees a half-made row */
+    store_row_t *r = store_rows_push(rs); /* counted: store_rows_free frees it half-made */
+    if (!r)
+        return NULL;
     const char *id = store_mongo_str(doc, "_id"), *topic = store_mongo_str(doc, "topic"),
                *ctype = store_mongo_str(doc, "content_type");
     bson_iter_t it;
@@ -773,25 +774,18 @@ static store_mongo_row_t *store_mongo_rows_add(store_mongo_rows_t *rs, const bso
     return r;
 }
 
-static int store_mongo_row_add_user(store_mongo_row_t *r, const char *user)
+/* A cursor callback: copies the message document to the end of arg (store_rows_t *). */
+static int store_mongo_add_row(void *arg, const bson_t *doc)
 {
-    if (r->n_to == r->cap_to) {
-        size_t cap = r->cap_to ? r->cap_to * 2 : 16;
-        char **nt = realloc(r->to, cap * sizeof *nt);
-        if (!nt)
-            return -1;
-        r->to = nt;
-        r->cap_to = cap;
-    }
-    if (!(r->to[r->n_to] = strdup(user)))
-        return -1;
-    r->n_to++;
-    return 0;
+    if (store_mongo_rows_add(arg, doc))
+        return STORE_MONGO_NEXT;
+    LOG_E("store: a stored message is malformed or memory ran out");
+    return STORE_MONGO_FAIL;
 }
 
 /* Find messages whose _id is in ids, oldest first, appended to rs. Returns 0 or -1. */
 static int store_mongo_fetch_messages(store_mongo_t *s, mongoc_collection_t *messages,
-                                      char *const *ids, size_t n, store_mongo_rows_t *rs)
+                                      char *const *ids, size_t n, store_rows_t *rs)
 {
     bson_t filter = BSON_INITIALIZER, in;
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
@@ -799,23 +793,31 @@ static int store_mongo_fetch_messages(store_mongo_t *s, mongoc_collection_t *mes
     bson_append_document_end(&filter, &in);
     bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}");
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, &filter, opts, NULL);
-    const bson_t *doc;
-    int rc = 0;
-    while (mongoc_cursor_next(c, &doc))
-        if (!store_mongo_rows_add(rs, doc)) {
-            LOG_E("store: a stored message is malformed or memory ran out");
-            rc = -1;
-            break;
-        }
-    bson_error_t e;
-    if (mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "message lookup", &e);
-        rc = -1;
-    }
-    mongoc_cursor_destroy(c);
+    int rc = store_mongo_cursor_each(s, c, "message lookup", store_mongo_add_row, rs);
     bson_destroy(opts);
     bson_destroy(&filter);
     return rc;
+}
+
+typedef struct store_mongo_page {
+    char **page;
+    uint64_t *at;
+    size_t n, limit;
+} store_mongo_page_t;
+
+static int store_mongo_page_one(void *arg, const bson_t *doc)
+{
+    store_mongo_page_t *pg = arg;
+    if (pg->n >= pg->limit)
+        return STORE_MONGO_STOP;
+    const char *msg = store_mongo_str(doc, "msg");
+    bson_iter_t it;
+    if (!msg || !(pg->page[pg->n] = strdup(msg)))
+        return STORE_MONGO_NEXT;
+    pg->at[pg->n] =
+        bson_iter_init_find(&it, doc, "accepted_ms") ? (uint64_t)bson_iter_as_int64(&it) : 0;
+    pg->n++;
+    return STORE_MONGO_NEXT;
 }
 
 /* Recipients of at most `limit` of user's pending messages after msg id
@@ -833,25 +835,15 @@ static long store_mongo_pending_page(store_mongo_t *s, mongoc_collection_t *reci
                             BCON_INT64((int64_t)limit), "projection", "{", "msg", BCON_INT32(1),
                             "accepted_ms", BCON_INT32(1), "_id", BCON_INT32(0), "}");
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(recipients, filter, opts, NULL);
-    const bson_t *doc;
-    long n = 0;
-    while (mongoc_cursor_next(c, &doc) && (size_t)n < limit) {
-        const char *msg = store_mongo_str(doc, "msg");
-        bson_iter_t it;
-        if (!msg || !(page[n] = strdup(msg)))
-            continue;
-        at[n] =
-            bson_iter_init_find(&it, doc, "accepted_ms") ? (uint64_t)bson_iter_as_int64(&it) : 0;
-        n++;
-    }
-    bson_error_t e;
-    if (mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "pending lookup", &e);
-        for (long i = 0; i < n; i++)
+    store_mongo_page_t pg = {page, at, 0, limit};
+    long n;
+    if (store_mongo_cursor_each(s, c, "pending lookup", store_mongo_page_one, &pg) == 0) {
+        n = (long)pg.n;
+    } else {
+        for (size_t i = 0; i < pg.n; i++)
             free(page[i]);
         n = -1;
     }
-    mongoc_cursor_destroy(c);
     bson_destroy(filter);
     bson_destroy(opts);
     return n;
@@ -861,7 +853,7 @@ static long store_mongo_pending_page(store_mongo_t *s, mongoc_collection_t *reci
  * left over from a failed put (not one in flight): drop them. */
 static void store_mongo_drop_orphans(mongoc_collection_t *recipients, const char *user,
                                      char *const *page, const uint64_t *at, size_t n,
-                                     const store_mongo_rows_t *rs, size_t rs_from, uint64_t now_ms)
+                                     const store_rows_t *rs, size_t rs_from, uint64_t now_ms)
 {
     for (size_t i = 0; i < n; i++) {
         int found = 0;
@@ -888,7 +880,7 @@ static int store_mongo_pending(void *handle, const char *user, const char *from,
         return STORE_ERR;
     mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
     mongoc_collection_t *recipients = mongoc_client_get_collection(client, s->db, "recipients");
-    store_mongo_rows_t rs = {0};
+    store_rows_t rs = {0};
     char **page = calloc(limit, sizeof *page);
     uint64_t *at = calloc(limit, sizeof *at);
     char after[IDS_LEN + 1];
@@ -923,13 +915,34 @@ static int store_mongo_pending(void *handle, const char *user, const char *from,
     int n = 0;
     for (size_t i = 0; rc == 0 && i < rs.n; i++, n++)
         fn(arg, &rs.rows[i].m, NULL, 0);
-    store_mongo_rows_free(&rs);
+    store_rows_free(&rs);
     return rc == 0 ? n : STORE_ERR;
+}
+
+typedef struct store_mongo_rcpt {
+    store_rows_t *rs;
+    size_t row; /* rows before it have no more recipients to come */
+} store_mongo_rcpt_t;
+
+/* A recipient document (sorted by msg): onto its message's row. */
+static int store_mongo_rcpt_one(void *arg, const bson_t *doc)
+{
+    store_mongo_rcpt_t *f = arg;
+    store_rows_t *rs = f->rs;
+    const char *msg = store_mongo_str(doc, "msg"), *user = store_mongo_str(doc, "user");
+    if (!msg || !user)
+        return STORE_MONGO_NEXT;
+    while (f->row < rs->n && strcmp(rs->rows[f->row].m.id, msg) < 0)
+        f->row++;
+    if (f->row < rs->n && strcmp(rs->rows[f->row].m.id, msg) == 0 &&
+        store_row_add_user(&rs->rows[f->row], user) != 0)
+        return STORE_MONGO_FAIL;
+    return STORE_MONGO_NEXT;
 }
 
 /* Fill each row's recipients (rows sorted by id). Returns 0 or -1. */
 static int store_mongo_fetch_recipients(store_mongo_t *s, mongoc_collection_t *recipients,
-                                        store_mongo_rows_t *rs)
+                                        store_rows_t *rs)
 {
     char **ids = malloc(rs->n * sizeof *ids);
     if (!ids)
@@ -945,25 +958,8 @@ static int store_mongo_fetch_recipients(store_mongo_t *s, mongoc_collection_t *r
         BCON_NEW("sort", "{", "msg", BCON_INT32(1), "user", BCON_INT32(1), "}", "projection", "{",
                  "msg", BCON_INT32(1), "user", BCON_INT32(1), "_id", BCON_INT32(0), "}");
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(recipients, &filter, opts, NULL);
-    const bson_t *doc;
-    size_t row = 0;
-    int rc = 0;
-    while (rc == 0 && mongoc_cursor_next(c, &doc)) {
-        const char *msg = store_mongo_str(doc, "msg"), *user = store_mongo_str(doc, "user");
-        if (!msg || !user)
-            continue;
-        while (row < rs->n && strcmp(rs->rows[row].m.id, msg) < 0)
-            row++;
-        if (row < rs->n && strcmp(rs->rows[row].m.id, msg) == 0 &&
-            store_mongo_row_add_user(&rs->rows[row], user) != 0)
-            rc = -1;
-    }
-    bson_error_t e;
-    if (mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "recipients lookup", &e);
-        rc = -1;
-    }
-    mongoc_cursor_destroy(c);
+    store_mongo_rcpt_t f = {rs, 0};
+    int rc = store_mongo_cursor_each(s, c, "recipients lookup", store_mongo_rcpt_one, &f);
     bson_destroy(opts);
     bson_destroy(&filter);
     return rc;
@@ -978,26 +974,17 @@ static int store_mongo_undispatched(void *handle, uint64_t before_ms, size_t lim
         return STORE_ERR;
     mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
     mongoc_collection_t *recipients = mongoc_client_get_collection(client, s->db, "recipients");
-    store_mongo_rows_t rs = {0};
+    store_rows_t rs = {0};
     bson_t *filter = BCON_NEW("dispatched", BCON_BOOL(false), "accepted_ms", "{", "$lt",
                               BCON_INT64((int64_t)before_ms), "}");
     bson_t *opts =
         BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64((int64_t)limit));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
-    const bson_t *doc;
     int rc = 0;
-    while (limit && mongoc_cursor_next(c, &doc))
-        if (!store_mongo_rows_add(&rs, doc)) {
-            LOG_E("store: a stored message is malformed or memory ran out");
-            rc = -1;
-            break;
-        }
-    bson_error_t e;
-    if (mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "undispatched lookup", &e);
-        rc = -1;
-    }
-    mongoc_cursor_destroy(c);
+    if (limit) /* limit 0 to MongoDB is no limit */
+        rc = store_mongo_cursor_each(s, c, "undispatched lookup", store_mongo_add_row, &rs);
+    else
+        mongoc_cursor_destroy(c);
     bson_destroy(filter);
     bson_destroy(opts);
     if (rc == 0 && rs.n)
@@ -1008,7 +995,7 @@ static int store_mongo_undispatched(void *handle, uint64_t before_ms, size_t lim
     int n = 0;
     for (size_t i = 0; rc == 0 && i < rs.n; i++, n++)
         fn(arg, &rs.rows[i].m, rs.rows[i].to, rs.rows[i].n_to);
-    store_mongo_rows_free(&rs);
+    store_rows_free(&rs);
     return rc == 0 ? n : STORE_ERR;
 }
 
@@ -1101,6 +1088,28 @@ static int store_mongo_raise_floor(store_mongo_t *s, mongoc_collection_t *floors
     return ok ? 0 : -1;
 }
 
+typedef struct store_mongo_expired {
+    store_mongo_t *s;
+    mongoc_collection_t *floors;
+    char **ids;
+    size_t n;
+    int floor_failed;
+} store_mongo_expired_t;
+
+static int store_mongo_expired_one(void *arg, const bson_t *doc)
+{
+    store_mongo_expired_t *x = arg;
+    const char *id = store_mongo_str(doc, "_id"), *channel = store_mongo_str(doc, "channel");
+    bson_iter_t it;
+    int64_t ttl = bson_iter_init_find(&it, doc, "ttl") ? bson_iter_as_int64(&it) : 0;
+    /* one update per expired channel message: $max keeps the newest */
+    if (id && channel && ttl > 0 && store_mongo_raise_floor(x->s, x->floors, channel, id) != 0)
+        x->floor_failed = 1;
+    if (id && (x->ids[x->n] = strdup(id)))
+        x->n++;
+    return x->n < STORE_MONGO_EXPIRE_CHUNK ? STORE_MONGO_NEXT : STORE_MONGO_STOP;
+}
+
 /* Up to STORE_MONGO_EXPIRE_CHUNK ids of expired, handed-over messages into
  * ids (caller frees each); the floor of each channel among them is raised
  * to its newest kept (ttl > 0) one before they are deleted. Returns how
@@ -1114,32 +1123,17 @@ static long store_mongo_expired_ids(store_mongo_t *s, mongoc_collection_t *messa
         BCON_NEW("projection", "{", "_id", BCON_INT32(1), "channel", BCON_INT32(1), "ttl",
                  BCON_INT32(1), "}", "limit", BCON_INT64(STORE_MONGO_EXPIRE_CHUNK));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
-    const bson_t *doc;
-    long n = 0;
-    int floor_failed = 0;
-    while (n < STORE_MONGO_EXPIRE_CHUNK && mongoc_cursor_next(c, &doc)) {
-        const char *id = store_mongo_str(doc, "_id"), *channel = store_mongo_str(doc, "channel");
-        bson_iter_t it;
-        int64_t ttl = bson_iter_init_find(&it, doc, "ttl") ? bson_iter_as_int64(&it) : 0;
-        /* one update per expired channel message: $max keeps the newest */
-        if (id && channel && ttl > 0 && store_mongo_raise_floor(s, floors, channel, id) != 0)
-            floor_failed = 1;
-        if (id && (ids[n] = strdup(id)))
-            n++;
-    }
-    if (floor_failed) { /* deleting now would lose what the floor must say */
-        for (long i = 0; i < n; i++)
+    store_mongo_expired_t x = {s, floors, ids, 0, 0};
+    long n;
+    /* with a floor not raised, deleting now would lose what it must say */
+    if (store_mongo_cursor_each(s, c, "expired lookup", store_mongo_expired_one, &x) == 0 &&
+        !x.floor_failed) {
+        n = (long)x.n;
+    } else {
+        for (size_t i = 0; i < x.n; i++)
             free(ids[i]);
         n = -1;
     }
-    bson_error_t e;
-    if (n >= 0 && mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "expired lookup", &e);
-        for (long i = 0; i < n; i++)
-            free(ids[i]);
-        n = -1;
-    }
-    mongoc_cursor_destroy(c);
     bson_destroy(filter);
     bson_destroy(opts);
     return n;
@@ -1215,16 +1209,23 @@ static int store_mongo_exists(store_mongo_t *s, mongoc_collection_t *coll, const
 {
     bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
-    const bson_t *doc;
-    int found = mongoc_cursor_next(c, &doc) ? 1 : 0;
-    bson_error_t e;
-    if (mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "history lookup", &e);
+    int found = 0;
+    if (store_mongo_cursor_each(s, c, "history lookup", store_mongo_found, &found) != 0)
         found = -1;
-    }
-    mongoc_cursor_destroy(c);
     bson_destroy(opts);
     return found;
+}
+
+/* The first document's _id, when it is a message id, into f->id; stops. */
+static int store_mongo_id_one(void *arg, const bson_t *doc)
+{
+    store_mongo_first_t *f = arg;
+    const char *id = store_mongo_str(doc, "_id");
+    if (id && strlen(id) <= IDS_LEN) {
+        snprintf(f->id, IDS_LEN + 1, "%s", id);
+        f->found = 1;
+    }
+    return STORE_MONGO_STOP;
 }
 
 /* The id of the kept (ttl > 0) message of channel `skip` places below the
@@ -1240,21 +1241,9 @@ static int store_mongo_nth(store_mongo_t *s, mongoc_collection_t *messages, cons
         BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "sort", "{", "_id", BCON_INT32(-1),
                  "}", "skip", BCON_INT64((int64_t)skip), "limit", BCON_INT64(1));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
-    const bson_t *doc;
-    int found = 0;
-    if (mongoc_cursor_next(c, &doc)) {
-        const char *id = store_mongo_str(doc, "_id");
-        if (id && strlen(id) <= IDS_LEN) {
-            snprintf(out, IDS_LEN + 1, "%s", id);
-            found = 1;
-        }
-    }
-    bson_error_t e;
-    if (mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "channel trim lookup", &e);
-        found = -1;
-    }
-    mongoc_cursor_destroy(c);
+    store_mongo_first_t f = {.id = out};
+    int found =
+        store_mongo_cursor_each(s, c, "channel trim lookup", store_mongo_id_one, &f) ? -1 : f.found;
     bson_destroy(filter);
     bson_destroy(opts);
     return found;
@@ -1318,27 +1307,14 @@ static int store_mongo_history(void *handle, const char *channel, const char *si
         return STORE_ERR;
     mongoc_collection_t *messages = mongoc_client_get_collection(client, s->db, "messages");
     mongoc_collection_t *floors = mongoc_client_get_collection(client, s->db, "channel_floor");
-    store_mongo_rows_t rs = {0};
+    store_rows_t rs = {0};
     bson_t *filter = BCON_NEW("channel", BCON_UTF8(channel), "_id", "{", "$gt", BCON_UTF8(since),
                               "}", "ttl", "{", "$gt", BCON_INT64(0), "}", "expire_at", "{", "$gt",
                               BCON_DATE_TIME((int64_t)now_ms), "}");
     bson_t *opts =
         BCON_NEW("sort", "{", "_id", BCON_INT32(-1), "}", "limit", BCON_INT64((int64_t)keep + 1));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(messages, filter, opts, NULL);
-    const bson_t *doc;
-    int rc = 0;
-    while (mongoc_cursor_next(c, &doc))
-        if (!store_mongo_rows_add(&rs, doc)) {
-            LOG_E("store: a stored message is malformed or memory ran out");
-            rc = -1;
-            break;
-        }
-    bson_error_t e;
-    if (mongoc_cursor_error(c, &e)) {
-        store_mongo_failed(s, "history", &e);
-        rc = -1;
-    }
-    mongoc_cursor_destroy(c);
+    int rc = store_mongo_cursor_each(s, c, "history", store_mongo_add_row, &rs);
     bson_destroy(filter);
     bson_destroy(opts);
     if (rc == 0 && since[0]) {
@@ -1367,7 +1343,7 @@ static int store_mongo_history(void *handle, const char *channel, const char *si
     size_t top = rs.n > keep ? keep : rs.n;
     for (size_t i = top; rc == 0 && i > 0; i--, n++)
         fn(arg, &rs.rows[i - 1].m, NULL, 0);
-    store_mongo_rows_free(&rs);
+    store_rows_free(&rs);
     return rc == 0 ? n : STORE_ERR;
 }
 
@@ -1379,7 +1355,6 @@ static int store_mongo_healthy(void *handle)
 
 const store_ops_t store_mongo_ops = {
     .name = "mongodb",
-    .put = store_mongo_put,
     .put_batch = store_mongo_put_batch,
     .mark_dispatched_many = store_mongo_mark_dispatched_many,
     .pending = store_mongo_pending,

@@ -377,69 +377,20 @@ out:
     return rc;
 }
 
-static int store_sqlite_put(void *handle, const store_msg_t *m, char *const *to, size_t n_to,
-                            const char *idem, char existing_id[IDS_LEN + 1])
-{
-    store_put_item_t item = {.m = m, .to = to, .n_to = n_to, .idem = idem};
-    if (store_sqlite_put_batch(handle, &item, 1) != STORE_OK)
-        return STORE_ERR;
-    if (item.result == STORE_DUPLICATE)
-        memcpy(existing_id, item.existing_id, IDS_LEN + 1);
-    return item.result;
-}
-
-/* A row copied out of SQLite, so callbacks run after the lock is released
- * (a callback may call back into the store: the hand-over marks what it
- * sent) and never see pointers into a statement. */
-typedef struct store_row {
-    store_msg_t m;
-    char *topic, *content_type, *channel;
-    unsigned char *data;
-    char **to;
-    size_t n_to;
-} store_row_t;
-
-typedef struct store_rows {
-    store_row_t *rows;
-    size_t n, cap;
-} store_rows_t;
-
-static void store_rows_free(store_rows_t *rs)
-{
-    for (size_t i = 0; i < rs->n; i++) {
-        store_row_t *r = &rs->rows[i];
-        free(r->topic);
-        free(r->content_type);
-        free(r->channel);
-        free(r->data);
-        for (size_t k = 0; k < r->n_to; k++)
-            free(r->to[k]);
-        free(r->to);
-    }
-    free(rs->rows);
-    memset(rs, 0, sizeof *rs);
-}
-
 static char *store_col_text(sqlite3_stmt *st, int col)
 {
     const char *t = (const char *)sqlite3_column_text(st, col);
     return strdup(t ? t : "");
 }
 
-/* Copy the current row of st (STORE_MSG_COLS) to the end of rs. Returns the
- * row, or NULL on allocation failure. */
+/* Copy the current row of st (STORE_MSG_COLS) to the end of rs (rows
+ * copied out: store_backend.h). Returns the row, or NULL on allocation
+ * failure. */
 static store_row_t *store_rows_add(store_rows_t *rs, sqlite3_stmt *st)
 {
-    if (rs->n == rs->cap) {
-        size_t cap = rs->cap ? rs->cap * 2 : 16;
-        store_row_t *nr = realloc(rs->rows, cap * sizeof *nr);
-        if (!nr)
-            return NULL;
-        rs->rows = nr;
-        rs->cap = cap;
-    }
-    store_row_t *r = &rs->rows[rs->n];
-    memset(r, 0, sizeof *r);
+    store_row_t *r = store_rows_push(rs);
+    if (!r)
+        return NULL;
     const char *id = (const char *)sqlite3_column_text(st, 0);
     snprintf(r->m.id, sizeof r->m.id, "%s", id ? id : "");
     r->topic = store_col_text(st, 1);
@@ -459,7 +410,6 @@ static store_row_t *store_rows_add(store_rows_t *rs, sqlite3_stmt *st)
     r->m.topic = r->topic;
     r->m.data = r->data;
     r->m.content_type = r->content_type;
-    rs->n++;
     if (!r->topic || !r->data || !r->content_type)
         return NULL; /* counted in rs->n so that store_rows_free frees it */
     return r;
@@ -468,20 +418,12 @@ static store_row_t *store_rows_add(store_rows_t *rs, sqlite3_stmt *st)
 /* Copy the recipients of message id into r. Returns 0, or -1 on failure. */
 static int store_rows_add_recipients(store_sqlite_t *s, store_row_t *r)
 {
-    size_t cap = 0;
     int rc;
     sqlite3_bind_text(s->rcpts_of, 1, r->m.id, -1, SQLITE_TRANSIENT);
     while ((rc = sqlite3_step(s->rcpts_of)) == SQLITE_ROW) {
-        if (r->n_to == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **nt = realloc(r->to, cap * sizeof *nt);
-            if (!nt)
-                break;
-            r->to = nt;
-        }
-        if (!(r->to[r->n_to] = store_col_text(s->rcpts_of, 0)))
+        const char *user = (const char *)sqlite3_column_text(s->rcpts_of, 0);
+        if (store_row_add_user(r, user ? user : "") != 0)
             break;
-        r->n_to++;
     }
     sqlite3_reset(s->rcpts_of);
     return rc == SQLITE_DONE ? 0 : -1;
@@ -495,6 +437,7 @@ static int store_rows_split_recipients(store_row_t *r, const char *blob, size_t 
         n += blob[i] == '\0';
     if (!(r->to = calloc(n ? n : 1, sizeof *r->to)))
         return -1;
+    r->cap_to = n ? n : 1;
     for (size_t at = 0; at < len && r->n_to < n;) {
         size_t l = strnlen(blob + at, len - at);
         if (!(r->to[r->n_to] = strndup(blob + at, l)))
@@ -784,7 +727,6 @@ static void store_sqlite_close(void *handle)
 
 const store_ops_t store_sqlite_ops = {
     .name = "sqlite",
-    .put = store_sqlite_put,
     .put_batch = store_sqlite_put_batch,
     .mark_dispatched_many = store_sqlite_mark_dispatched_many,
     .pending = store_sqlite_pending,
