@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import shutil
 import shlex
 import signal
@@ -33,9 +34,38 @@ WRAP = shlex.split(os.environ.get("PUSH_TEST_WRAP", ""))
 SECRET = "integration-secret"
 
 
+_ports_given = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, never one
+    this process handed out before, and below the kernel's ephemeral range:
+    a port from that range (what bind to port 0 gives) can be taken as the
+    local port of some outgoing connection (a nats-server's route dialling a
+    member not up yet) between this call and the server's bind."""
+    hi = min(_ephemeral_low(), 65536) - 1
+    lo = max(1024, hi - 12000)
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randint(lo, hi)
+        if port in _ports_given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    with socket.socket() as s:  # all taken: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
