@@ -35,7 +35,7 @@ size_t b64_encode(char *out, const unsigned char *in, size_t n, int url)
     return o;
 }
 
-static int b64url_value(char c)
+int b64url_value(char c)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';

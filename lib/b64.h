@@ -20,4 +20,7 @@ size_t b64_encode(char *out, const unsigned char *in, size_t n, int url);
  * alphabet. */
 long b64url_decode(unsigned char *out, const char *in, size_t in_len);
 
+/* The value (0..63) of one base64url character, or -1 outside the alphabet. */
+int b64url_value(char c);
+
 #endif

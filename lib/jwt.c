@@ -53,21 +53,6 @@ typedef struct jwt_parts {
     size_t len[3];
 } jwt_parts_t;
 
-static int jwt_b64url_char(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 /* 1 if s (n bytes) could be unpadded base64url: the alphabet only, and a
  * length that is not 1 mod 4. Whether the last character's spare bits are
  * zero is left to b64url_decode: a signature that fails only that is a bad
@@ -77,7 +62,7 @@ static int jwt_b64url_ok(const char *s, size_t n)
     if (n % 4 == 1)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (jwt_b64url_char(s[i]) < 0)
+        if (b64url_value(s[i]) < 0)
             return 0;
     return 1;
 }
