@@ -44,15 +44,38 @@ static void collect_on_publish(natsConnection *nc, natsSubscription *sub, natsMs
     natsMsg_Destroy(msg);
 }
 
+/* How large a pending or history reply may be: half the server's
+ * max_payload, and at least COLLECT_PENDING_MAX_BYTES. */
+static size_t collect_reply_budget(natsConnection *nc)
+{
+    int64_t max_payload = natsConnection_GetMaxPayload(nc);
+    return max_payload > 2 * COLLECT_PENDING_MAX_BYTES ? (size_t)max_payload / 2
+                                                       : COLLECT_PENDING_MAX_BYTES;
+}
+
+/* Answer msg with reply (n messages, len bytes), then free both. A reply
+ * that cannot be sent loses nothing: the messages stay stored. */
+static void collect_reply(natsConnection *nc, natsMsg *msg, uint8_t *reply, size_t len, size_t n,
+                          const char *what)
+{
+    const char *reply_to = natsMsg_GetReply(msg);
+    if (reply && reply_to) {
+        natsStatus st = natsConnection_Publish(nc, reply_to, reply, (int)len);
+        if (st != NATS_OK)
+            LOG_W("%s reply (%zu message(s), %zu bytes) not sent: %s; they stay stored", what, n,
+                  len, natsStatus_GetText(st));
+    }
+    free(reply);
+    natsMsg_Destroy(msg);
+}
+
 static void collect_on_pending(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
                                void *closure)
 {
     (void)sub;
     collect_t *c = closure;
     metrics_inc(c->pending_requests);
-    int64_t max_payload = natsConnection_GetMaxPayload(nc);
-    size_t max_bytes = max_payload > 2 * COLLECT_PENDING_MAX_BYTES ? (size_t)max_payload / 2
-                                                                   : COLLECT_PENDING_MAX_BYTES;
+    size_t max_bytes = collect_reply_budget(nc);
     size_t len = 0, n = 0;
     pending_status_t status;
     uint8_t *reply =
@@ -62,16 +85,7 @@ static void collect_on_pending(natsConnection *nc, natsSubscription *sub, natsMs
         metrics_inc(c->malformed);
         LOG_D("answered a malformed pending request with an error");
     }
-    const char *reply_to = natsMsg_GetReply(msg);
-    if (reply && reply_to) {
-        natsStatus st = natsConnection_Publish(nc, reply_to, reply, (int)len);
-        if (st != NATS_OK)
-            LOG_W("pending reply (%zu message(s), %zu bytes) not sent: %s; they stay "
-                  "stored",
-                  n, len, natsStatus_GetText(st));
-    }
-    free(reply);
-    natsMsg_Destroy(msg);
+    collect_reply(nc, msg, reply, len, n, "pending");
 }
 
 static void collect_on_history(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
@@ -80,9 +94,7 @@ static void collect_on_history(natsConnection *nc, natsSubscription *sub, natsMs
     (void)sub;
     collect_t *c = closure;
     metrics_inc(c->history_requests);
-    int64_t max_payload = natsConnection_GetMaxPayload(nc);
-    size_t max_bytes = max_payload > 2 * COLLECT_PENDING_MAX_BYTES ? (size_t)max_payload / 2
-                                                                   : COLLECT_PENDING_MAX_BYTES;
+    size_t max_bytes = collect_reply_budget(nc);
     size_t len = 0, n = 0;
     history_status_t status;
     uint8_t *reply =
@@ -92,15 +104,7 @@ static void collect_on_history(natsConnection *nc, natsSubscription *sub, natsMs
         metrics_inc(c->malformed);
         LOG_D("answered a malformed history request with an error");
     }
-    const char *reply_to = natsMsg_GetReply(msg);
-    if (reply && reply_to) {
-        natsStatus st = natsConnection_Publish(nc, reply_to, reply, (int)len);
-        if (st != NATS_OK)
-            LOG_W("history reply (%zu message(s), %zu bytes) not sent: %s", n, len,
-                  natsStatus_GetText(st));
-    }
-    free(reply);
-    natsMsg_Destroy(msg);
+    collect_reply(nc, msg, reply, len, n, "history");
 }
 
 static void collect_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
