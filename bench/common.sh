@@ -65,6 +65,49 @@ bench_metric() {
   curl -fs "$url/metrics" | awk -v s="$2" '$1 == s {print $2; f=1} END {if (!f) print 0}'
 }
 
+# bench_hops: per hop, the p50/p99 (ms) of a message's age since the
+# collector accepted it (its id's millisecond, so each figure is 0-1 ms
+# high), read from the services' age histograms: stored (committed),
+# handed_over (the stream acked it), dispatched (published to its nodes),
+# pushed (written to its connections); a JSON object. A quantile is
+# interpolated inside its histogram bucket (bounds in lib/metrics.h).
+bench_hops() {
+  local c d p
+  c=$(curl -fs "${METRICS_collector:-http://0}/metrics" 2>/dev/null || true)
+  d=$(curl -fs "${METRICS_dispatcher:-http://0}/metrics" 2>/dev/null || true)
+  p=$(curl -fs "${METRICS_pusher:-http://0}/metrics" 2>/dev/null || true)
+  printf '%s\n%s\n%s\n' "$c" "$d" "$p" | python3 -c '
+import json, sys
+hist = {}
+for line in sys.stdin:
+    if "_bucket{le=" not in line:
+        continue
+    name, rest = line.split("_bucket{le=\"", 1)
+    le, count = rest.split("\"} ")
+    hist.setdefault(name, []).append((float(le), int(count)))
+def q(b, f):
+    total = b[-1][1]
+    if not total:
+        return None
+    want, lo, below = f * total, 0.0, 0
+    for le, cum in b:
+        if cum >= want:
+            if le == float("inf"):
+                return round(lo * 1000, 2)
+            frac = (want - below) / (cum - below) if cum > below else 1
+            return round((lo + (le - lo) * frac) * 1000, 2)
+        lo, below = le, cum
+names = {"stored": "push_collect_stored_age_seconds",
+         "handed_over": "push_collect_handover_age_seconds",
+         "dispatched": "push_dispatch_age_seconds",
+         "pushed": "push_pusher_delivery_age_seconds"}
+out = {}
+for hop, n in names.items():
+    if n in hist:
+        out[hop] = {"p50_ms": q(hist[n], 0.5), "p99_ms": q(hist[n], 0.99), "count": hist[n][-1][1]}
+print(json.dumps(out))'
+}
+
 # bench_latency_report FIGURE RATE COUNT: wait for wsload, print one JSON line,
 # with where repeats came from (stream redeliveries, hand-over retries) and
 # how many the pusher kept off the wire.
@@ -74,7 +117,7 @@ bench_latency_report() {
     \"stream_redelivered\": $(bench_metric dispatcher push_dispatch_redelivered_total),
     \"handover_retries\": $(bench_metric collector push_collect_handover_retries_total),
     \"handover_errors\": $(bench_metric collector push_collect_handover_errors_total)}" \
-  python3 -c '
+  HOPS=$(bench_hops) python3 -c '
 import json, os, sys
 r = json.load(open(sys.argv[1]))
 span = r["message_span_s"]
@@ -82,6 +125,7 @@ print(json.dumps({"figure": sys.argv[2], "rate_asked": int(sys.argv[3]), "sent":
                   "received": r["messages"], "seconds": span,
                   "received_per_s": round(r["messages"] / span) if span else None,
                   "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "max_ms": r["max_ms"],
-                  "duplicates": r.get("duplicates"), **json.loads(os.environ["REPEATS"])}))' \
+                  "duplicates": r.get("duplicates"), **json.loads(os.environ["REPEATS"]),
+                  "hops": json.loads(os.environ["HOPS"])}))' \
     "$DIR/wsload.json" "$1" "$2" "$3"
 }

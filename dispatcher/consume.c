@@ -12,6 +12,7 @@
 #include "bgloop.h"
 #include "clock.h"
 #include "group.h"
+#include "ids.h"
 #include "jsx.h"
 #include "lease.h"
 #include "log.h"
@@ -50,6 +51,7 @@ struct consume {
     metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts,
         *channel_messages;
     metrics_series_t *owned, *taken, *rebinds, *redelivered;
+    metrics_histogram_t *age; /* accepted -> published to the nodes */
 };
 
 /* Work on a shard only while its lease surely holds. The manager renews
@@ -328,6 +330,9 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
         LOG_W("%zu deliveries could not be published; leaving the batch unacked", b.n);
         goto out;
     }
+    for (size_t i = 0; i < b.n; i++)
+        if (b.d[i] && b.d[i]->message->id)
+            metrics_observe_since_ms(c->age, ids_time_ms(b.d[i]->message->id));
     for (size_t i = 0; i < n_roots; i++)
         natsMsg_Ack(list->Msgs[i], NULL);
     rc = 0;
@@ -571,6 +576,9 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
              rnd[1], rnd[2], rnd[3]);
     c->messages =
         metrics_counter("push_dispatch_messages_total", NULL, "Messages taken from the stream");
+    c->age = metrics_age_histogram("push_dispatch_age_seconds",
+                                   "From the collector's acceptance of a message (its id's "
+                                   "millisecond) to its deliveries published to the nodes");
     c->deliveries = metrics_counter("push_dispatch_deliveries_total", NULL,
                                     "Deliveries (a message for a node's users) published to nodes");
     c->node_messages =

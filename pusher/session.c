@@ -13,6 +13,7 @@
 
 #include "chan.h"
 #include "config.h"
+#include "ids.h"
 #include "jwt.h"
 #include "log.h"
 #include "strmap.h"
@@ -159,7 +160,7 @@ static void ws_on_routed(ws_t *w, handoff_ev_t *ev)
             ws_request_pending(w, c);
 }
 
-static void ws_on_delivery(ws_t *w, handoff_ev_t *ev)
+static void ws_on_delivery_sends(ws_t *w, handoff_ev_t *ev)
 {
     frame_t *f = ev->frames[0];
     if (ev->channel) {
@@ -180,6 +181,13 @@ static void ws_on_delivery(ws_t *w, handoff_ev_t *ev)
         for (conn_t *c = u ? u->head : NULL; c; c = c->user_next)
             ws_send(w, c, f);
     }
+}
+
+static void ws_on_delivery(ws_t *w, handoff_ev_t *ev)
+{
+    ws_on_delivery_sends(w, ev);
+    if (ev->frames[0]->id[0])
+        metrics_observe_since_ms(w->m_age, ids_time_ms(ev->frames[0]->id));
 }
 
 typedef struct ws_to_conn {

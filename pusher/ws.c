@@ -499,6 +499,10 @@ ws_t *ws_new(const char *host, int port, const char *node, unsigned fd_limit)
                                     "Connections closed 1013 (authd did not answer)");
     w->m_frames =
         metrics_counter("push_pusher_frames_sent_total", NULL, "Text frames written to clients");
+    w->m_age = metrics_age_histogram(
+        "push_pusher_delivery_age_seconds",
+        "From the collector's acceptance of a message (its id's millisecond) to its frame "
+        "written, or queued, to every local connection it is for");
     w->m_acks = metrics_counter("push_pusher_acks_total", NULL, "Message ids acked by clients");
     w->m_malformed = metrics_counter("push_pusher_malformed_frames_total", NULL,
                                      "Client frames ignored as malformed");

@@ -93,6 +93,7 @@ struct ws {
         *m_nats_holds, *m_nats_catchups, *m_repeats;
     metrics_series_t *m_sub_refused[3]; /* by code, as ws_sub_codes */
     metrics_series_t *m_subscriptions, *m_channels, *m_subscribed, *m_channel_frames;
+    metrics_histogram_t *m_age; /* accepted -> written (or queued) to every local connection */
 };
 
 /* authd's refusal reasons (jwt_reason_name), then a catch-all (session.c). */

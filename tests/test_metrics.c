@@ -1,5 +1,7 @@
 /* Unit tests of lib/metrics and lib/redisx URL parsing. */
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "metrics.h"
@@ -26,6 +28,37 @@ static void families_render_help_and_type_once_with_every_series(void)
     metrics_inc(NULL); /* a full registry hands out NULL; updating it is a no-op */
 }
 
+static void age_histograms_render_cumulative_buckets_in_seconds(void)
+{
+    metrics_histogram_t *h = metrics_age_histogram("push_t_age_seconds", "Ages");
+    CHECK(metrics_age_histogram("push_t_age_seconds", "Ages") == h);
+    metrics_observe_us(h, 300);      /* le 0.0005 */
+    metrics_observe_us(h, 1000);     /* le 0.001: a bound is inclusive */
+    metrics_observe_us(h, 1001);     /* le 0.002 */
+    metrics_observe_us(h, -5);       /* a clock step: counted as 0 */
+    metrics_observe_us(h, 20000000); /* over 10 s: only +Inf */
+    metrics_observe_us(NULL, 1);
+    char *text = metrics_render();
+    CHECK(strstr(text, "# TYPE push_t_age_seconds histogram\n") != NULL);
+    CHECK(strstr(text, "push_t_age_seconds_bucket{le=\"0.0005\"} 2\n") != NULL);
+    CHECK(strstr(text, "push_t_age_seconds_bucket{le=\"0.001\"} 3\n") != NULL);
+    CHECK(strstr(text, "push_t_age_seconds_bucket{le=\"0.002\"} 4\n") != NULL);
+    CHECK(strstr(text, "push_t_age_seconds_bucket{le=\"10\"} 4\n") != NULL);
+    CHECK(strstr(text, "push_t_age_seconds_bucket{le=\"+Inf\"} 5\n") != NULL);
+    CHECK(strstr(text, "push_t_age_seconds_sum 20.002301\n") != NULL);
+    CHECK(strstr(text, "push_t_age_seconds_count 5\n") != NULL);
+    free(text);
+    /* a stamp in the wall clock's past: its age lands in a bucket of seconds */
+    metrics_histogram_t *g = metrics_age_histogram("push_t_since_seconds", "Since");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    metrics_observe_since_ms(g, (uint64_t)ts.tv_sec * 1000 - 3000); /* 3 s ago, give or take 1 s */
+    text = metrics_render();
+    CHECK(strstr(text, "push_t_since_seconds_bucket{le=\"1\"} 0\n") != NULL);
+    CHECK(strstr(text, "push_t_since_seconds_bucket{le=\"10\"} 1\n") != NULL);
+    free(text);
+}
+
 static void redis_urls_parse_host_port_password_db(void)
 {
     redisx_url_t u;
@@ -48,4 +81,5 @@ static void redis_urls_parse_host_port_password_db(void)
 }
 
 CHECK_MAIN(CHECK_CASE(families_render_help_and_type_once_with_every_series),
+           CHECK_CASE(age_histograms_render_cumulative_buckets_in_seconds),
            CHECK_CASE(redis_urls_parse_host_port_password_db))

@@ -92,6 +92,18 @@ ts("Connections closed by the server", [
     (f'sum(rate(push_pusher_fd_limit_refused_total{{namespace=~"$namespace"}}{R}))', "fd limit")], 16, unit="ops")
 y += 8
 
+row("Latency: a message's age at each hop (since the collector accepted it)")
+HOPS = [("push_collect_stored_age_seconds", "stored"),
+        ("push_collect_handover_age_seconds", "in the dispatch stream"),
+        ("push_dispatch_age_seconds", "published to its nodes"),
+        ("push_pusher_delivery_age_seconds", "written to its connections")]
+for i, q in enumerate(("0.5", "0.99")):
+    ts(f"p{round(float(q) * 100)} age by hop", [
+        (f'histogram_quantile({q}, sum by (le) (rate({m}_bucket{{namespace=~"$namespace"}}{R})))', hop)
+        for m, hop in HOPS], 12 * i, w=12, unit="s",
+        desc="each hop's figure includes the hops before it; the last is what a client waits, less its network")
+y += 8
+
 row("Auth and NATS")
 ts("Tokens accepted / refused, by reason", [
     (f'sum(rate(push_authd_accepted_total{{namespace=~"$namespace"}}{R}))', "accepted"),
