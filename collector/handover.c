@@ -10,6 +10,7 @@
 
 #include "bgloop.h"
 #include "chunk.h"
+#include "ids.h"
 #include "jsx.h"
 #include "log.h"
 #include "metrics.h"
@@ -38,7 +39,73 @@ struct handover {
     int behind;      /* under pub_lock; set at start, so leftovers go first */
     bgloop_t *retry; /* the retry loop */
     metrics_series_t *sent, *errors, *retried, *too_large;
+    metrics_histogram_t *age; /* accepted -> acked by the stream */
+    /* Acked messages not marked dispatched yet: the marks are a store
+     * transaction, and taking the store's lock here would hold the next
+     * round behind the writer's commit; the writer marks them after its
+     * next batch (handover_flush_marks), the retry loop before its pass. */
+    pthread_mutex_t marks_lock;
+    /* held through a flush's transaction: the retry loop's flush returns
+     * only once the writer's is committed, so its pass never sees a
+     * message acked but not yet marked (it would send it again) */
+    pthread_mutex_t flush_lock;
+    char **marks;
+    size_t n_marks, cap_marks;
 };
+
+/* Queue copies of ids to be marked dispatched; marks at once when out of
+ * memory (the old way: correct, only slower). */
+static void handover_defer_marks(handover_t *h, char *const *ids, size_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&h->marks_lock);
+    size_t at = h->n_marks;
+    int ok = 1;
+    if (h->n_marks + n > h->cap_marks) {
+        size_t cap = h->cap_marks ? h->cap_marks : 1024;
+        while (cap < h->n_marks + n)
+            cap *= 2;
+        char **nm = realloc(h->marks, cap * sizeof *nm);
+        if (nm) {
+            h->marks = nm;
+            h->cap_marks = cap;
+        } else {
+            ok = 0;
+        }
+    }
+    for (size_t i = 0; ok && i < n; i++)
+        if (!(h->marks[h->n_marks++] = strdup(ids[i]))) {
+            h->n_marks--;
+            ok = 0;
+        }
+    if (!ok) {
+        while (h->n_marks > at)
+            free(h->marks[--h->n_marks]);
+    }
+    pthread_mutex_unlock(&h->marks_lock);
+    if (!ok && store_mark_dispatched_many(h->store, ids, n) != STORE_OK)
+        LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice",
+              n);
+}
+
+void handover_flush_marks(handover_t *h)
+{
+    pthread_mutex_lock(&h->flush_lock);
+    pthread_mutex_lock(&h->marks_lock);
+    char **ids = h->marks;
+    size_t n = h->n_marks;
+    h->marks = NULL;
+    h->n_marks = h->cap_marks = 0;
+    pthread_mutex_unlock(&h->marks_lock);
+    if (n && store_mark_dispatched_many(h->store, ids, n) != STORE_OK)
+        LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice",
+              n);
+    pthread_mutex_unlock(&h->flush_lock);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
 
 static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                                   void *closure)
@@ -253,18 +320,15 @@ static size_t handover_round_end(handover_t *h, handover_round_t *r)
                     break; /* not marked: handed over again later */
                 done = nd;
             }
+            metrics_observe_since_ms(h->age, ids_time_ms(ids[k]));
             done[n_done++] = ids[k];
         }
         free(acked[i]);
     }
     free(acked);
     metrics_add(h->sent, (int64_t)n_done);
-    if (n_done && store_mark_dispatched_many(h->store, done, n_done) != STORE_OK)
-        LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice",
-              n_done);
-    if (r->n_skip && store_mark_dispatched_many(h->store, r->skip, r->n_skip) != STORE_OK)
-        LOG_W("handover: %zu message(s) too large for NATS not marked; they will be tried again",
-              r->n_skip);
+    handover_defer_marks(h, done, n_done);
+    handover_defer_marks(h, r->skip, r->n_skip);
     free(done);
     strmap_free(r->waiting);
     if (r->chunks)
@@ -342,6 +406,7 @@ static int handover_loop(void *arg)
         uint64_t hold = atomic_load(&h->hold_from_ms);
         if (!behind && hold && hold < before)
             before = hold;
+        handover_flush_marks(h); /* what is marked is not sent again */
         handover_pass_t pass = {.h = h};
         handover_round_begin(&pass.round);
         pass.round.from_retry = 1;
@@ -383,6 +448,9 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_re
                                 "Hand-overs that failed (retried)");
     h->retried = metrics_counter("push_collect_handover_retries_total", NULL,
                                  "Hand-overs retried by the retry loop");
+    h->age = metrics_age_histogram("push_collect_handover_age_seconds",
+                                   "From a publish's acceptance (its id's millisecond) to the "
+                                   "dispatch stream's ack of its hand-over");
     h->too_large =
         metrics_counter("push_collect_handover_too_large_total", NULL,
                         "Messages over NATS max_payload as a Dispatch (store delivery only)");
@@ -391,6 +459,8 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_re
     jo.Wait = 5000;
     pthread_mutex_init(&h->acked_lock, NULL);
     pthread_mutex_init(&h->pub_lock, NULL);
+    pthread_mutex_init(&h->marks_lock, NULL);
+    pthread_mutex_init(&h->flush_lock, NULL);
     h->behind = 1; /* whatever an earlier run left unmarked goes first */
     jsOptions ja;
     jsOptions_Init(&ja);
@@ -416,6 +486,8 @@ fail:
     jsCtx_Destroy(h->js_async);
     pthread_mutex_destroy(&h->acked_lock);
     pthread_mutex_destroy(&h->pub_lock);
+    pthread_mutex_destroy(&h->marks_lock);
+    pthread_mutex_destroy(&h->flush_lock);
     free(h);
     return NULL;
 }
@@ -425,6 +497,9 @@ void handover_stop(handover_t *h)
     if (!h)
         return;
     bgloop_stop(h->retry);
+    handover_flush_marks(h);
+    pthread_mutex_destroy(&h->marks_lock);
+    pthread_mutex_destroy(&h->flush_lock);
     jsCtx_Destroy(h->js);
     jsCtx_Destroy(h->js_async);
     for (size_t i = 0; i < h->n_acked; i++)

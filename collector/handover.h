@@ -45,14 +45,21 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_re
 void handover_stop(handover_t *h);
 
 /* Hand over n stored messages at once, in id order: asynchronous
- * publishes, one wait for all the stream's acks (at most a few seconds),
- * then the acked ones are marked dispatched in one transaction; the others
- * stay for the retry loop. While the retry loop is catching up it
+ * publishes, one wait for all the stream's acks (at most a few seconds);
+ * the acked ones are marked dispatched by the next handover_flush_marks,
+ * the others stay for the retry loop. While the retry loop is catching up it
  * publishes nothing and returns 0 (the messages stay stored, unmarked).
  * Returns how many were acked. One caller at a time (the writer's
  * hand-over thread). */
 int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
                         const size_t *n_tos, size_t n);
+
+/* Mark dispatched, in one store transaction, the messages rounds found
+ * acked since the last call. Rounds leave the marks to the writer's thread
+ * (after each stored batch, under the store's lock it holds anyway in turn)
+ * and to the retry loop (before each pass), so a round never waits for the
+ * store. Any thread. */
+void handover_flush_marks(handover_t *h);
 
 /* The retry loop leaves alone messages accepted at or after accepted_ms
  * (0: no such bound): the writer's hand-over thread has them queued or in

@@ -9,6 +9,7 @@
 #include "bgloop.h"
 #include "jsx.h"
 #include "log.h"
+#include "metrics.h"
 
 _Static_assert(WRITER_BATCH *WRITER_HO_DEPTH *JSX_SHARDS * 2 <= HANDOVER_MAX_PENDING,
                "a hand-over round's publishes must fit in its pending bound");
@@ -51,6 +52,7 @@ struct writer {
     pthread_cond_t ho_room; /* untimed: the writer waits for the hand-over */
     writer_ho_batch_t *ho_head, *ho_tail;
     size_t ho_depth;
+    metrics_histogram_t *stored_age; /* accepted -> committed */
 };
 
 static void writer_item_free(writer_item_t *it)
@@ -270,8 +272,10 @@ static void writer_batch(writer_t *w, writer_item_t **items, size_t n)
                 natsConnection_Publish(w->nc, items[i]->reply, reply, (int)len);
             free(reply);
         }
-        if (item_rc == STORE_OK)
+        if (item_rc == STORE_OK) {
+            metrics_observe_since_ms(w->stored_age, items[i]->m.accepted_ms);
             stored[n_new++] = i;
+        }
     }
     if (n_new)
         writer_queue_handover(w, items, stored, n_new);
@@ -297,6 +301,9 @@ static int writer_run(void *arg)
     pthread_mutex_unlock(&w->lock);
     if (n)
         writer_batch(w, batch, n);
+    /* the hand-over's marks, after the publishers have their answers (no
+     * fsync of their own: the next batch's covers them) */
+    handover_flush_marks(w->handover);
     for (size_t i = 0; i < n; i++) {
         if (!batch[i])
             continue;           /* stored: the hand-over thread has it */
@@ -313,6 +320,10 @@ static int writer_run(void *arg)
 writer_t *writer_start(natsConnection *nc, store_t *store, handover_t *handover, accept_t *accept)
 {
     writer_t *w = calloc(1, sizeof *w);
+    if (w)
+        w->stored_age = metrics_age_histogram(
+            "push_collect_stored_age_seconds",
+            "From a publish's acceptance (its id's millisecond) to its commit in the store");
     if (!w)
         return NULL;
     w->nc = nc;
