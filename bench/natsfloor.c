@@ -139,9 +139,20 @@ static double floor_pct(const uint32_t *sorted, size_t n, double p)
     return sorted[want - 1] / 1000.0;
 }
 
-static natsStatus floor_connect(natsConnection **nc, const char *url, const char *what)
+/* asap: publishes go out at once (natsOptions_SetSendAsap) rather than
+ * through nats.c's buffer and flusher thread, which pubload and our
+ * services use. */
+static natsStatus floor_connect(natsConnection **nc, const char *url, const char *what, int asap)
 {
-    natsStatus s = natsConnection_ConnectTo(nc, url);
+    natsOptions *opts = NULL;
+    natsStatus s = natsOptions_Create(&opts);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(opts, url);
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(opts, asap ? true : false);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(nc, opts);
+    natsOptions_Destroy(opts);
     if (s != NATS_OK)
         fprintf(stderr, "natsfloor: cannot connect the %s to %s: %s\n", what, url,
                 natsStatus_GetText(s));
@@ -171,6 +182,7 @@ int main(int argc, char **argv)
 {
     const char *nats_url = NULL, *mode = NULL;
     long rate = 10000, count = 100000, bytes = 200, inflight = 256;
+    int asap = 0;
     config_opt_t opts[] = {
         {"nats", "PUSH_NATS_URL", "nats://127.0.0.1:4222", "NATS URL", CONFIG_STR, &nats_url, 0, 0,
          1},
@@ -186,6 +198,8 @@ int main(int argc, char **argv)
          NATSFLOOR_MAX_BYTES, 1},
         {"inflight", NULL, "256", "outstanding requests (reqreply)", CONFIG_INT, &inflight, 1,
          100000, 1},
+        {"asap", NULL, NULL, "publish without nats.c's buffering (natsOptions_SetSendAsap)",
+         CONFIG_FLAG, &asap, 0, 0, 0},
     };
     rate = -1;
     int rc = config_parse("natsfloor", "natsfloor [--mode pubsub|reqreply] [flags]", opts,
@@ -212,9 +226,9 @@ int main(int argc, char **argv)
     natsSubscription *peer_sub = NULL, *inbox_sub = NULL;
     char subject[64], inbox[128], reply[192];
     snprintf(subject, sizeof subject, "floor.%ld.%s", (long)getpid(), mode);
-    natsStatus s = floor_connect(&peer, nats_url, reqreply ? "responder" : "subscriber");
+    natsStatus s = floor_connect(&peer, nats_url, reqreply ? "responder" : "subscriber", asap);
     if (s == NATS_OK)
-        s = floor_connect(&pub, nats_url, reqreply ? "requester" : "publisher");
+        s = floor_connect(&pub, nats_url, reqreply ? "requester" : "publisher", asap);
     if (s == NATS_OK)
         s = natsConnection_Subscribe(&peer_sub, peer, subject, reqreply ? on_request : on_message,
                                      NULL);
@@ -292,15 +306,18 @@ int main(int argc, char **argv)
     double p50 = floor_pct(floor_lat_us, n_ok, 50), p99 = floor_pct(floor_lat_us, n_ok, 99);
     double max = n_ok ? floor_lat_us[n_ok - 1] / 1000.0 : 0;
     if (reqreply)
-        printf("{\"figure\":\"floor_nats_reqreply\",\"rate_asked\":%ld,\"inflight\":%ld,"
-               "\"bytes\":%ld,\"requests\":%ld,\"replies\":%zu,\"errors\":%ld,\"seconds\":%.3f,"
-               "\"per_second\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
-               rate, inflight, bytes, sent, n_ok, errors, secs, n_ok / secs, p50, p99, max);
+        printf(
+            "{\"figure\":\"floor_nats_reqreply\",\"asap\":%s,\"rate_asked\":%ld,\"inflight\":%ld,"
+            "\"bytes\":%ld,\"requests\":%ld,\"replies\":%zu,\"errors\":%ld,\"seconds\":%.3f,"
+            "\"per_second\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
+            asap ? "true" : "false", rate, inflight, bytes, sent, n_ok, errors, secs, n_ok / secs,
+            p50, p99, max);
     else
-        printf("{\"figure\":\"floor_nats_pubsub\",\"rate_asked\":%ld,\"bytes\":%ld,\"sent\":%ld,"
+        printf("{\"figure\":\"floor_nats_pubsub\",\"asap\":%s,\"rate_asked\":%ld,\"bytes\":%ld,"
+               "\"sent\":%ld,"
                "\"received\":%zu,\"errors\":%ld,\"seconds\":%.3f,\"p50_ms\":%.3f,"
                "\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
-               rate, bytes, sent, n_ok, errors, secs, p50, p99, max);
+               asap ? "true" : "false", rate, bytes, sent, n_ok, errors, secs, p50, p99, max);
     if (atomic_load(&floor_late))
         fprintf(stderr, "natsfloor: %ld messages malformed or repeated, not counted\n",
                 atomic_load(&floor_late));

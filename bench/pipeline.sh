@@ -9,7 +9,8 @@
 # Prints one JSON line per figure, then the floors measured in the same run
 # (bench/natsfloor, bench/storefloor; docs/BENCHMARKS.md "Floors") and one
 # line of ratios, figure / floor. FLOOR_STORE_COUNT: messages storefloor
-# commits per batch size (default 20000); FLOORS=0 skips the floors.
+# commits per batch size (default COUNT, at most 20000); FLOOR_NATS_FLAGS:
+# more natsfloor flags (--asap); FLOORS=0 skips the floors.
 source "$(dirname "$0")/common.sh"
 what=${1:-ingest}
 now_ms() { date +%s%3N; }
@@ -23,7 +24,7 @@ floors() { [ "${FLOORS:-1}" != 0 ]; }
 # (the collector's file system), on stdout
 store_floor() {
   local ttl=$1; shift
-  "$BIN/storefloor" --dir "$DIR" --ttl "$ttl" --count "${FLOOR_STORE_COUNT:-20000}" \
+  "$BIN/storefloor" --dir "$DIR" --ttl "$ttl" --count "${FLOOR_STORE_COUNT:-$(( COUNT < 20000 ? COUNT : 20000 ))}" \
     --batch "$(printf '%s\n' "$@" | sort -un | paste -sd,)" || echo "bench: storefloor failed" >&2
 }
 # ratios FIGURE KIND LINE...: one JSON line comparing the figures' lines
@@ -103,7 +104,7 @@ if [ "$what" = ingest ]; then
   # at the same window, and the store at each phase's mean batch
   request_batch=$(mean_batch "$before" "$commits_before")
   faf_batch=$(mean_batch $(( $(accepted) - before )) $(( $(commits) - commits_before )))
-  nf=$("$BIN/natsfloor" --mode reqreply --inflight ${INFLIGHT:-256} --count "$COUNT") ||
+  nf=$("$BIN/natsfloor" --mode reqreply --inflight ${INFLIGHT:-256} --count "$COUNT" ${FLOOR_NATS_FLAGS:-}) ||
     echo "bench: natsfloor did not get every reply" >&2
   echo "$nf"
   sf=$(store_floor 3600 "$request_batch" "$faf_batch")
@@ -118,7 +119,7 @@ COUNT=${3:-$(( RATE * 10 ))}
 USERS=10000
 # the NATS floor at the same rate and count, before the clients connect
 if floors; then
-  nf=$("$BIN/natsfloor" --mode pubsub --rate "$RATE" --count "$COUNT") ||
+  nf=$("$BIN/natsfloor" --mode pubsub --rate "$RATE" --count "$COUNT" ${FLOOR_NATS_FLAGS:-}) ||
     echo "bench: natsfloor did not get every message" >&2
   echo "$nf"
 fi
@@ -129,8 +130,10 @@ sleep 1
 # PERF_OUT=FILE: a system-wide perf profile of 4 s of the publishing
 [ -n "${PERF_OUT:-}" ] && { (sleep 2; perf record -a -g -o "$PERF_OUT" -- sleep 4 >/dev/null 2>&1) & }
 "$BIN/pubload" --mode collect --count "$COUNT" --rate "$RATE" --users $USERS --ttl "${TTL:-0}"
-e2e=$(bench_latency_report "e2e_unicast_ttl${TTL:-0}" "$RATE" "$COUNT")
-echo "$e2e"
+# into a file, not $(...): its wait for wsload must run in this shell
+bench_latency_report "e2e_unicast_ttl${TTL:-0}" "$RATE" "$COUNT" >"$DIR/e2e.line"
+cat "$DIR/e2e.line"
+e2e=$(cat "$DIR/e2e.line")
 floors || exit 0
 # the store at the writer's mean batch in this run, with this run's ttl
 batch=$(mean_batch "$(accepted)" "$(commits)")
