@@ -18,7 +18,7 @@ now_ms() { date +%s%3N; }
 accepted() { curl -fs "$METRICS_collector/metrics" | awk '/^push_collect_accepted_total / {print $2}'; }
 commits() { bench_metric collector push_collect_commits_total; }
 # mean_batch MESSAGES COMMITS: the writer's mean batch, rounded, at least 1
-mean_batch() { echo $(( $2 > 0 ? ($1 + $2 / 2) / $2 : 1 )) | awk '{print ($1 < 1) ? 1 : $1}'; }
+mean_batch() { local m=$(( $2 > 0 ? ($1 + $2 / 2) / $2 : 1 )); echo $(( m < 1 ? 1 : m )); }
 floors() { [ "${FLOORS:-1}" != 0 ]; }
 # store_floor TTL BATCH...: storefloor's lines at those batch sizes, in $DIR
 # (the collector's file system), on stdout
@@ -106,9 +106,9 @@ if [ "$what" = ingest ]; then
   faf_batch=$(mean_batch $(( $(accepted) - before )) $(( $(commits) - commits_before )))
   nf=$("$BIN/natsfloor" --mode reqreply --inflight ${INFLIGHT:-256} --count "$COUNT" ${FLOOR_NATS_FLAGS:-}) ||
     echo "bench: natsfloor did not get every reply" >&2
-  echo "$nf"
+  [ -z "$nf" ] || echo "$nf"
   sf=$(store_floor 3600 "$request_batch" "$faf_batch")
-  echo "$sf"
+  [ -z "$sf" ] || echo "$sf"
   mapfile -t sfl <<<"$sf"
   ratios ingest_vs_floor ingest "$req" "$faf" "$nf" "${sfl[@]}" "$request_batch" "$faf_batch"
   exit 0
@@ -121,7 +121,7 @@ USERS=10000
 if floors; then
   nf=$("$BIN/natsfloor" --mode pubsub --rate "$RATE" --count "$COUNT" ${FLOOR_NATS_FLAGS:-}) ||
     echo "bench: natsfloor did not get every message" >&2
-  echo "$nf"
+  [ -z "$nf" ] || echo "$nf"
 fi
 bench_start authd authd
 bench_start dispatcher dispatcher
@@ -138,5 +138,5 @@ floors || exit 0
 # the store at the writer's mean batch in this run, with this run's ttl
 batch=$(mean_batch "$(accepted)" "$(commits)")
 sf=$(store_floor "${TTL:-0}" "$batch")
-echo "$sf"
+[ -z "$sf" ] || echo "$sf"
 ratios e2e_vs_floor e2e "$e2e" "$nf" "$sf"
