@@ -42,6 +42,7 @@ struct writer {
     store_t *store;
     handover_t *handover;
     accept_t *accept;
+    metrics_series_t *commits;
     bgloop_t *loop;
     pthread_mutex_t lock; /* the queue of publishes */
     writer_item_t *head, *tail;
@@ -254,6 +255,8 @@ static void writer_batch(writer_t *w, writer_item_t **items, size_t n)
         puts[i].idem = items[i]->req.idem;
     }
     int rc = store_put_batch(w->store, puts, n);
+    if (rc == STORE_OK)
+        metrics_inc(w->commits);
     size_t n_new = 0;
     for (size_t i = 0; i < n; i++) {
         accept_result_t res;
@@ -330,6 +333,9 @@ writer_t *writer_start(natsConnection *nc, store_t *store, handover_t *handover,
     w->store = store;
     w->handover = handover;
     w->accept = accept;
+    /* accepted / commits is the mean batch (bench/pipeline.sh sizes storefloor by it) */
+    w->commits = metrics_counter("push_collect_commits_total", NULL,
+                                 "Batches of publishes the writer stored, one transaction each");
     pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->ho_lock, NULL);
     pthread_cond_init(&w->ho_room, NULL);

@@ -61,8 +61,11 @@ class Publish(ClusterTest):
                        if l.startswith("push_collect_rejected_total{"))
         self.assertEqual(rejected, len(cases))
         self.assertEqual(metric(text, "push_collect_accepted_total"), 0)
+        self.assertEqual(metric(text, "push_collect_commits_total"), 0)  # rejected: never stored
         r = await self.request_json(json.dumps({"to": ["u1"], "data": "fine"}))
         self.assertIn("id", r)
+        # the reply comes after its commit, which the writer counts first
+        self.assertEqual(metric(self.c.scrape("collector"), "push_collect_commits_total"), 1)
 
     async def test_http_ingest(self):
         self.c.procs["collector"].stop()
