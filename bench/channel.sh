@@ -22,7 +22,9 @@
 #     CONNS * PER_CONN / CHANNELS subscribers); then RATE channel messages/s
 #     for SECONDS through push.collect, cycling over ch.0 .. ch.CHANNELS-1.
 #     Prints received against expected (the sum over messages of their
-#     channel's subscribers) and p50/p99/max publish -> frame.
+#     channel's subscribers) and p50/p99/max publish -> frame (latencies over
+#     1 s count as the maximum in p50/p99). Beyond what the machine delivers,
+#     it waits for the backlog while the pushers' frames still grow.
 #
 #   bench/channel.sh churn [CONNS] [PUSHERS] [CHURN_RATE] [FANOUTS]
 #     (defaults 100000 6 10000 10) CONNS connections on room.bench; FANOUTS
@@ -31,7 +33,8 @@
 #     CHURN_RATE subscribes + unsubscribes per second in all, over
 #     CHURN_CHANNELS (1000) channels churn.N (CHURN_CHANNELS=0: on room.bench
 #     itself), and FANOUTS more messages. Prints both phases' per-message
-#     publish -> last frame (median and worst) and the churn achieved.
+#     publish -> last frame (median and worst) and the churn achieved. A
+#     warm-up message goes first and counts in neither phase.
 #
 # Every mode waits until each load generator has every connection welcomed
 # and every subscription answered (and the pushers' push_pusher_subscriptions
@@ -207,7 +210,22 @@ print(" ".join(str(sum(on[(g * stride + k * step) % chans]
   "$BIN/pubload" --mode collect --channel ch. --channels "$CHANNELS" --rate "$MSG_RATE" \
     --count "$MSGS" >"$DIR/pubload.json"
   cat "$DIR/pubload.json" >&2
-  wait_wsloads "${DRAIN_S:-30}"
+  # past what the machine can deliver a backlog drains after the publisher
+  # is done: wait while the pushers' channel frames still grow, and stop the
+  # load generators (they print what they got) once they stalled STALL_S s
+  last=$(sum_metric push_pusher_channel_frames_total); still=$SECONDS
+  while :; do
+    alive=0; for pid in "${WS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    now=$(sum_metric push_pusher_channel_frames_total)
+    [ "$now" != "$last" ] && { last=$now; still=$SECONDS; }
+    if [ $(( SECONDS - still )) -ge "${STALL_S:-10}" ]; then
+      echo "bench: no channel frame for ${STALL_S:-10} s and not every client got what it expected; stopping the load generators" >&2
+      break
+    fi
+    sleep 1
+  done
+  wait_wsloads 0
   f1=$(sum_metric push_pusher_channel_frames_total)
   cat "$DIR"/many*.json >&2
   ALL=$ALL_READY FRAMES=$(( f1 - f0 )) EXPECTED=$(( $(echo "$EXPECT" | tr ' ' '+') )) python3 -c '
@@ -244,8 +262,11 @@ INTERVAL=${INTERVAL:-2}
 CHURN_CONNS=${CHURN_CONNS:-1000}
 CHURN_CHANNELS=${CHURN_CHANNELS:-1000}
 if [ "$CHURN_CHANNELS" = 0 ]; then CHURN_PREFIX=$CHANNEL; else CHURN_PREFIX=churn.; fi
-start_wsloads fan "$PER" 0 --channel "$CHANNEL" --per-seq $(( 2 * FANOUTS )) \
-  --expect $(( PER * 2 * FANOUTS )) --hold 3600 --linger 2
+# seq 0..FANOUTS-1 without churn, FANOUTS..2*FANOUTS-1 with, 2*FANOUTS a
+# warm-up message first (the first message through collector and store is
+# slower), counted in neither phase
+start_wsloads fan "$PER" 0 --channel "$CHANNEL" --per-seq $(( 2 * FANOUTS + 1 )) \
+  --expect $(( PER * (2 * FANOUTS + 1) )) --hold 3600 --linger 2
 FAN_WS=("${WS[@]}")
 wait_ready fan "$TOTAL"
 FAN_READY=$ALL_READY
@@ -257,6 +278,7 @@ fanouts() {
     sleep "$INTERVAL"
   done
 }
+fanouts $(( 2 * FANOUTS )) $(( 2 * FANOUTS ))
 fanouts 0 $(( FANOUTS - 1 ))
 start_wsloads churn "$CHURN_CONNS" 90000000 --churn $(( CHURN_RATE / PUSHERS )) \
   --churn-prefix "$CHURN_PREFIX" --churn-channels "$CHURN_CHANNELS" --hold 3600
