@@ -280,7 +280,7 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
             mark_ready(c);
         return;
     }
-    if (n < 200 && memmem(p, n, "\"type\":\"", 8) && !memmem(p, n, "\"message\"", 9)) {
+    if (n < 1024 && memmem(p, n, "\"type\":\"", 8) && !memmem(p, n, "\"message\"", 9)) {
         int subd = memmem(p, n, "\"subscribed\"", 12) != NULL;
         int unsubd = memmem(p, n, "\"unsubscribed\"", 14) != NULL;
         int err = memmem(p, n, "\"error\"", 7) != NULL;
