@@ -22,7 +22,8 @@
  * spread round robin over the connections: a connection without a churn
  * subscription subscribes to the next of --churn-channels channels
  * <churn-prefix>n, one with it unsubscribes (none with an answer pending).
- * --retry reopens a connection the server closed or refused, after 1 s.
+ * --retry reopens a connection the server closed or refused, or that is not
+ * welcomed 10 s after it was opened, 1 s later.
  * --per-seq N keeps, for message seq 0..N-1 (the "seq" in its data), the
  * frames and the worst latency; --hist F writes the latency histogram.
  *
@@ -67,6 +68,7 @@ typedef struct wsconn {
     int ready;       /* counted in st.ready */
     int churn_state; /* CHURN_* */
     long churn_ch;   /* the churn channel, when subscribed or pending */
+    uint64_t opened_us;
 } wsconn_t;
 
 enum { CHURN_NONE, CHURN_SUBSCRIBING, CHURN_SUBSCRIBED, CHURN_UNSUBSCRIBING };
@@ -151,7 +153,7 @@ static uint64_t duplicates;
 
 static struct {
     uint64_t attempted, connected, welcomed, refused, errors, closed, messages, bytes, pings,
-        subscribed, sub_errors, ready, reopened;
+        subscribed, sub_errors, ready, reopened, timeouts;
     uint64_t churn_subs, churn_unsubs, churn_subscribed, churn_unsubscribed, churn_errors,
         churn_skipped, churn_started_us, churn_stopped_us;
     uint64_t first_connect_us, last_welcome_us, first_msg_us, last_msg_us;
@@ -438,6 +440,7 @@ static void conn_open(int ep, wsconn_t *c, long i)
 {
     memset(c, 0, sizeof *c);
     c->idx = i;
+    c->opened_us = mono_us();
     st.attempted++;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (c->fd < 0) {
@@ -680,7 +683,8 @@ int main(int argc, char **argv)
         return 1;
 
     long opened = 0;
-    uint64_t start = mono_us(), all_opened_at = 0, expect_met_at = 0, ready_at = 0, churn_done = 0;
+    uint64_t start = mono_us(), all_opened_at = 0, expect_met_at = 0, ready_at = 0, churn_done = 0,
+             last_scan_us = 0;
     long churn_cursor = 0;
     struct epoll_event evs[1024];
     while (!wsload_stop) {
@@ -696,6 +700,17 @@ int main(int argc, char **argv)
             retry_len--;
             st.reopened++;
             conn_open(ep, &cs[i], i);
+        }
+        /* --retry: a connection not welcomed within 10 s (a SYN or an upgrade
+         * lost under load) starts again */
+        if (retry_q && mono_us() - last_scan_us > 1000000u) {
+            last_scan_us = mono_us();
+            for (long i = 0; i < opened; i++)
+                if (cs[i].state != WS_CLOSED && !cs[i].welcomed &&
+                    last_scan_us - cs[i].opened_us > 10000000u) {
+                    st.timeouts++;
+                    conn_lost(ep, &cs[i]);
+                }
         }
         if (!ready_at && opened == conns && st.ready >= (uint64_t)conns) {
             ready_at = mono_us();
@@ -774,7 +789,8 @@ int main(int argc, char **argv)
            "\"welcome_rate\":%.0f,\"messages\":%llu,\"bytes\":%llu,\"message_span_s\":%.3f,"
            "\"latency_samples\":%llu,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"max_ms\":%.3f,\"pings\":%llu,\"subscribed\":%llu,\"duplicates\":%llu,"
-           "\"sub_errors\":%llu,\"ready\":%llu,\"ready_s\":%.3f,\"reopened\":%llu",
+           "\"sub_errors\":%llu,\"ready\":%llu,\"ready_s\":%.3f,\"reopened\":%llu,"
+           "\"handshake_timeouts\":%llu",
            (unsigned long long)st.attempted, (unsigned long long)st.connected,
            (unsigned long long)st.welcomed, (unsigned long long)open_now,
            (unsigned long long)st.refused, (unsigned long long)st.errors,
@@ -785,7 +801,7 @@ int main(int argc, char **argv)
            (unsigned long long)duplicates, (unsigned long long)st.sub_errors,
            (unsigned long long)st.ready,
            ready_at ? (double)(ready_at - st.first_connect_us) / 1e6 : -1.0,
-           (unsigned long long)st.reopened);
+           (unsigned long long)st.reopened, (unsigned long long)st.timeouts);
     if (churn_rate) {
         double cs_s = st.churn_started_us ? (double)(mono_us() - st.churn_started_us) / 1e6 : 0;
         printf(",\"churn_subscribes\":%llu,\"churn_unsubscribes\":%llu,"
