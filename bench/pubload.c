@@ -14,6 +14,9 @@
  * node and broadcast send a channel NodeDelivery (message.channel = C, no
  * users) to <prefix>.node.<--node> for each comma-separated node (the
  * dispatcher's output for a channel, bypassing collector and dispatcher).
+ * With --channels N as well, message n goes to channel <C><n % N> (C is then
+ * a prefix: --channel ch. --channels 10000 cycles over ch.0 .. ch.9999).
+ * --first-seq S numbers the messages from S ("seq" in their data).
  * Recipients cycle through <user-prefix><first-user> .. +users-1.
  * Prints one JSON line: sent, replies, errors, seconds, achieved rate.
  */
@@ -64,7 +67,8 @@ int main(int argc, char **argv)
 {
     const char *nats_url = NULL, *prefix = NULL, *mode = NULL, *node = NULL, *user_prefix = NULL,
                *channel = NULL;
-    long rate = 1000, count = 10000, users = 1000, first_user = 0, inflight = 256, ttl = 0;
+    long rate = 1000, count = 10000, users = 1000, first_user = 0, inflight = 256, ttl = 0,
+         channels = 0, first_seq = 0;
     config_opt_t opts[] = {
         {"nats", "PUSH_NATS_URL", "nats://127.0.0.1:4222", "NATS URL", CONFIG_STR, &nats_url, 0, 0,
          1},
@@ -85,6 +89,10 @@ int main(int argc, char **argv)
          1},
         {"channel", NULL, NULL, "publish to this channel instead of users", CONFIG_STR, &channel, 0,
          0, 0},
+        {"channels", NULL, "0", "cycle over channels <channel>0 .. N-1 (0: --channel as is)",
+         CONFIG_INT, &channels, 0, 100000000, 1},
+        {"first-seq", NULL, "0", "seq of the first message", CONFIG_INT, &first_seq, 0, 1000000000,
+         1},
     };
     int rc = config_parse("pubload", "pubload [flags]", opts, sizeof opts / sizeof opts[0], argc,
                           argv, NULL);
@@ -135,17 +143,22 @@ int main(int argc, char **argv)
             usleep(50);
             continue;
         }
-        long u = first_user + sent % users;
+        long u = first_user + sent % users, seq = first_seq + sent;
         uint64_t ts = wall_us();
+        char chan[300];
+        if (channel && channels)
+            snprintf(chan, sizeof chan, "%s%ld", channel, sent % channels);
+        else if (channel)
+            snprintf(chan, sizeof chan, "%s", channel);
         if (m_collect || m_request) {
             int n = channel ? snprintf(body, sizeof body,
                                        "{\"channel\":\"%s\",\"topic\":\"bench\",\"ttl\":%ld,"
                                        "\"data\":{\"ts\":%" PRIu64 ",\"seq\":%ld}}",
-                                       channel, ttl, ts, sent)
+                                       chan, ttl, ts, seq)
                             : snprintf(body, sizeof body,
                                        "{\"to\":[\"%s%ld\"],\"topic\":\"bench\",\"ttl\":%ld,"
                                        "\"data\":{\"ts\":%" PRIu64 ",\"seq\":%ld}}",
-                                       user_prefix, u, ttl, ts, sent);
+                                       user_prefix, u, ttl, ts, seq);
             if (m_request) {
                 snprintf(reply, sizeof reply, "%s.%ld", inbox_base, sent);
                 atomic_fetch_add(&pub_inflight, 1);
@@ -157,7 +170,7 @@ int main(int argc, char **argv)
             char id[IDS_LEN + 1], user[160], data[96];
             ids_new(id);
             snprintf(user, sizeof user, "%s%ld", user_prefix, u);
-            int dn = snprintf(data, sizeof data, "{\"ts\":%" PRIu64 ",\"seq\":%ld}", ts, sent);
+            int dn = snprintf(data, sizeof data, "{\"ts\":%" PRIu64 ",\"seq\":%ld}", ts, seq);
             Push__V1__Message msg = PUSH__V1__MESSAGE__INIT;
             msg.id = id;
             msg.topic = "bench";
@@ -172,7 +185,7 @@ int main(int argc, char **argv)
                 d.n_users = 1;
                 d.users = users_arr;
             }
-            msg.channel = (char *)channel;
+            msg.channel = channel ? chan : NULL;
             size_t n = push__v1__node_delivery__pack(&d, pb);
             if (channel && node) {
                 /* the dispatcher's output: one delivery per node with subscribers */

@@ -11,7 +11,21 @@
  *
  * With --channel C each connection's token grants C (a `channels` claim) and
  * the connection subscribes to C once welcomed; "subscribed" answers are
- * counted.
+ * counted. With --chan-count N it also subscribes to --chan-per K of the N
+ * channels <chan-prefix>0 .. N-1: connection g (--first-user + its index)
+ * takes (g * --chan-stride + k * N / K) % N for k = 0..K-1, so with a
+ * stride prime to N every channel gets the same number of subscribers.
+ * A connection is ready once welcomed and every one of its subscriptions is
+ * answered; --ready-file F is created when all --conns are ready.
+ *
+ * --churn R: once all are ready, R subscribe/unsubscribe frames per second
+ * spread round robin over the connections: a connection without a churn
+ * subscription subscribes to the next of --churn-channels channels
+ * <churn-prefix>n, one with it unsubscribes (none with an answer pending).
+ * --retry reopens a connection the server closed or refused, or that is not
+ * welcomed 10 s after it was opened, 1 s later.
+ * --per-seq N keeps, for message seq 0..N-1 (the "seq" in its data), the
+ * frames and the worst latency; --hist F writes the latency histogram.
  *
  * It stops after --hold seconds, or once --expect message frames have arrived
  * (with --dups: distinct messages, then 2 s more to count late repeats),
@@ -50,7 +64,14 @@ typedef struct wsconn {
     size_t rx_len, rx_cap;
     char *tx; /* bytes to send (upgrade request, pongs) */
     size_t tx_len, tx_off;
+    int subs_ok;     /* subscriptions answered "subscribed" */
+    int ready;       /* counted in st.ready */
+    int churn_state; /* CHURN_* */
+    long churn_ch;   /* the churn channel, when subscribed or pending */
+    uint64_t opened_us;
 } wsconn_t;
+
+enum { CHURN_NONE, CHURN_SUBSCRIBING, CHURN_SUBSCRIBED, CHURN_UNSUBSCRIBING };
 
 static volatile sig_atomic_t wsload_stop;
 static void wsload_on_signal(int sig)
@@ -132,7 +153,9 @@ static uint64_t duplicates;
 
 static struct {
     uint64_t attempted, connected, welcomed, refused, errors, closed, messages, bytes, pings,
-        subscribed;
+        subscribed, sub_errors, ready, reopened, timeouts;
+    uint64_t churn_subs, churn_unsubs, churn_subscribed, churn_unsubscribed, churn_errors,
+        churn_skipped, churn_started_us, churn_stopped_us;
     uint64_t first_connect_us, last_welcome_us, first_msg_us, last_msg_us;
 } st;
 
@@ -183,6 +206,64 @@ static int flush_tx(wsconn_t *c)
 }
 
 static const char *wsload_channel; /* --channel: subscribe once welcomed */
+static const char *chan_prefix = "ch.", *churn_prefix = "churn.";
+static long chan_count, chan_per = 10, chan_stride = 7, first_user, churn_channels = 1000, per_seq,
+                        churn_rate;
+static uint32_t *seq_count, *seq_max_us;
+
+/* The subscriptions each connection makes once welcomed. */
+static int subs_per_conn(void)
+{
+    return (wsload_channel ? 1 : 0) + (chan_count ? (int)chan_per : 0);
+}
+
+/* The name of connection c's k-th subscription (0 <= k < subs_per_conn()). */
+static void sub_name(const wsconn_t *c, int k, char *out, size_t cap)
+{
+    if (wsload_channel && k == 0) {
+        snprintf(out, cap, "%s", wsload_channel);
+        return;
+    }
+    k -= wsload_channel ? 1 : 0;
+    long g = first_user + c->idx, step = chan_count / chan_per;
+    snprintf(out, cap, "%s%ld", chan_prefix, (g * chan_stride + k * step) % chan_count);
+}
+
+/* Churn channel n: <churn-prefix>n, or the prefix itself with --churn-channels 0. */
+static void churn_name(long n, char *out, size_t cap)
+{
+    if (churn_channels)
+        snprintf(out, cap, "%s%ld", churn_prefix, n % churn_channels);
+    else
+        snprintf(out, cap, "%s", churn_prefix);
+}
+
+static void send_sub(wsconn_t *c, const char *type, const char *channel)
+{
+    char f[160];
+    int k = snprintf(f, sizeof f, "{\"type\":\"%s\",\"channel\":\"%s\"}", type, channel);
+    if (k > 0 && k < (int)sizeof f)
+        send_frame(c, 0x1, f, (size_t)k);
+}
+
+static void mark_ready(wsconn_t *c)
+{
+    if (!c->ready) {
+        c->ready = 1;
+        st.ready++;
+    }
+}
+
+/* Is the answer p (a subscribed/unsubscribed/error frame) about c's churn channel? */
+static int is_churn_answer(const wsconn_t *c, const char *p, size_t n)
+{
+    if (c->churn_state != CHURN_SUBSCRIBING && c->churn_state != CHURN_UNSUBSCRIBING)
+        return 0;
+    char name[160], key[180];
+    churn_name(c->churn_ch, name, sizeof name);
+    int k = snprintf(key, sizeof key, "\"channel\":\"%s\"", name);
+    return k > 0 && memmem(p, n, key, (size_t)k) != NULL;
+}
 
 static void on_text(wsconn_t *c, const char *p, size_t n)
 {
@@ -190,17 +271,43 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
         c->welcomed = 1;
         st.welcomed++;
         st.last_welcome_us = mono_us();
-        if (wsload_channel) {
-            char sub[160];
-            int k = snprintf(sub, sizeof sub, "{\"type\":\"subscribe\",\"channel\":\"%s\"}",
-                             wsload_channel);
-            send_frame(c, 0x1, sub, (size_t)k);
-            flush_tx(c);
+        int subs = subs_per_conn();
+        for (int k = 0; k < subs; k++) {
+            char name[160];
+            sub_name(c, k, name, sizeof name);
+            send_sub(c, "subscribe", name);
         }
+        flush_tx(c);
+        if (!subs)
+            mark_ready(c);
         return;
     }
-    if (memmem(p, n, "\"subscribed\"", 12)) {
-        st.subscribed++;
+    if (n < 1024 && memmem(p, n, "\"type\":\"", 8) && !memmem(p, n, "\"message\"", 9)) {
+        int subd = memmem(p, n, "\"subscribed\"", 12) != NULL;
+        int unsubd = memmem(p, n, "\"unsubscribed\"", 14) != NULL;
+        int err = memmem(p, n, "\"error\"", 7) != NULL;
+        if (!(subd || unsubd || err))
+            return;
+        if (is_churn_answer(c, p, n)) {
+            if (err) {
+                st.churn_errors++;
+                c->churn_state = CHURN_NONE;
+            } else if (c->churn_state == CHURN_SUBSCRIBING && subd) {
+                st.churn_subscribed++;
+                c->churn_state = CHURN_SUBSCRIBED;
+            } else if (c->churn_state == CHURN_UNSUBSCRIBING && unsubd) {
+                st.churn_unsubscribed++;
+                c->churn_state = CHURN_NONE;
+            }
+            return;
+        }
+        if (subd) {
+            st.subscribed++;
+            if (++c->subs_ok == subs_per_conn())
+                mark_ready(c);
+        } else if (err) {
+            st.sub_errors++;
+        }
         return;
     }
     if (memmem(p, n, "\"message\"", 9)) {
@@ -227,6 +334,13 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
             int64_t us = (int64_t)t - strtoll(ts + 5, NULL, 10);
             hist_add(us);
             timeline_add(st.last_msg_us, us);
+            const char *sq = per_seq ? memmem(p, n, "\"seq\":", 6) : NULL;
+            long q = sq ? strtol(sq + 6, NULL, 10) : -1;
+            if (q >= 0 && q < per_seq) {
+                seq_count[q]++;
+                if (us > 0 && (uint64_t)us > seq_max_us[q])
+                    seq_max_us[q] = (uint32_t)(us > UINT32_MAX ? UINT32_MAX : us);
+            }
         }
     }
 }
@@ -312,13 +426,138 @@ static int on_readable(wsconn_t *c)
     }
 }
 
+/* What conn_open needs, from the flags. */
+static struct {
+    struct sockaddr_in dst;
+    const char *host, *path, *user_prefix, *secret;
+    int port;
+    long sources;
+    FILE *tf;
+} ow;
+
+/* Open connection i (its slot c) and send the upgrade request. */
+static void conn_open(int ep, wsconn_t *c, long i)
+{
+    memset(c, 0, sizeof *c);
+    c->idx = i;
+    c->opened_us = mono_us();
+    st.attempted++;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (c->fd < 0) {
+        st.errors++;
+        c->state = WS_CLOSED;
+        return;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(i % ow.sources));
+    if (ow.sources > 1)
+        bind(c->fd, (struct sockaddr *)&src, sizeof src);
+    if (connect(c->fd, (struct sockaddr *)&ow.dst, sizeof ow.dst) < 0 && errno != EINPROGRESS) {
+        st.errors++;
+        close(c->fd);
+        c->state = WS_CLOSED;
+        return;
+    }
+    char token[2048];
+    if (ow.tf) {
+        if (!fgets(token, sizeof token, ow.tf))
+            rewind(ow.tf), fgets(token, sizeof token, ow.tf);
+        token[strcspn(token, "\r\n")] = '\0';
+    } else {
+        char sub[160];
+        snprintf(sub, sizeof sub, "%s%ld", ow.user_prefix, first_user + i);
+        /* the channels claim: each channel or prefix this connection may use */
+        char claims[900] = "{\"channels\":[";
+        size_t cl = strlen(claims);
+        int nclaims = 0;
+        if (wsload_channel)
+            cl += (size_t)snprintf(claims + cl, sizeof claims - cl, "%s\"%s\"",
+                                   nclaims++ ? "," : "", wsload_channel);
+        if (chan_count)
+            cl += (size_t)snprintf(claims + cl, sizeof claims - cl, "%s\"%s*\"",
+                                   nclaims++ ? "," : "", chan_prefix);
+        if (churn_rate)
+            cl += (size_t)snprintf(claims + cl, sizeof claims - cl, "%s\"%s%s\"",
+                                   nclaims++ ? "," : "", churn_prefix, churn_channels ? "*" : "");
+        snprintf(claims + cl, sizeof claims - cl, "]}");
+        char *t = jwt_sign_claims(sub, 86400, nclaims ? claims : NULL, ow.secret, strlen(ow.secret),
+                                  time(NULL));
+        snprintf(token, sizeof token, "%s", t ? t : "");
+        free(t);
+    }
+    char req[4096];
+    int n = snprintf(req, sizeof req,
+                     "GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     ow.path, token, ow.host, ow.port);
+    tx_append(c, req, (size_t)n);
+    c->state = WS_CONNECTING;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+    if (!st.first_connect_us)
+        st.first_connect_us = mono_us();
+}
+
+/* --retry: connections to reopen, oldest first, each 1 s after its close. */
+static long *retry_q, retry_head, retry_len, retry_cap;
+static uint64_t *retry_at;
+
+static void conn_lost(int ep, wsconn_t *c)
+{
+    if (c->ready)
+        st.ready--;
+    c->ready = 0;
+    conn_close(ep, c);
+    if (retry_q && retry_len < retry_cap) {
+        long slot = (retry_head + retry_len++) % retry_cap;
+        retry_q[slot] = c->idx;
+        retry_at[slot] = mono_us() + 1000000u;
+    }
+}
+
+/* One churn operation on the next connection that can take one; 0 when none can. */
+static int churn_one(int ep, wsconn_t *cs, long opened, long *cursor)
+{
+    static long next_ch;
+    for (long tries = 0; tries < opened; tries++) {
+        wsconn_t *c = &cs[*cursor];
+        *cursor = (*cursor + 1) % opened;
+        if (c->state != WS_OPEN || !c->ready)
+            continue;
+        char name[160];
+        if (c->churn_state == CHURN_NONE) {
+            c->churn_ch = next_ch++;
+            churn_name(c->churn_ch, name, sizeof name);
+            send_sub(c, "subscribe", name);
+            c->churn_state = CHURN_SUBSCRIBING;
+            st.churn_subs++;
+        } else if (c->churn_state == CHURN_SUBSCRIBED) {
+            churn_name(c->churn_ch, name, sizeof name);
+            send_sub(c, "unsubscribe", name);
+            c->churn_state = CHURN_UNSUBSCRIBING;
+            st.churn_unsubs++;
+        } else {
+            continue;
+        }
+        flush_tx(c);
+        if (c->tx_off < c->tx_len) {
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+            epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+        }
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *url = NULL, *secret = NULL, *tokens_path = NULL, *user_prefix = NULL,
-               *timeline = NULL;
-    long conns = 1000, rate = 1000, hold_s = 10, expect = 0, sources = 1, first_user = 0,
-         linger_s = 0;
-    int dups = 0;
+               *timeline = NULL, *ready_file = NULL, *hist_file = NULL;
+    long conns = 1000, rate = 1000, hold_s = 10, expect = 0, sources = 1, linger_s = 0;
+    int dups = 0, retry = 0;
     config_opt_t opts[] = {
         {"url", NULL, "ws://127.0.0.1:8080/ws", "pusher WebSocket URL (ws://IP:PORT/PATH)",
          CONFIG_STR, &url, 0, 0, 1},
@@ -346,6 +585,31 @@ int main(int argc, char **argv)
          CONFIG_FLAG, &dups, 0, 0, 0},
         {"channel", NULL, NULL, "subscribe every connection to this channel once welcomed",
          CONFIG_STR, &wsload_channel, 0, 0, 0},
+        {"chan-count", NULL, "0", "also subscribe to --chan-per of this many channels (0: no)",
+         CONFIG_INT, &chan_count, 0, 100000000, 1},
+        {"chan-per", NULL, "10", "channels per connection (with --chan-count)", CONFIG_INT,
+         &chan_per, 1, 100, 1},
+        {"chan-prefix", NULL, "ch.", "those channels are <prefix><n>", CONFIG_STR, &chan_prefix, 0,
+         0, 1},
+        {"chan-stride", NULL, "7", "connection g takes (g * stride + k * count / per) % count",
+         CONFIG_INT, &chan_stride, 1, 100000000, 1},
+        {"ready-file", NULL, NULL,
+         "create this file once every connection is welcomed and all its subscriptions answered",
+         CONFIG_STR, &ready_file, 0, 0, 0},
+        {"retry", NULL, NULL, "reopen a connection refused or closed by the server, after 1 s",
+         CONFIG_FLAG, &retry, 0, 0, 0},
+        {"churn", NULL, "0",
+         "once all are ready, this many subscribes + unsubscribes per second over the "
+         "connections",
+         CONFIG_INT, &churn_rate, 0, 10000000, 1},
+        {"churn-prefix", NULL, "churn.", "churn channels are <prefix><n>", CONFIG_STR,
+         &churn_prefix, 0, 0, 1},
+        {"churn-channels", NULL, "1000", "churn over this many channels (0: the prefix itself)",
+         CONFIG_INT, &churn_channels, 0, 100000000, 1},
+        {"per-seq", NULL, "0", "frames and worst latency of each message seq below this",
+         CONFIG_INT, &per_seq, 0, 1000000, 1},
+        {"hist", NULL, NULL, "write the latency histogram: lines of <us> <samples>", CONFIG_STR,
+         &hist_file, 0, 0, 0},
     };
     int rc = config_parse("wsload", "wsload [flags]", opts, sizeof opts / sizeof opts[0], argc,
                           argv, NULL);
@@ -355,6 +619,10 @@ int main(int argc, char **argv)
     int port = 0;
     if (sscanf(url, "ws://%63[^:]:%d%255s", host, &port, path) < 2) {
         fprintf(stderr, "wsload: --url must be ws://IP:PORT/PATH\n");
+        return 2;
+    }
+    if (chan_count && chan_count < chan_per) {
+        fprintf(stderr, "wsload: --chan-count must be at least --chan-per\n");
         return 2;
     }
     struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -390,6 +658,23 @@ int main(int argc, char **argv)
         tl_count = calloc(TL_SLOTS, sizeof *tl_count);
         tl_max_us = calloc(TL_SLOTS, sizeof *tl_max_us);
     }
+    if (per_seq) {
+        seq_count = calloc((size_t)per_seq, sizeof *seq_count);
+        seq_max_us = calloc((size_t)per_seq, sizeof *seq_max_us);
+    }
+    if (retry) {
+        retry_cap = conns;
+        retry_q = calloc((size_t)conns, sizeof *retry_q);
+        retry_at = calloc((size_t)conns, sizeof *retry_at);
+    }
+    ow.dst = dst;
+    ow.host = host;
+    ow.path = path;
+    ow.port = port;
+    ow.user_prefix = user_prefix;
+    ow.secret = secret;
+    ow.sources = sources;
+    ow.tf = tf;
     wsconn_t *cs = calloc((size_t)conns, sizeof *cs);
     if (dups)
         seen = strmap_new();
@@ -398,63 +683,57 @@ int main(int argc, char **argv)
         return 1;
 
     long opened = 0;
-    uint64_t start = mono_us(), all_opened_at = 0, expect_met_at = 0;
+    uint64_t start = mono_us(), all_opened_at = 0, expect_met_at = 0, ready_at = 0, churn_done = 0,
+             last_scan_us = 0;
+    long churn_cursor = 0;
     struct epoll_event evs[1024];
     while (!wsload_stop) {
         /* open as many as the rate allows by now */
         uint64_t due = (mono_us() - start) * (uint64_t)rate / 1000000u + 1;
         while (opened < conns && (uint64_t)opened < due) {
-            wsconn_t *c = &cs[opened];
-            c->idx = opened;
-            long i = opened++;
-            st.attempted++;
-            c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-            if (c->fd < 0) {
-                st.errors++;
-                c->state = WS_CLOSED;
-                continue;
+            conn_open(ep, &cs[opened], opened);
+            opened++;
+        }
+        while (retry_len && mono_us() >= retry_at[retry_head]) {
+            long i = retry_q[retry_head];
+            retry_head = (retry_head + 1) % retry_cap;
+            retry_len--;
+            st.reopened++;
+            conn_open(ep, &cs[i], i);
+        }
+        /* --retry: a connection not welcomed within 10 s (a SYN or an upgrade
+         * lost under load) starts again */
+        if (retry_q && mono_us() - last_scan_us > 1000000u) {
+            last_scan_us = mono_us();
+            for (long i = 0; i < opened; i++)
+                if (cs[i].state != WS_CLOSED && !cs[i].welcomed &&
+                    last_scan_us - cs[i].opened_us > 10000000u) {
+                    st.timeouts++;
+                    conn_lost(ep, &cs[i]);
+                }
+        }
+        if (!ready_at && opened == conns && st.ready >= (uint64_t)conns) {
+            ready_at = mono_us();
+            fprintf(stderr, "wsload: all %ld connections ready (%d subscriptions each)\n", conns,
+                    subs_per_conn());
+            if (ready_file) {
+                FILE *rf = fopen(ready_file, "w");
+                if (rf)
+                    fprintf(rf, "%ld\n", conns), fclose(rf);
             }
-            int one = 1;
-            setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            struct sockaddr_in src = {.sin_family = AF_INET};
-            src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(i % sources));
-            if (sources > 1)
-                bind(c->fd, (struct sockaddr *)&src, sizeof src);
-            if (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS) {
-                st.errors++;
-                close(c->fd);
-                c->state = WS_CLOSED;
-                continue;
+        }
+        if (ready_at && churn_rate) {
+            if (!st.churn_started_us)
+                st.churn_started_us = mono_us();
+            uint64_t churn_due =
+                (mono_us() - st.churn_started_us) * (uint64_t)churn_rate / 1000000u;
+            while (churn_done < churn_due) {
+                churn_done++;
+                if (!churn_one(ep, cs, opened, &churn_cursor)) {
+                    st.churn_skipped += churn_due - churn_done + 1;
+                    churn_done = churn_due;
+                }
             }
-            char token[2048];
-            if (tf) {
-                if (!fgets(token, sizeof token, tf))
-                    rewind(tf), fgets(token, sizeof token, tf);
-                token[strcspn(token, "\r\n")] = '\0';
-            } else {
-                char sub[160];
-                snprintf(sub, sizeof sub, "%s%ld", user_prefix, first_user + i);
-                char claims[200];
-                snprintf(claims, sizeof claims, "{\"channels\":[\"%s\"]}",
-                         wsload_channel ? wsload_channel : "");
-                char *t = jwt_sign_claims(sub, 86400, wsload_channel ? claims : NULL, secret,
-                                          strlen(secret), time(NULL));
-                snprintf(token, sizeof token, "%s", t ? t : "");
-                free(t);
-            }
-            char req[4096];
-            int n =
-                snprintf(req, sizeof req,
-                         "GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                         "Sec-WebSocket-Version: 13\r\n\r\n",
-                         path, token, host, port);
-            tx_append(c, req, (size_t)n);
-            c->state = WS_CONNECTING;
-            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-            epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
-            if (!st.first_connect_us)
-                st.first_connect_us = mono_us();
         }
         if (opened == conns && !all_opened_at)
             all_opened_at = mono_us();
@@ -470,25 +749,25 @@ int main(int argc, char **argv)
             else if (mono_us() - expect_met_at > 2000000u)
                 break;
         }
-        int n = epoll_wait(ep, evs, 1024, opened < conns ? 1 : 50);
+        int n = epoll_wait(ep, evs, 1024, opened < conns || churn_rate || retry_len ? 1 : 50);
         for (int k = 0; k < n; k++) {
             wsconn_t *c = evs[k].data.ptr;
             if (c->state == WS_CLOSED)
                 continue;
             if (evs[k].events & (EPOLLERR | EPOLLHUP) && c->state == WS_CONNECTING) {
                 st.errors++;
-                conn_close(ep, c);
+                conn_lost(ep, c);
                 continue;
             }
             if (c->state == WS_CONNECTING && evs[k].events & EPOLLOUT)
                 c->state = WS_UPGRADING;
             if (flush_tx(c) < 0) {
                 st.errors++;
-                conn_close(ep, c);
+                conn_lost(ep, c);
                 continue;
             }
             if (evs[k].events & (EPOLLIN | EPOLLHUP) && on_readable(c) < 0) {
-                conn_close(ep, c);
+                conn_lost(ep, c);
                 continue;
             }
             flush_tx(c);
@@ -509,7 +788,9 @@ int main(int argc, char **argv)
            "\"refused\":%llu,\"errors\":%llu,\"closed_by_server\":%llu,\"welcome_span_s\":%.3f,"
            "\"welcome_rate\":%.0f,\"messages\":%llu,\"bytes\":%llu,\"message_span_s\":%.3f,"
            "\"latency_samples\":%llu,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
-           "\"max_ms\":%.3f,\"pings\":%llu,\"subscribed\":%llu,\"duplicates\":%llu}\n",
+           "\"max_ms\":%.3f,\"pings\":%llu,\"subscribed\":%llu,\"duplicates\":%llu,"
+           "\"sub_errors\":%llu,\"ready\":%llu,\"ready_s\":%.3f,\"reopened\":%llu,"
+           "\"handshake_timeouts\":%llu",
            (unsigned long long)st.attempted, (unsigned long long)st.connected,
            (unsigned long long)st.welcomed, (unsigned long long)open_now,
            (unsigned long long)st.refused, (unsigned long long)st.errors,
@@ -517,8 +798,45 @@ int main(int argc, char **argv)
            (unsigned long long)st.messages, (unsigned long long)st.bytes, msg_s,
            (unsigned long long)hist_count, hist_pct(50), hist_pct(90), hist_pct(99),
            hist_max / 1000.0, (unsigned long long)st.pings, (unsigned long long)st.subscribed,
-           (unsigned long long)duplicates);
+           (unsigned long long)duplicates, (unsigned long long)st.sub_errors,
+           (unsigned long long)st.ready,
+           ready_at ? (double)(ready_at - st.first_connect_us) / 1e6 : -1.0,
+           (unsigned long long)st.reopened, (unsigned long long)st.timeouts);
+    if (churn_rate) {
+        double cs_s = st.churn_started_us ? (double)(mono_us() - st.churn_started_us) / 1e6 : 0;
+        printf(",\"churn_subscribes\":%llu,\"churn_unsubscribes\":%llu,"
+               "\"churn_subscribed\":%llu,\"churn_unsubscribed\":%llu,\"churn_errors\":%llu,"
+               "\"churn_skipped\":%llu,\"churn_seconds\":%.3f,\"churn_per_s\":%.0f",
+               (unsigned long long)st.churn_subs, (unsigned long long)st.churn_unsubs,
+               (unsigned long long)st.churn_subscribed, (unsigned long long)st.churn_unsubscribed,
+               (unsigned long long)st.churn_errors, (unsigned long long)st.churn_skipped, cs_s,
+               cs_s > 0 ? (double)(st.churn_subs + st.churn_unsubs) / cs_s : 0);
+    }
+    if (per_seq) {
+        printf(",\"seq_count\":[");
+        for (long q = 0; q < per_seq; q++)
+            printf("%s%u", q ? "," : "", seq_count[q]);
+        printf("],\"seq_max_ms\":[");
+        for (long q = 0; q < per_seq; q++)
+            printf("%s%.3f", q ? "," : "", seq_max_us[q] / 1000.0);
+        printf("]");
+    }
+    printf("}\n");
     fflush(stdout);
+    if (hist_file) {
+        FILE *f = fopen(hist_file, "w");
+        if (!f)
+            fprintf(stderr, "wsload: cannot write %s: %s\n", hist_file, strerror(errno));
+        for (int i = 0; f && i < HIST_MAX; i++)
+            if (hist[i])
+                fprintf(f, "%d %u\n", i, hist[i]);
+        if (f) {
+            if (hist_over)
+                fprintf(f, "%llu %llu\n", (unsigned long long)hist_max,
+                        (unsigned long long)hist_over);
+            fclose(f);
+        }
+    }
     if (timeline && tl_count) {
         FILE *f = fopen(timeline, "w");
         if (!f)
@@ -537,6 +855,10 @@ int main(int argc, char **argv)
         conn_close(ep, &cs[i]);
     free(cs);
     free(hist);
+    free(seq_count);
+    free(seq_max_us);
+    free(retry_q);
+    free(retry_at);
     if (tf)
         fclose(tf);
     return 0;
