@@ -28,7 +28,7 @@ struct handover {
     const char *prefix;
     int stream_replicas;
     atomic_int stream_ok;
-    _Atomic uint64_t hold_from_ms; /* see handover_hold_retries_from; 0: none */
+    atomic_int fell_behind; /* handover_fell_behind: "behind" from the next round or pass */
     /* Order between the two senders (handover_send_batch, the retry loop):
      * each holds pub_lock for its whole round or pass. After a round or a
      * pass left something unacked, "behind" is set: rounds publish nothing
@@ -84,9 +84,12 @@ static void handover_defer_marks(handover_t *h, char *const *ids, size_t n)
             free(h->marks[--h->n_marks]);
     }
     pthread_mutex_unlock(&h->marks_lock);
-    if (!ok && store_mark_dispatched_many(h->store, ids, n) != STORE_OK)
-        LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice",
+    if (!ok && store_mark_dispatched_many(h->store, ids, n) != STORE_OK) {
+        LOG_W("handover: %zu message(s) handed over but not marked; the retry loop hands them "
+              "over again",
               n);
+        atomic_store(&h->fell_behind, 1);
+    }
 }
 
 void handover_flush_marks(handover_t *h)
@@ -98,9 +101,12 @@ void handover_flush_marks(handover_t *h)
     h->marks = NULL;
     h->n_marks = h->cap_marks = 0;
     pthread_mutex_unlock(&h->marks_lock);
-    if (n && store_mark_dispatched_many(h->store, ids, n) != STORE_OK)
-        LOG_W("handover: %zu message(s) handed over but not marked; they may be handed over twice",
+    if (n && store_mark_dispatched_many(h->store, ids, n) != STORE_OK) {
+        LOG_W("handover: %zu message(s) handed over but not marked; the retry loop hands them "
+              "over again",
               n);
+        atomic_store(&h->fell_behind, 1);
+    }
     pthread_mutex_unlock(&h->flush_lock);
     for (size_t i = 0; i < n; i++)
         free(ids[i]);
@@ -346,16 +352,20 @@ static size_t handover_round_end(handover_t *h, handover_round_t *r)
     return n_done;
 }
 
-void handover_hold_retries_from(handover_t *h, uint64_t accepted_ms)
+void handover_fell_behind(handover_t *h)
 {
-    atomic_store(&h->hold_from_ms, accepted_ms);
+    atomic_store(&h->fell_behind, 1);
+    bgloop_wake(h->retry);
 }
 
 int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
                         const size_t *n_tos, size_t n)
 {
     pthread_mutex_lock(&h->pub_lock);
+    if (atomic_exchange(&h->fell_behind, 0))
+        h->behind = 1;
     if (h->behind) {
+        bgloop_wake(h->retry);
         pthread_mutex_unlock(&h->pub_lock);
         return 0; /* stored and unmarked: the retry loop sends them, in order */
     }
@@ -397,15 +407,20 @@ static int handover_loop(void *arg)
     int again = 0;
     if (atomic_load(&h->stream_ok)) {
         pthread_mutex_lock(&h->pub_lock);
-        /* Behind (at start, or after a round or pass left something
-         * unacked): everything unmarked is ours to send, oldest first,
-         * and rounds wait. Otherwise leave the last few seconds, and
-         * what the writer's hand-over has queued, to the rounds. */
+        /* Behind (at start, after a round or pass left something
+         * unacked, or after handover_fell_behind): everything unmarked is
+         * ours to send, oldest first, and rounds wait. Otherwise every
+         * stored message is on its way through a round: nothing to do
+         * (sending what a round is about to send would only repeat it,
+         * and under a backlog of seconds it repeated most of them). */
+        if (atomic_exchange(&h->fell_behind, 0))
+            h->behind = 1;
         int behind = h->behind;
-        uint64_t before = behind ? ids_now_ms() + 1 : ids_now_ms() - 5000;
-        uint64_t hold = atomic_load(&h->hold_from_ms);
-        if (!behind && hold && hold < before)
-            before = hold;
+        if (!behind) {
+            pthread_mutex_unlock(&h->pub_lock);
+            return BGLOOP_WAIT;
+        }
+        uint64_t before = ids_now_ms() + 1;
         handover_flush_marks(h); /* what is marked is not sent again */
         handover_pass_t pass = {.h = h};
         handover_round_begin(&pass.round);
@@ -420,8 +435,7 @@ static int handover_loop(void *arg)
             if (failed)
                 atomic_store(&h->stream_ok, 0); /* the stream may be gone: create it again */
         } else if (n < HANDOVER_PASS_MAX) {
-            if (behind)
-                LOG_I("handover: caught up; handing over as messages are stored again");
+            LOG_I("handover: caught up; handing over as messages are stored again");
             h->behind = 0; /* every unmarked message up to now is in the stream */
         } else {
             h->behind = 1; /* more than one pass's worth: go on at once */

@@ -2,8 +2,8 @@
  * handover: gives stored messages to the dispatcher through the JetStream
  * stream, one part per shard of the recipients (<prefix>.dispatch.<shard>,
  * lib/jsx.h), and marks a message dispatched once the stream acked every
- * part. A thread of its own retries, every HANDOVER_RETRY_MS, every stored
- * message that was not marked (the collector died between storing and
+ * part. A thread of its own retries, every HANDOVER_RETRY_MS while behind,
+ * every stored message that was not marked (the collector died between storing and
  * handing over, or NATS or the stream was down; after a failed pass it
  * creates the stream again): nothing accepted is lost between collector and
  * dispatcher. The parts one round has for a shard travel together, as one
@@ -61,9 +61,9 @@ int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **cons
  * store. Any thread. */
 void handover_flush_marks(handover_t *h);
 
-/* The retry loop leaves alone messages accepted at or after accepted_ms
- * (0: no such bound): the writer's hand-over thread has them queued or in
- * flight, however long the stream takes to ack. Any thread. */
-void handover_hold_retries_from(handover_t *h, uint64_t accepted_ms);
+/* Stored messages were not given to handover_send_batch (out of memory
+ * on their way): the retry loop sends every unmarked message, oldest
+ * first, and rounds publish nothing until it has. Any thread. */
+void handover_fell_behind(handover_t *h);
 
 #endif

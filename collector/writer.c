@@ -140,7 +140,8 @@ static void writer_queue_handover(writer_t *w, writer_item_t **items, const size
     writer_ho_batch_t *b = calloc(1, sizeof *b);
     if (!b || !(b->items = malloc(n * sizeof *b->items))) {
         free(b);
-        return; /* stored but not handed over: the hand-over's retry loop sends them */
+        handover_fell_behind(w->handover); /* stored: the retry loop sends them */
+        return;
     }
     for (size_t i = 0; i < n; i++) {
         b->items[i] = items[idx[i]];
@@ -172,7 +173,9 @@ static void writer_handover_batch(writer_t *w, writer_ho_batch_t *b)
             n_tos[i] = b->items[i]->req.n_to;
         }
         handover_send_batch(w->handover, ms, tos, n_tos, b->n);
-    } /* else: out of memory; stored, so the retry loop sends them */
+    } else {
+        handover_fell_behind(w->handover); /* stored: the retry loop sends them */
+    }
     free(ms);
     free(tos);
     free(n_tos);
@@ -195,9 +198,6 @@ static int writer_ho_run(void *arg)
     }
     w->ho_head = w->ho_tail = NULL;
     w->ho_depth = 0;
-    /* this round and whatever queues behind it are ours, not the
-     * retry loop's (batches are queued in acceptance order) */
-    handover_hold_retries_from(w->handover, all->items[0]->m.accepted_ms);
     pthread_cond_broadcast(&w->ho_room);
     pthread_mutex_unlock(&w->ho_lock);
     /* one batch of every queued one, in queue order */
@@ -234,8 +234,6 @@ static int writer_ho_run(void *arg)
     }
     pthread_mutex_lock(&w->ho_lock);
     int more = w->ho_head != NULL;
-    if (!more)
-        handover_hold_retries_from(w->handover, 0);
     pthread_mutex_unlock(&w->ho_lock);
     return more ? BGLOOP_AGAIN : BGLOOP_WAIT;
 }
