@@ -365,7 +365,6 @@ int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **cons
     if (atomic_exchange(&h->fell_behind, 0))
         h->behind = 1;
     if (h->behind) {
-        bgloop_wake(h->retry);
         pthread_mutex_unlock(&h->pub_lock);
         return 0; /* stored and unmarked: the retry loop sends them, in order */
     }

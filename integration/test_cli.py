@@ -164,7 +164,7 @@ class Endpoints(unittest.TestCase):
                 self.assertEqual(metric(body, "push_ready"), 1, name)
                 for line in body.splitlines():
                     if line and not line.startswith("#"):
-                        self.assertRegex(line, r"^push_[a-z0-9_]+(\{[^}]*\})? -?\d+$", name)
+                        self.assertRegex(line, r"^push_[a-z0-9_]+(\{[^}]*\})? -?\d+(\.\d+)?$", name)
             # NATS goes away: every service stays alive (healthz 200) but is not ready.
             c.procs["nats"].kill9()
             for name in services:
