@@ -33,6 +33,8 @@
 
 #include <nats/nats.h>
 
+#include "bench.h"
+#include "clock.h"
 #include "config.h"
 
 #define NATSFLOOR_MAX_BYTES 65536
@@ -41,13 +43,6 @@
 static atomic_long floor_received, floor_inflight, floor_late;
 static uint32_t *floor_lat_us; /* by sequence number; UINT32_MAX: not received */
 static long floor_count;
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* The payload starts {"ts":T,"seq":S; the rest is padding up to --bytes.
  * Returns 0 and fills *ts and *seq, or -1 when it does not parse. */
@@ -66,7 +61,7 @@ static int floor_parse(const char *data, int len, uint64_t *ts, long *seq)
 
 static void floor_record(natsMsg *msg)
 {
-    uint64_t now = mono_us(), ts;
+    uint64_t now = clock_mono_us(), ts;
     long seq;
     if (floor_parse(natsMsg_GetData(msg), natsMsg_GetDataLength(msg), &ts, &seq) != 0 ||
         floor_lat_us[seq] != UINT32_MAX) {
@@ -102,7 +97,7 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     (void)nc, (void)sub, (void)closure;
     const char *subj = natsMsg_GetSubject(msg);
     const char *dot = strrchr(subj, '.');
-    uint64_t now = mono_us();
+    uint64_t now = clock_mono_us();
     char *end = NULL;
     long seq = -1;
     if (dot && dot > subj) {
@@ -120,23 +115,6 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     }
     atomic_fetch_sub(&floor_inflight, 1);
     natsMsg_Destroy(msg);
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* The p-th percentile of sorted[0..n) in ms, by the rank wsload uses. */
-static double floor_pct(const uint32_t *sorted, size_t n, double p)
-{
-    if (!n)
-        return 0;
-    size_t want = (size_t)(p / 100.0 * (double)n + 0.5);
-    if (want == 0)
-        want = 1;
-    return sorted[want - 1] / 1000.0;
 }
 
 /* asap: publishes go out at once (natsOptions_SetSendAsap) rather than
@@ -163,13 +141,13 @@ static natsStatus floor_connect(natsConnection **nc, const char *url, const char
 static void floor_wait(long count, uint64_t idle_ms)
 {
     long last = -1;
-    uint64_t since = mono_us();
+    uint64_t since = clock_mono_us();
     while (atomic_load(&floor_received) < count) {
         long now = atomic_load(&floor_received);
         if (now != last) {
             last = now;
-            since = mono_us();
-        } else if (mono_us() - since > idle_ms * 1000u) {
+            since = clock_mono_us();
+        } else if (clock_mono_us() - since > idle_ms * 1000u) {
             fprintf(stderr, "natsfloor: %ld of %ld in after %" PRIu64 " ms without progress\n", now,
                     count, idle_ms);
             return;
@@ -259,20 +237,17 @@ int main(int argc, char **argv)
     }
 
     long sent = 0, errors = 0;
-    uint64_t start = mono_us();
+    uint64_t start = clock_mono_us();
     while (sent < count) {
-        if (rate) {
-            uint64_t due = (mono_us() - start) * (uint64_t)rate / 1000000u;
-            if ((uint64_t)sent >= due) {
-                usleep(100);
-                continue;
-            }
+        if (bench_ahead(start, sent, rate)) {
+            usleep(100);
+            continue;
         }
         if (reqreply && atomic_load(&floor_inflight) >= inflight) {
             usleep(50);
             continue;
         }
-        uint64_t ts = mono_us();
+        uint64_t ts = clock_mono_us();
         int n = snprintf(body, (size_t)bytes + 1, "{\"ts\":%" PRIu64 ",\"seq\":%ld,\"pad\":\"", ts,
                          sent);
         memset(body + n, 'x', (size_t)(bytes - n - 2));
@@ -292,7 +267,7 @@ int main(int argc, char **argv)
     }
     natsConnection_FlushTimeout(pub, 10000);
     floor_wait(sent - errors, 5000);
-    double secs = (double)(mono_us() - start) / 1e6;
+    double secs = (double)(clock_mono_us() - start) / 1e6;
     /* no more callbacks writing samples while they are read */
     natsSubscription_Unsubscribe(peer_sub);
     if (inbox_sub)
@@ -302,8 +277,8 @@ int main(int argc, char **argv)
     for (long i = 0; i < count; i++)
         if (floor_lat_us[i] != UINT32_MAX)
             floor_lat_us[n_ok++] = floor_lat_us[i];
-    qsort(floor_lat_us, n_ok, sizeof *floor_lat_us, cmp_u32);
-    double p50 = floor_pct(floor_lat_us, n_ok, 50), p99 = floor_pct(floor_lat_us, n_ok, 99);
+    qsort(floor_lat_us, n_ok, sizeof *floor_lat_us, bench_cmp_u32);
+    double p50 = bench_pct_ms(floor_lat_us, n_ok, 50), p99 = bench_pct_ms(floor_lat_us, n_ok, 99);
     double max = n_ok ? floor_lat_us[n_ok - 1] / 1000.0 : 0;
     if (reqreply)
         printf(

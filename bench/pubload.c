@@ -31,25 +31,13 @@
 
 #include <nats/nats.h>
 
+#include "bench.h"
+#include "clock.h"
 #include "config.h"
 #include "ids.h"
 #include "push/v1/push.pb-c.h"
 
 static atomic_long pub_replies, pub_errors, pub_inflight;
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
@@ -127,24 +115,21 @@ int main(int argc, char **argv)
         natsConnection_Subscribe(&sub, nc, reply, on_reply, NULL);
         natsSubscription_SetPendingLimits(sub, -1, -1);
     }
-    uint64_t start = mono_us();
+    uint64_t start = clock_mono_us();
     long sent = 0;
     char body[1024];
     uint8_t pb[1024];
     while (sent < count) {
-        if (rate) {
-            uint64_t due = (mono_us() - start) * (uint64_t)rate / 1000000u;
-            if ((uint64_t)sent >= due) {
-                usleep(100);
-                continue;
-            }
+        if (bench_ahead(start, sent, rate)) {
+            usleep(100);
+            continue;
         }
         if (m_request && atomic_load(&pub_inflight) >= inflight) {
             usleep(50);
             continue;
         }
         long u = first_user + sent % users, seq = first_seq + sent;
-        uint64_t ts = wall_us();
+        uint64_t ts = clock_wall_us();
         char chan[300];
         if (channel && channels)
             snprintf(chan, sizeof chan, "%s%ld", channel, sent % channels);
@@ -206,11 +191,11 @@ int main(int argc, char **argv)
     }
     natsConnection_FlushTimeout(nc, 10000);
     if (m_request) {
-        uint64_t wait_until = mono_us() + 30000000u;
-        while (atomic_load(&pub_inflight) > 0 && mono_us() < wait_until)
+        uint64_t wait_until = clock_mono_us() + 30000000u;
+        while (atomic_load(&pub_inflight) > 0 && clock_mono_us() < wait_until)
             usleep(1000);
     }
-    double secs = (double)(mono_us() - start) / 1e6;
+    double secs = (double)(clock_mono_us() - start) / 1e6;
     printf("{\"mode\":\"%s\",\"sent\":%ld,\"replies\":%ld,\"errors\":%ld,\"seconds\":%.3f,\"rate\":"
            "%.0f}\n",
            mode, sent, atomic_load(&pub_replies), atomic_load(&pub_errors), secs, sent / secs);

@@ -25,36 +25,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+#include "clock.h"
 #include "config.h"
 #include "ids.h"
 #include "store.h"
 
 #define STOREFLOOR_MAX_BATCH 65536
 #define STOREFLOOR_MAX_SIZES 32
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* The p-th percentile of sorted[0..n) in ms, by the rank wsload uses. */
-static double floor_pct(const uint64_t *sorted, size_t n, double p)
-{
-    if (!n)
-        return 0;
-    size_t want = (size_t)(p / 100.0 * (double)n + 0.5);
-    if (want == 0)
-        want = 1;
-    return sorted[want - 1] / 1000.0;
-}
 
 /* "1,16,64" -> sizes. Returns how many, or -1 (one line printed). */
 static int parse_batches(const char *list, long *sizes)
@@ -100,7 +78,7 @@ static int floor_run_one(const floor_run_t *r)
     char *users = calloc(b, 32);
     char **tos = calloc(b, sizeof *tos);
     unsigned char *data = calloc(b, (size_t)r->bytes);
-    uint64_t *commit_us = calloc((size_t)r->commits, sizeof *commit_us);
+    uint32_t *commit_us = calloc((size_t)r->commits, sizeof *commit_us);
     store_t *s = NULL;
     int rc = 1;
     if (!items || !msgs || !users || !tos || !data || !commit_us) {
@@ -112,13 +90,13 @@ static int floor_run_one(const floor_run_t *r)
         goto out;
     }
     long seq = 0;
-    uint64_t start = mono_us();
+    uint64_t start = clock_mono_us();
     for (long c = 0; c < r->commits; c++) {
         for (size_t i = 0; i < b; i++, seq++) {
             store_msg_t *m = &msgs[i];
             unsigned char *d = data + i * (size_t)r->bytes;
             int n = snprintf((char *)d, (size_t)r->bytes,
-                             "{\"ts\":%" PRIu64 ",\"seq\":%ld,\"pad\":\"", mono_us(), seq);
+                             "{\"ts\":%" PRIu64 ",\"seq\":%ld,\"pad\":\"", clock_mono_us(), seq);
             memset(d + n, 'x', (size_t)(r->bytes - n - 2));
             memcpy(d + r->bytes - 2, "\"}", 2);
             snprintf(users + i * 32, 32, "u%ld", seq % r->users);
@@ -136,22 +114,22 @@ static int floor_run_one(const floor_run_t *r)
             items[i].to = &tos[i];
             items[i].n_to = 1;
         }
-        uint64_t t0 = mono_us();
+        uint64_t t0 = clock_mono_us();
         if (store_put_batch(s, items, b) != STORE_OK) {
             fprintf(stderr, "storefloor: commit %ld of %ld messages into %s failed\n", c, r->batch,
                     path);
             goto out;
         }
-        commit_us[c] = mono_us() - t0;
+        commit_us[c] = (uint32_t)(clock_mono_us() - t0);
     }
-    double secs = (double)(mono_us() - start) / 1e6;
-    qsort(commit_us, (size_t)r->commits, sizeof *commit_us, cmp_u64);
+    double secs = (double)(clock_mono_us() - start) / 1e6;
+    qsort(commit_us, (size_t)r->commits, sizeof *commit_us, bench_cmp_u32);
     size_t nc = (size_t)r->commits;
     printf("{\"figure\":\"floor_store_commit\",\"batch\":%ld,\"ttl\":%ld,\"bytes\":%ld,"
            "\"commits\":%ld,\"messages\":%ld,\"seconds\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"max_ms\":%.3f,\"msgs_per_s\":%.0f}\n",
-           r->batch, r->ttl, r->bytes, r->commits, seq, secs, floor_pct(commit_us, nc, 50),
-           floor_pct(commit_us, nc, 99), commit_us[nc - 1] / 1000.0, seq / secs);
+           r->batch, r->ttl, r->bytes, r->commits, seq, secs, bench_pct_ms(commit_us, nc, 50),
+           bench_pct_ms(commit_us, nc, 99), commit_us[nc - 1] / 1000.0, seq / secs);
     fflush(stdout);
     rc = 0;
 out:

@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "jwt.h"
 #include "strmap.h"
@@ -77,20 +78,6 @@ static volatile sig_atomic_t wsload_stop;
 static void wsload_on_signal(int sig)
 {
     (void)sig, wsload_stop = 1;
-}
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* Latency histogram: 1 us resolution up to 1 s, then one overflow bucket. */
@@ -270,7 +257,7 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
     if (!c->welcomed && n > 16 && memmem(p, n, "\"welcome\"", 9)) {
         c->welcomed = 1;
         st.welcomed++;
-        st.last_welcome_us = mono_us();
+        st.last_welcome_us = clock_mono_us();
         int subs = subs_per_conn();
         for (int k = 0; k < subs; k++) {
             char name[160];
@@ -311,7 +298,7 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
         return;
     }
     if (memmem(p, n, "\"message\"", 9)) {
-        uint64_t t = now_us();
+        uint64_t t = clock_wall_us();
         st.messages++;
         const char *id = seen ? memmem(p, n, "\"id\":\"", 6) : NULL;
         if (id) {
@@ -327,8 +314,8 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
             }
         }
         if (!st.first_msg_us)
-            st.first_msg_us = mono_us();
-        st.last_msg_us = mono_us();
+            st.first_msg_us = clock_mono_us();
+        st.last_msg_us = clock_mono_us();
         const char *ts = memmem(p, n, "\"ts\":", 5);
         if (ts) {
             int64_t us = (int64_t)t - strtoll(ts + 5, NULL, 10);
@@ -440,7 +427,7 @@ static void conn_open(int ep, wsconn_t *c, long i)
 {
     memset(c, 0, sizeof *c);
     c->idx = i;
-    c->opened_us = mono_us();
+    c->opened_us = clock_mono_us();
     st.attempted++;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (c->fd < 0) {
@@ -498,7 +485,7 @@ static void conn_open(int ep, wsconn_t *c, long i)
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
     if (!st.first_connect_us)
-        st.first_connect_us = mono_us();
+        st.first_connect_us = clock_mono_us();
 }
 
 /* --retry: connections to reopen, oldest first, each 1 s after its close. */
@@ -514,7 +501,7 @@ static void conn_lost(int ep, wsconn_t *c)
     if (retry_q && retry_len < retry_cap) {
         long slot = (retry_head + retry_len++) % retry_cap;
         retry_q[slot] = c->idx;
-        retry_at[slot] = mono_us() + 1000000u;
+        retry_at[slot] = clock_mono_us() + 1000000u;
     }
 }
 
@@ -683,18 +670,18 @@ int main(int argc, char **argv)
         return 1;
 
     long opened = 0;
-    uint64_t start = mono_us(), all_opened_at = 0, expect_met_at = 0, ready_at = 0, churn_done = 0,
-             last_scan_us = 0;
+    uint64_t start = clock_mono_us(), all_opened_at = 0, expect_met_at = 0, ready_at = 0,
+             churn_done = 0, last_scan_us = 0;
     long churn_cursor = 0;
     struct epoll_event evs[1024];
     while (!wsload_stop) {
         /* open as many as the rate allows by now */
-        uint64_t due = (mono_us() - start) * (uint64_t)rate / 1000000u + 1;
+        uint64_t due = (clock_mono_us() - start) * (uint64_t)rate / 1000000u + 1;
         while (opened < conns && (uint64_t)opened < due) {
             conn_open(ep, &cs[opened], opened);
             opened++;
         }
-        while (retry_len && mono_us() >= retry_at[retry_head]) {
+        while (retry_len && clock_mono_us() >= retry_at[retry_head]) {
             long i = retry_q[retry_head];
             retry_head = (retry_head + 1) % retry_cap;
             retry_len--;
@@ -703,8 +690,8 @@ int main(int argc, char **argv)
         }
         /* --retry: a connection not welcomed within 10 s (a SYN or an upgrade
          * lost under load) starts again */
-        if (retry_q && mono_us() - last_scan_us > 1000000u) {
-            last_scan_us = mono_us();
+        if (retry_q && clock_mono_us() - last_scan_us > 1000000u) {
+            last_scan_us = clock_mono_us();
             for (long i = 0; i < opened; i++)
                 if (cs[i].state != WS_CLOSED && !cs[i].welcomed &&
                     last_scan_us - cs[i].opened_us > 10000000u) {
@@ -713,7 +700,7 @@ int main(int argc, char **argv)
                 }
         }
         if (!ready_at && opened == conns && st.ready >= (uint64_t)conns) {
-            ready_at = mono_us();
+            ready_at = clock_mono_us();
             fprintf(stderr, "wsload: all %ld connections ready (%d subscriptions each)\n", conns,
                     subs_per_conn());
             if (ready_file) {
@@ -724,9 +711,9 @@ int main(int argc, char **argv)
         }
         if (ready_at && churn_rate) {
             if (!st.churn_started_us)
-                st.churn_started_us = mono_us();
+                st.churn_started_us = clock_mono_us();
             uint64_t churn_due =
-                (mono_us() - st.churn_started_us) * (uint64_t)churn_rate / 1000000u;
+                (clock_mono_us() - st.churn_started_us) * (uint64_t)churn_rate / 1000000u;
             while (churn_done < churn_due) {
                 churn_done++;
                 if (!churn_one(ep, cs, opened, &churn_cursor)) {
@@ -736,8 +723,8 @@ int main(int argc, char **argv)
             }
         }
         if (opened == conns && !all_opened_at)
-            all_opened_at = mono_us();
-        if (all_opened_at && mono_us() - all_opened_at > (uint64_t)hold_s * 1000000u)
+            all_opened_at = clock_mono_us();
+        if (all_opened_at && clock_mono_us() - all_opened_at > (uint64_t)hold_s * 1000000u)
             break;
         /* With --dups, expect counts distinct messages, and the run goes on
          * 2 s more so that late repeats are counted too. */
@@ -745,8 +732,8 @@ int main(int argc, char **argv)
             if (!seen)
                 break;
             if (!expect_met_at)
-                expect_met_at = mono_us();
-            else if (mono_us() - expect_met_at > 2000000u)
+                expect_met_at = clock_mono_us();
+            else if (clock_mono_us() - expect_met_at > 2000000u)
                 break;
         }
         int n = epoll_wait(ep, evs, 1024, opened < conns || churn_rate || retry_len ? 1 : 50);
@@ -803,7 +790,8 @@ int main(int argc, char **argv)
            ready_at ? (double)(ready_at - st.first_connect_us) / 1e6 : -1.0,
            (unsigned long long)st.reopened, (unsigned long long)st.timeouts);
     if (churn_rate) {
-        double cs_s = st.churn_started_us ? (double)(mono_us() - st.churn_started_us) / 1e6 : 0;
+        double cs_s =
+            st.churn_started_us ? (double)(clock_mono_us() - st.churn_started_us) / 1e6 : 0;
         printf(",\"churn_subscribes\":%llu,\"churn_unsubscribes\":%llu,"
                "\"churn_subscribed\":%llu,\"churn_unsubscribed\":%llu,\"churn_errors\":%llu,"
                "\"churn_skipped\":%llu,\"churn_seconds\":%.3f,\"churn_per_s\":%.0f",

@@ -24,6 +24,10 @@ int64_t clock_mono_ms(void);
 /* Milliseconds since the Unix epoch on CLOCK_REALTIME. */
 uint64_t clock_wall_ms(void);
 
+/* The same two clocks in microseconds (latencies, benchmarks). */
+uint64_t clock_mono_us(void);
+uint64_t clock_wall_us(void);
+
 /* The absolute CLOCK_MONOTONIC time ms from now, for pthread_cond_timedwait
  * on a condition made by clock_cond_init. */
 struct timespec clock_deadline(int64_t ms);

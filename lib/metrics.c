@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
 
 struct metrics_series {
     char name[96];
@@ -126,10 +127,7 @@ void metrics_observe_since_ms(metrics_histogram_t *h, uint64_t unix_ms)
 {
     if (!h || !unix_ms)
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    metrics_observe_us(h, now_us - (int64_t)unix_ms * 1000);
+    metrics_observe_us(h, (int64_t)clock_wall_us() - (int64_t)unix_ms * 1000);
 }
 
 /* Appends the histograms to out (cap bytes, len used). */
