@@ -17,13 +17,66 @@
 #include "natsx.h"
 #include "strmap.h"
 
+/* Message ids some threads add to and one takes whole. */
+typedef struct idlist {
+    pthread_mutex_t lock;
+    char **ids;
+    size_t n, cap;
+} idlist_t;
+
+/* Adds copies of ids[0..n), all or none. Returns 0, or -1 out of memory. */
+static int idlist_add(idlist_t *l, char *const *ids, size_t n)
+{
+    pthread_mutex_lock(&l->lock);
+    size_t at = l->n;
+    int rc = 0;
+    if (l->n + n > l->cap) {
+        size_t cap = l->cap ? l->cap : 1024;
+        while (cap < l->n + n)
+            cap *= 2;
+        char **grown = realloc(l->ids, cap * sizeof *grown);
+        if (grown) {
+            l->ids = grown;
+            l->cap = cap;
+        } else {
+            rc = -1;
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if ((l->ids[l->n] = strdup(ids[i])))
+            l->n++;
+        else
+            rc = -1;
+    while (rc != 0 && l->n > at)
+        free(l->ids[--l->n]);
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+/* Takes every id added so far (the caller frees them with idlist_free). */
+static char **idlist_take(idlist_t *l, size_t *n)
+{
+    pthread_mutex_lock(&l->lock);
+    char **ids = l->ids;
+    *n = l->n;
+    l->ids = NULL;
+    l->n = l->cap = 0;
+    pthread_mutex_unlock(&l->lock);
+    return ids;
+}
+
+static void idlist_free(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
 struct handover {
     natsConnection *nc;
     jsCtx *js;
     jsCtx *js_async; /* publishes of handover_send_batch */
-    pthread_mutex_t acked_lock;
-    char **acked; /* ids the stream acked since the last batch mark */
-    size_t n_acked, cap_acked;
+    idlist_t acked;  /* stream message ids acked since the round began */
     store_t *store;
     const char *prefix;
     int stream_replicas;
@@ -44,47 +97,19 @@ struct handover {
      * transaction, and taking the store's lock here would hold the next
      * round behind the writer's commit; the writer marks them after its
      * next batch (handover_flush_marks), the retry loop before its pass. */
-    pthread_mutex_t marks_lock;
+    idlist_t marks;
     /* held through a flush's transaction: the retry loop's flush returns
      * only once the writer's is committed, so its pass never sees a
      * message acked but not yet marked (it would send it again) */
     pthread_mutex_t flush_lock;
-    char **marks;
-    size_t n_marks, cap_marks;
 };
 
-/* Queue copies of ids to be marked dispatched; marks at once when out of
- * memory (the old way: correct, only slower). */
+/* Queue ids to be marked dispatched; marks at once when out of memory
+ * (correct, only slower). */
 static void handover_defer_marks(handover_t *h, char *const *ids, size_t n)
 {
-    if (!n)
-        return;
-    pthread_mutex_lock(&h->marks_lock);
-    size_t at = h->n_marks;
-    int ok = 1;
-    if (h->n_marks + n > h->cap_marks) {
-        size_t cap = h->cap_marks ? h->cap_marks : 1024;
-        while (cap < h->n_marks + n)
-            cap *= 2;
-        char **nm = realloc(h->marks, cap * sizeof *nm);
-        if (nm) {
-            h->marks = nm;
-            h->cap_marks = cap;
-        } else {
-            ok = 0;
-        }
-    }
-    for (size_t i = 0; ok && i < n; i++)
-        if (!(h->marks[h->n_marks++] = strdup(ids[i]))) {
-            h->n_marks--;
-            ok = 0;
-        }
-    if (!ok) {
-        while (h->n_marks > at)
-            free(h->marks[--h->n_marks]);
-    }
-    pthread_mutex_unlock(&h->marks_lock);
-    if (!ok && store_mark_dispatched_many(h->store, ids, n) != STORE_OK) {
+    if (n && idlist_add(&h->marks, ids, n) != 0 &&
+        store_mark_dispatched_many(h->store, ids, n) != STORE_OK) {
         LOG_W("handover: %zu message(s) handed over but not marked; the retry loop hands them "
               "over again",
               n);
@@ -95,12 +120,8 @@ static void handover_defer_marks(handover_t *h, char *const *ids, size_t n)
 void handover_flush_marks(handover_t *h)
 {
     pthread_mutex_lock(&h->flush_lock);
-    pthread_mutex_lock(&h->marks_lock);
-    char **ids = h->marks;
-    size_t n = h->n_marks;
-    h->marks = NULL;
-    h->n_marks = h->cap_marks = 0;
-    pthread_mutex_unlock(&h->marks_lock);
+    size_t n = 0;
+    char **ids = idlist_take(&h->marks, &n);
     if (n && store_mark_dispatched_many(h->store, ids, n) != STORE_OK) {
         LOG_W("handover: %zu message(s) handed over but not marked; the retry loop hands them "
               "over again",
@@ -108,9 +129,7 @@ void handover_flush_marks(handover_t *h)
         atomic_store(&h->fell_behind, 1);
     }
     pthread_mutex_unlock(&h->flush_lock);
-    for (size_t i = 0; i < n; i++)
-        free(ids[i]);
-    free(ids);
+    idlist_free(ids, n);
 }
 
 static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
@@ -120,18 +139,8 @@ static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAc
     handover_t *h = closure;
     const char *id = NULL;
     if (pa && natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id) {
-        pthread_mutex_lock(&h->acked_lock);
-        if (h->n_acked == h->cap_acked) {
-            size_t cap = h->cap_acked ? h->cap_acked * 2 : 1024;
-            char **na = realloc(h->acked, cap * sizeof *na);
-            if (na) {
-                h->acked = na;
-                h->cap_acked = cap;
-            }
-        }
-        if (h->n_acked < h->cap_acked)
-            h->acked[h->n_acked++] = strdup(id);
-        pthread_mutex_unlock(&h->acked_lock);
+        /* out of memory: counted as not acked, so handed over again */
+        idlist_add(&h->acked, (char *const *)&id, 1);
     } else if (pae) {
         metrics_inc(h->errors);
     }
@@ -300,12 +309,8 @@ static size_t handover_round_end(handover_t *h, handover_round_t *r)
     if (s != NATS_OK)
         LOG_W("handover: not every hand-over was acked in time (%s); the rest is retried, in order",
               natsStatus_GetText(s));
-    pthread_mutex_lock(&h->acked_lock);
-    char **acked = h->acked;
-    size_t n_acked = h->n_acked;
-    h->acked = NULL;
-    h->n_acked = h->cap_acked = 0;
-    pthread_mutex_unlock(&h->acked_lock);
+    size_t n_acked = 0;
+    char **acked = idlist_take(&h->acked, &n_acked);
     /* acked holds stream message ids; each of their parts counts against
      * its message, and a message whose every part was acked is done. */
     char **done = NULL;
@@ -329,9 +334,8 @@ static size_t handover_round_end(handover_t *h, handover_round_t *r)
             metrics_observe_since_ms(h->age, ids_time_ms(ids[k]));
             done[n_done++] = ids[k];
         }
-        free(acked[i]);
     }
-    free(acked);
+    idlist_free(acked, n_acked);
     metrics_add(h->sent, (int64_t)n_done);
     handover_defer_marks(h, done, n_done);
     handover_defer_marks(h, r->skip, r->n_skip);
@@ -470,9 +474,9 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_re
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
-    pthread_mutex_init(&h->acked_lock, NULL);
+    pthread_mutex_init(&h->acked.lock, NULL);
     pthread_mutex_init(&h->pub_lock, NULL);
-    pthread_mutex_init(&h->marks_lock, NULL);
+    pthread_mutex_init(&h->marks.lock, NULL);
     pthread_mutex_init(&h->flush_lock, NULL);
     h->behind = 1; /* whatever an earlier run left unmarked goes first */
     jsOptions ja;
@@ -497,9 +501,9 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_re
 fail:
     jsCtx_Destroy(h->js);
     jsCtx_Destroy(h->js_async);
-    pthread_mutex_destroy(&h->acked_lock);
+    pthread_mutex_destroy(&h->acked.lock);
     pthread_mutex_destroy(&h->pub_lock);
-    pthread_mutex_destroy(&h->marks_lock);
+    pthread_mutex_destroy(&h->marks.lock);
     pthread_mutex_destroy(&h->flush_lock);
     free(h);
     return NULL;
@@ -511,14 +515,12 @@ void handover_stop(handover_t *h)
         return;
     bgloop_stop(h->retry);
     handover_flush_marks(h);
-    pthread_mutex_destroy(&h->marks_lock);
+    pthread_mutex_destroy(&h->marks.lock);
     pthread_mutex_destroy(&h->flush_lock);
     jsCtx_Destroy(h->js);
     jsCtx_Destroy(h->js_async);
-    for (size_t i = 0; i < h->n_acked; i++)
-        free(h->acked[i]);
-    free(h->acked);
-    pthread_mutex_destroy(&h->acked_lock);
+    idlist_free(h->acked.ids, h->acked.n);
+    pthread_mutex_destroy(&h->acked.lock);
     pthread_mutex_destroy(&h->pub_lock);
     free(h);
 }

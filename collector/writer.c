@@ -321,10 +321,6 @@ static int writer_run(void *arg)
 writer_t *writer_start(natsConnection *nc, store_t *store, handover_t *handover, accept_t *accept)
 {
     writer_t *w = calloc(1, sizeof *w);
-    if (w)
-        w->stored_age = metrics_age_histogram(
-            "push_collect_stored_age_seconds",
-            "From a publish's acceptance (its id's millisecond) to its commit in the store");
     if (!w)
         return NULL;
     w->nc = nc;
@@ -334,6 +330,9 @@ writer_t *writer_start(natsConnection *nc, store_t *store, handover_t *handover,
     /* accepted / commits is the mean batch (bench/pipeline.sh sizes storefloor by it) */
     w->commits = metrics_counter("push_collect_commits_total", NULL,
                                  "Batches of publishes the writer stored, one transaction each");
+    w->stored_age = metrics_age_histogram(
+        "push_collect_stored_age_seconds",
+        "From a publish's acceptance (its id's millisecond) to its commit in the store");
     pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->ho_lock, NULL);
     pthread_cond_init(&w->ho_room, NULL);
