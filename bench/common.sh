@@ -47,6 +47,7 @@ bench_clients() {
   bench_start pusher pusher --listen "127.0.0.1:$port" --node-id "$node"
   "$BIN/wsload" --url "ws://127.0.0.1:$port/ws" --conns "$users" --rate 5000 --sources 10 \
     --hold "$hold" --expect "$count" ${TIMELINE:+--timeline "$TIMELINE"} ${DUPS:+--dups} \
+    ${ACK:+--ack} \
     >"$DIR/wsload.json" &
   WS=$!
   local c
@@ -116,7 +117,9 @@ bench_latency_report() {
   REPEATS="{\"pusher_repeats_dropped\": $(bench_metric pusher push_pusher_repeats_dropped_total),
     \"stream_redelivered\": $(bench_metric dispatcher push_dispatch_redelivered_total),
     \"handover_retries\": $(bench_metric collector push_collect_handover_retries_total),
-    \"handover_errors\": $(bench_metric collector push_collect_handover_errors_total)}" \
+    \"handover_errors\": $(bench_metric collector push_collect_handover_errors_total),
+    \"acks_recorded\": $(bench_metric collector push_collect_acks_total),
+    \"indexed\": $(bench_metric collector push_collect_indexed_total)}" \
   HOPS=$(bench_hops) python3 -c '
 import json, os, sys
 r = json.load(open(sys.argv[1]))
@@ -125,7 +128,8 @@ print(json.dumps({"figure": sys.argv[2], "rate_asked": int(sys.argv[3]), "sent":
                   "received": r["messages"], "seconds": span,
                   "received_per_s": round(r["messages"] / span) if span else None,
                   "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "max_ms": r["max_ms"],
-                  "duplicates": r.get("duplicates"), **json.loads(os.environ["REPEATS"]),
+                  "duplicates": r.get("duplicates"), "acks_sent": r.get("acks", 0),
+                  **json.loads(os.environ["REPEATS"]),
                   "hops": json.loads(os.environ["HOPS"])}))' \
     "$DIR/wsload.json" "$1" "$2" "$3"
 }

@@ -5,6 +5,8 @@
 #   bench/pipeline.sh e2e RATE [COUNT]      publish -> collector -> store -> dispatcher -> pusher -> client,
 #                                           10,000 connected users, unicast at RATE msgs/s;
 #                                           TTL=S stores each message (default 0: live only);
+#                                           ACK=1: every client acks every message (as the JS
+#                                           client does);
 #                                           reports duplicates (a message id a client got twice)
 # Prints one JSON line per figure, then the floors measured in the same run
 # (bench/natsfloor, bench/storefloor; docs/BENCHMARKS.md "Floors") and one

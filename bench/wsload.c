@@ -137,10 +137,11 @@ static double hist_pct(double p)
  * whose id this connection already got counts as a duplicate. */
 static strmap_t *seen;
 static uint64_t duplicates;
+static int ack_each; /* --ack: ack every message, as the JS client does */
 
 static struct {
     uint64_t attempted, connected, welcomed, refused, errors, closed, messages, bytes, pings,
-        subscribed, sub_errors, ready, reopened, timeouts;
+        subscribed, sub_errors, ready, reopened, timeouts, acks;
     uint64_t churn_subs, churn_unsubs, churn_subscribed, churn_unsubscribed, churn_errors,
         churn_skipped, churn_started_us, churn_stopped_us;
     uint64_t first_connect_us, last_welcome_us, first_msg_us, last_msg_us;
@@ -311,6 +312,21 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
                     duplicates++;
                 else
                     strmap_put(seen, key, (void *)1);
+            }
+        }
+        /* the envelope's id comes before the data (pusher/frame.c) */
+        const char *aid = ack_each ? memmem(p, n, "\"id\":\"", 6) : NULL;
+        if (aid) {
+            aid += 6;
+            const char *end = memchr(aid, '"', (size_t)(p + n - aid));
+            char f[128];
+            int k = end && end - aid < 64
+                        ? snprintf(f, sizeof f, "{\"type\":\"ack\",\"id\":\"%.*s\"}",
+                                   (int)(end - aid), aid)
+                        : 0;
+            if (k > 0 && k < (int)sizeof f) {
+                send_frame(c, 0x1, f, (size_t)k);
+                st.acks++;
             }
         }
         if (!st.first_msg_us)
@@ -568,6 +584,8 @@ int main(int argc, char **argv)
          CONFIG_INT, &linger_s, 0, 3600, 1},
         {"timeline", NULL, NULL, "write per 10 ms of arrival: ms, samples, worst latency ms",
          CONFIG_STR, &timeline, 0, 0, 0},
+        {"ack", NULL, NULL, "ack every message frame by its id, as the JS client does", CONFIG_FLAG,
+         &ack_each, 0, 0, 0},
         {"dups", NULL, NULL, "count message ids a connection gets twice (memory per message)",
          CONFIG_FLAG, &dups, 0, 0, 0},
         {"channel", NULL, NULL, "subscribe every connection to this channel once welcomed",
@@ -777,7 +795,7 @@ int main(int argc, char **argv)
            "\"latency_samples\":%llu,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"max_ms\":%.3f,\"pings\":%llu,\"subscribed\":%llu,\"duplicates\":%llu,"
            "\"sub_errors\":%llu,\"ready\":%llu,\"ready_s\":%.3f,\"reopened\":%llu,"
-           "\"handshake_timeouts\":%llu",
+           "\"handshake_timeouts\":%llu,\"acks\":%llu",
            (unsigned long long)st.attempted, (unsigned long long)st.connected,
            (unsigned long long)st.welcomed, (unsigned long long)open_now,
            (unsigned long long)st.refused, (unsigned long long)st.errors,
@@ -788,7 +806,8 @@ int main(int argc, char **argv)
            (unsigned long long)duplicates, (unsigned long long)st.sub_errors,
            (unsigned long long)st.ready,
            ready_at ? (double)(ready_at - st.first_connect_us) / 1e6 : -1.0,
-           (unsigned long long)st.reopened, (unsigned long long)st.timeouts);
+           (unsigned long long)st.reopened, (unsigned long long)st.timeouts,
+           (unsigned long long)st.acks);
     if (churn_rate) {
         double cs_s =
             st.churn_started_us ? (double)(clock_mono_us() - st.churn_started_us) / 1e6 : 0;
