@@ -476,41 +476,28 @@ static int store_sqlite_pending(void *handle, const char *user, const char *afte
     return n;
 }
 
-/* Every ack of the batch in one transaction without an fsync of its own
- * (synchronous=NORMAL for it; the next stored batch's fsync covers it): an
- * ack lost to a power cut only means the message comes again. One fsync'd
- * transaction per Ack message kept up with ~430 acks/s on the build
- * machine (docs/BENCHMARKS.md). */
-static int store_sqlite_ack_batch(void *handle, const store_ack_t *acks, size_t n)
+static int store_sqlite_ack(void *handle, const char *user, char *const *ids, size_t n_ids)
 {
     store_sqlite_t *s = handle;
-    int rc = STORE_ERR;
+    int rc = STORE_OK;
     pthread_mutex_lock(&s->lock);
-    step_done(s, s->sync_normal);
-    if (step_done(s, s->begin))
+    if (step_done(s, s->begin)) {
+        rc = STORE_ERR;
         goto out;
-    rc = STORE_OK;
-    for (size_t i = 0; i < n && rc == STORE_OK; i++)
-        for (size_t k = 0; k < acks[i].n_ids && rc == STORE_OK; k++) {
-            sqlite3_bind_text(s->ack, 1, acks[i].user, -1, SQLITE_STATIC);
-            sqlite3_bind_text(s->ack, 2, acks[i].ids[k], -1, SQLITE_STATIC);
-            if (step_done(s, s->ack))
-                rc = STORE_ERR;
-        }
+    }
+    for (size_t i = 0; i < n_ids && rc == STORE_OK; i++) {
+        sqlite3_bind_text(s->ack, 1, user, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s->ack, 2, ids[i], -1, SQLITE_STATIC);
+        if (step_done(s, s->ack))
+            rc = STORE_ERR;
+    }
     if (rc != STORE_OK || step_done(s, s->commit)) {
         step_done(s, s->rollback);
         rc = STORE_ERR;
     }
 out:
-    step_done(s, s->sync_full);
     pthread_mutex_unlock(&s->lock);
     return rc;
-}
-
-static int store_sqlite_ack(void *handle, const char *user, char *const *ids, size_t n_ids)
-{
-    store_ack_t one = {user, ids, n_ids};
-    return store_sqlite_ack_batch(handle, &one, 1);
 }
 
 static int store_sqlite_undispatched(void *handle, uint64_t before_ms, size_t limit,
@@ -744,7 +731,6 @@ const store_ops_t store_sqlite_ops = {
     .mark_dispatched_many = store_sqlite_mark_dispatched_many,
     .pending = store_sqlite_pending,
     .ack = store_sqlite_ack,
-    .ack_batch = store_sqlite_ack_batch,
     .undispatched = store_sqlite_undispatched,
     .expire = store_sqlite_expire,
     .history = store_sqlite_history,

@@ -606,27 +606,6 @@ static void trim_keeps_the_newest_per_channel_once_handed_over(void)
     store_close(s);
 }
 
-/* Acks of several Ack messages recorded together: each for its own user,
- * an unknown id and a user who is not a recipient change nothing. */
-static void ack_batch_records_each_users_acks(void)
-{
-    store_t *s = fresh();
-    char *both[] = {"u1", "u2"}, *u1[] = {"u1"}, *a[] = {"a"}, *abz[] = {"a", "b", "zz"};
-    put(s, "a", T0 + 1000, 60, both, 2, NULL, STORE_OK);
-    put(s, "b", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
-    put(s, "c", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
-    store_ack_t acks[] = {{"u1", abz, 3}, {"u3", a, 1}};
-    CHECK_INT(store_ack_batch(s, acks, 2), STORE_OK);
-    seen_t seen = {0};
-    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 1);
-    CHECK_STR(seen.ids[0], "c");
-    CHECK_INT(store_pending(s, "u2", NULL, T0 + 1500, 10, collect, &seen), 1); /* a */
-    store_ack_t one[] = {{"u2", a, 1}};
-    CHECK_INT(store_ack_batch(s, one, 1), STORE_OK);
-    CHECK_INT(store_pending(s, "u2", NULL, T0 + 1500, 10, collect, &seen), 0);
-    store_close(s);
-}
-
 static const check_case_t store_cases[] = {
     CHECK_CASE(trim_keeps_the_newest_per_channel_once_handed_over),
     CHECK_CASE(channel_message_is_handed_over_with_its_channel),
@@ -645,7 +624,6 @@ static const check_case_t store_cases[] = {
     CHECK_CASE(a_user_named_twice_is_one_recipient),
     CHECK_CASE(a_ttl_0_message_keeps_its_recipients_for_the_hand_over_only),
     CHECK_CASE(pending_respects_limit_across_many_messages),
-    CHECK_CASE(ack_batch_records_each_users_acks),
 };
 
 /* A database written by the version-1 schema (a dispatched column,
