@@ -118,8 +118,7 @@ bench_latency_report() {
     \"stream_redelivered\": $(bench_metric dispatcher push_dispatch_redelivered_total),
     \"handover_retries\": $(bench_metric collector push_collect_handover_retries_total),
     \"handover_errors\": $(bench_metric collector push_collect_handover_errors_total),
-    \"acks_recorded\": $(bench_metric collector push_collect_acks_total),
-    \"indexed\": $(bench_metric collector push_collect_indexed_total)}" \
+    \"acks_recorded\": $(bench_metric collector push_collect_acks_total)}" \
   HOPS=$(bench_hops) python3 -c '
 import json, os, sys
 r = json.load(open(sys.argv[1]))

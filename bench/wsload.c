@@ -253,6 +253,21 @@ static int is_churn_answer(const wsconn_t *c, const char *p, size_t n)
     return k > 0 && memmem(p, n, key, (size_t)k) != NULL;
 }
 
+/* The first "id":"..." of a text frame, or NULL (none, or 64 bytes or
+ * longer); *len its length. */
+static const char *frame_id(const char *p, size_t n, int *len)
+{
+    const char *id = memmem(p, n, "\"id\":\"", 6);
+    if (!id)
+        return NULL;
+    id += 6;
+    const char *end = memchr(id, '"', (size_t)(p + n - id));
+    if (!end || end - id >= 64)
+        return NULL;
+    *len = (int)(end - id);
+    return id;
+}
+
 static void on_text(wsconn_t *c, const char *p, size_t n)
 {
     if (!c->welcomed && n > 16 && memmem(p, n, "\"welcome\"", 9)) {
@@ -301,29 +316,20 @@ static void on_text(wsconn_t *c, const char *p, size_t n)
     if (memmem(p, n, "\"message\"", 9)) {
         uint64_t t = clock_wall_us();
         st.messages++;
-        const char *id = seen ? memmem(p, n, "\"id\":\"", 6) : NULL;
-        if (id) {
-            id += 6;
-            const char *end = memchr(id, '"', (size_t)(p + n - id));
+        /* the envelope's id (it comes before the data: pusher/frame.c) */
+        int id_len = 0;
+        const char *id = seen || ack_each ? frame_id(p, n, &id_len) : NULL;
+        if (id && seen) {
             char key[96];
-            if (end && end - id < 64) {
-                snprintf(key, sizeof key, "%ld:%.*s", c->idx, (int)(end - id), id);
-                if (strmap_get(seen, key))
-                    duplicates++;
-                else
-                    strmap_put(seen, key, (void *)1);
-            }
+            snprintf(key, sizeof key, "%ld:%.*s", c->idx, id_len, id);
+            if (strmap_get(seen, key))
+                duplicates++;
+            else
+                strmap_put(seen, key, (void *)1);
         }
-        /* the envelope's id comes before the data (pusher/frame.c) */
-        const char *aid = ack_each ? memmem(p, n, "\"id\":\"", 6) : NULL;
-        if (aid) {
-            aid += 6;
-            const char *end = memchr(aid, '"', (size_t)(p + n - aid));
+        if (id && ack_each) {
             char f[128];
-            int k = end && end - aid < 64
-                        ? snprintf(f, sizeof f, "{\"type\":\"ack\",\"id\":\"%.*s\"}",
-                                   (int)(end - aid), aid)
-                        : 0;
+            int k = snprintf(f, sizeof f, "{\"type\":\"ack\",\"id\":\"%.*s\"}", id_len, id);
             if (k > 0 && k < (int)sizeof f) {
                 send_frame(c, 0x1, f, (size_t)k);
                 st.acks++;
