@@ -162,14 +162,29 @@ typedef struct handover_round {
     size_t n_skip, cap_skip;
     int shortfall;  /* something was not published or not acked */
     int from_retry; /* the retry loop's own pass: no need to wake it */
+    int connected;  /* the round began connected, on epoch: */
+    uint64_t epoch; /* the connection every publish of the round goes on (natsx_epoch) */
 } handover_round_t;
 
-static void handover_round_begin(handover_round_t *r)
+static void handover_round_begin(handover_t *h, handover_round_t *r)
 {
     memset(r, 0, sizeof *r);
     r->waiting = strmap_new();
     r->chunks = strmap_new();
+    r->connected = natsx_epoch(h->nc, &r->epoch);
     r->shortfall = !r->waiting || !r->chunks;
+}
+
+/* 1 while the connection is the one the round began on. A publish on a
+ * connection that just broke may be lost without an error; one made after
+ * that (from nats.c's reconnect buffer, or on the new connection) would
+ * reach the stream ahead of it, and the lost one, retried, after it. So a
+ * round publishes only on the connection it began on: once that is gone,
+ * the rest of the round stays stored for the retry pass, in order. */
+static int handover_same_connection(handover_t *h, const handover_round_t *r)
+{
+    uint64_t now = 0;
+    return r->connected && natsx_epoch(h->nc, &now) && now == r->epoch;
 }
 
 static void handover_skip(handover_t *h, handover_round_t *r, const char *id)
@@ -222,7 +237,9 @@ static void handover_chunk_publish(handover_t *h, handover_round_t *r, unsigned 
      * times out on its own; otherwise it would stay pending for ever and
      * every later round's wait would time out behind it. */
     opts.MaxWait = HANDOVER_ACK_WAIT_MS - 1000;
-    natsStatus s = js_PublishAsync(h->js_async, subject, c->buf, (int)c->len, &opts);
+    natsStatus s = handover_same_connection(h, r)
+                       ? js_PublishAsync(h->js_async, subject, c->buf, (int)c->len, &opts)
+                       : NATS_CONNECTION_DISCONNECTED;
     if (s == NATS_OK && strmap_put(r->chunks, chunk_id, c->ids) == 0) {
         chunk_reset(c, 0); /* r->chunks owns the ids now */
         return;
@@ -373,7 +390,7 @@ int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **cons
         return 0; /* stored and unmarked: the retry loop sends them, in order */
     }
     handover_round_t r;
-    handover_round_begin(&r);
+    handover_round_begin(h, &r);
     for (size_t i = 0; i < n; i++)
         handover_round_add(h, &r, ms[i], tos[i], n_tos[i]);
     size_t n_done = handover_round_end(h, &r);
@@ -426,7 +443,7 @@ static int handover_loop(void *arg)
         uint64_t before = ids_now_ms() + 1;
         handover_flush_marks(h); /* what is marked is not sent again */
         handover_pass_t pass = {.h = h};
-        handover_round_begin(&pass.round);
+        handover_round_begin(h, &pass.round);
         pass.round.from_retry = 1;
         int n = store_undispatched(h->store, before, HANDOVER_PASS_MAX, handover_retry_one, &pass);
         handover_round_end(h, &pass.round);

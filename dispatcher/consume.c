@@ -30,7 +30,8 @@ typedef struct shard {
     atomic_int run;              /* the worker keeps going while set */
     atomic_llong valid_until_ms; /* monotonic ms until which our lease surely holds */
     natsSubscription *sub;       /* worker thread only */
-    routes_lookup_t *routes;     /* worker thread only */
+    uint64_t epoch;          /* worker thread only: the connection sub was bound on (natsx_epoch) */
+    routes_lookup_t *routes; /* worker thread only */
     char subject[300];
     char durable[64];
 } shard_t;
@@ -50,7 +51,7 @@ struct consume {
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
     metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts,
         *channel_messages;
-    metrics_series_t *owned, *taken, *rebinds, *redelivered;
+    metrics_series_t *owned, *taken, *rebinds, *redelivered, *conn_changes;
     metrics_histogram_t *age; /* accepted -> published to the nodes */
 };
 
@@ -72,7 +73,7 @@ static int shard_lease_ok(shard_t *sh)
 static int shard_bind(shard_t *sh)
 {
     consume_t *c = sh->c;
-    if (!natsx_connected(c->nc) || !atomic_load(&c->stream_ok))
+    if (!natsx_epoch(c->nc, &sh->epoch) || !atomic_load(&c->stream_ok))
         return -1;
     natsConnection_FlushTimeout(c->nc, 2000); /* our own acks reach the server first */
     uint64_t start = 1;
@@ -120,6 +121,24 @@ static int shard_bind(shard_t *sh)
     return 0;
 }
 
+/* 1 while the connection is the one the shard's consumer was bound on.
+ *
+ * Order across a lost connection: what was published on the old one just
+ * before it broke (deliveries, acks) may be lost without an error, while
+ * the consumer goes on pushing newer messages once the connection is back;
+ * delivering those would put them ahead of the lost ones, which come again
+ * only after the ack wait. So nothing is published or acked on a
+ * connection other than the consumer's: the batch is left unacked and the
+ * shard binds again, from the ack floor, so the lost ones come first (a
+ * message may come twice, at-least-once). Checked right before every
+ * publish and before the acks; a reconnection takes at least a round trip
+ * to a server, far longer than from this check to the publish after it. */
+static int shard_same_connection(shard_t *sh)
+{
+    uint64_t now = 0;
+    return natsx_epoch(sh->c->nc, &now) && now == sh->epoch;
+}
+
 static void shard_unbind(shard_t *sh)
 {
     /* Destroy, not unsubscribe: unsubscribing would delete the consumer
@@ -151,8 +170,13 @@ static void batch_found(void *arg, size_t i, const char *node)
     group_add(b->groups[b->user_msg[i]], node, b->users[i]);
 }
 
-static void consume_publish(consume_t *c, const char *subject, Push__V1__NodeDelivery *nd)
+static void consume_publish(shard_t *sh, const char *subject, Push__V1__NodeDelivery *nd)
 {
+    consume_t *c = sh->c;
+    if (!shard_same_connection(sh)) {
+        atomic_fetch_add(&c->publish_failed_total, 1);
+        return;
+    }
     size_t len = push__v1__node_delivery__get_packed_size(nd);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
@@ -172,7 +196,10 @@ static void consume_publish(consume_t *c, const char *subject, Push__V1__NodeDel
 static int consume_send_node(void *arg, const char *node, const uint8_t *buf, size_t len,
                              size_t n_entries)
 {
-    consume_t *c = arg;
+    shard_t *sh = arg;
+    consume_t *c = sh->c;
+    if (!shard_same_connection(sh))
+        return -1;
     char subject[512];
     snprintf(subject, sizeof subject, "%s.%s.%s", c->prefix, NATSX_NODE, node);
     natsStatus s = natsConnection_Publish(c->nc, subject, buf, (int)len);
@@ -217,7 +244,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
     batch_t b = {.c = c};
     size_t n_roots = (size_t)list->Count;
     /* what each node gets from this batch, in one NATS message (outbox.h) */
-    outbox_t *out = outbox_new(OUTBOX_MAX_BYTES, consume_send_node, c);
+    outbox_t *out = outbox_new(OUTBOX_MAX_BYTES, consume_send_node, sh);
     int failed = 0;
     b.roots = calloc(n_roots, sizeof *b.roots);
     if (!b.roots || !out)
@@ -312,7 +339,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
             natsx_subject(subject, sizeof subject, c->prefix, NATSX_BROADCAST);
             Push__V1__NodeDelivery nd = PUSH__V1__NODE_DELIVERY__INIT;
             nd.message = b.d[i]->message;
-            consume_publish(c, subject, &nd);
+            consume_publish(sh, subject, &nd);
             metrics_inc(c->broadcasts);
             continue;
         }
@@ -326,6 +353,14 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
      * connection, and the server handles a connection's messages in order,
      * so an ack is never seen before the deliveries it covers; if the
      * connection drops, both are lost and the batch comes again. */
+    if (!shard_same_connection(sh)) {
+        /* Acks on a new connection could cover deliveries lost with the old. */
+        metrics_inc(c->conn_changes);
+        LOG_W("shard %u: the NATS connection changed under a batch of %zu; leaving it unacked and "
+              "binding again, so that what the old connection may have lost comes first",
+              sh->id, b.n);
+        goto out;
+    }
     if (failed || atomic_load(&c->publish_failed_total) != failed_before) {
         LOG_W("%zu deliveries could not be published; leaving the batch unacked", b.n);
         goto out;
@@ -415,7 +450,12 @@ static void *shard_loop(void *arg)
             if (consume_batch(sh, &list) != 0)
                 shard_unbind(sh);
         } else if (s == NATS_TIMEOUT) {
-            if (++idle % 10 == 0 && natsx_connected(sh->c->nc) && shard_consumer_gone(sh)) {
+            uint64_t now = 0;
+            if (natsx_epoch(sh->c->nc, &now) && now != sh->epoch) {
+                /* back on a new connection while idle: bind again now, not
+                 * under the next batch (see shard_same_connection) */
+                shard_unbind(sh);
+            } else if (++idle % 10 == 0 && natsx_connected(sh->c->nc) && shard_consumer_gone(sh)) {
                 LOG_W("shard %u: consumer %s is gone; creating it again", sh->id, sh->durable);
                 shard_unbind(sh);
             }
@@ -601,6 +641,10 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
     c->redelivered =
         metrics_counter("push_dispatch_redelivered_total", NULL,
                         "Stream messages taken more than once (ack wait passed, or a reset)");
+    c->conn_changes = metrics_counter(
+        "push_dispatch_connection_changes_total", NULL,
+        "Batches left unacked because the NATS connection changed under them (the shard binds "
+        "again from its ack floor)");
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;

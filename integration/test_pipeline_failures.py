@@ -256,11 +256,15 @@ class NatsRestarted(OrderTest):
 class Cutter:
     """A TCP proxy to nats-server that can cut its clients off (close their
     connections and refuse new ones) and let them back: one process loses
-    NATS while the server and everyone else stay up."""
+    NATS while the server and everyone else stay up. swallow() makes what
+    its clients send vanish while the server's messages still reach them,
+    as on a connection whose server just died: the client's writes succeed
+    and nothing arrives."""
 
     def __init__(self, target_port):
         self.target_port = target_port
         self.open = True
+        self.swallowing = False
         self.conns = set()
         self.server = None
         self.port = None
@@ -278,9 +282,11 @@ class Cutter:
         pair = (writer, up_w)
         self.conns.add(pair)
 
-        async def pipe(r, w):
+        async def pipe(r, w, upstream):
             try:
                 while data := await r.read(65536):
+                    if upstream and self.swallowing:
+                        continue
                     w.write(data)
                     await w.drain()
             except (ConnectionError, asyncio.CancelledError):
@@ -288,8 +294,11 @@ class Cutter:
             finally:
                 w.close()
 
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        await asyncio.gather(pipe(reader, up_w, True), pipe(up_r, writer, False))
         self.conns.discard(pair)
+
+    def swallow(self):
+        self.swallowing = True
 
     def cut(self):
         self.open = False
@@ -299,6 +308,7 @@ class Cutter:
 
     def resume(self):
         self.open = True
+        self.swallowing = False
 
 
 class PusherCutOff(OrderTest):
@@ -332,6 +342,47 @@ class PusherCutOff(OrderTest):
         self.assertEqual(first_arrivals(order), list(range(50, 100)))
         m = self.c.scrape("pusher")
         self.assertGreaterEqual(metric(m, "push_pusher_nats_catchups_total"), 1)
+        await ws.close()
+
+
+class DispatcherLosesItsConnection(OrderTest):
+    async def test_deliveries_lost_with_the_dispatchers_connection_come_before_newer_ones(self):
+        # The dispatcher's nats-server "dies" under a batch: its deliveries
+        # and acks vanish, it reconnects, and the stream goes on pushing the
+        # next messages. Those must not overtake the lost one (which
+        # JetStream would bring again only after the 10 s ack wait).
+        proxy = await Cutter(self.c.nats_port).start()
+        self.c.procs["dispatcher"].stop()
+        await asyncio.to_thread(self.c.start, "dispatcher", "dispatcher", "--nats",
+                                f"nats://127.0.0.1:{proxy.port}")
+        self.wait_shards({"dispatcher": SHARDS})
+        ws = (await self.connect(["unlucky"]))["unlucky"]
+
+        async def publish(first, last):
+            for n in range(first, last):
+                r = json.loads(await self.nats.request("push.collect",
+                                                       json.dumps({"to": ["unlucky"], "data": n})))
+                self.assertIn("id", r, r)
+
+        await publish(0, 10)
+        order, seen = await receive_data(ws, set(range(10)), timeout=30)
+        self.assertEqual(seen, set(range(10)))
+        taken = metric(self.c.scrape("dispatcher"), "push_dispatch_messages_total")
+        proxy.swallow()
+        await publish(10, 11)
+        # The dispatcher took message 10 and published its delivery into the void.
+        await eventually(lambda: metric(self.c.scrape("dispatcher"),
+                                        "push_dispatch_messages_total") > taken, timeout=20)
+        proxy.cut()
+        proxy.resume()
+        await eventually(lambda: metric(self.c.scrape("dispatcher"), "push_nats_disconnects_total") >= 1,
+                         timeout=20)
+        await publish(11, 30)
+        more, seen = await receive_data(ws, set(range(10, 30)), timeout=60)
+        self.assertEqual(seen, set(range(10, 30)), f"missing {sorted(set(range(10, 30)) - seen)[:10]}")
+        self.assertEqual(first_arrivals(order + more), list(range(30)))
+        m = self.c.scrape("dispatcher")
+        self.assertGreaterEqual(metric(m, "push_dispatch_consumer_resets_total"), SHARDS + 1)
         await ws.close()
 
 

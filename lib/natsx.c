@@ -130,6 +130,26 @@ int natsx_connected(natsConnection *nc)
     return nc && natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
+int natsx_epoch(natsConnection *nc, uint64_t *epoch)
+{
+    natsStatistics *st = NULL;
+    if (!nc || natsStatistics_Create(&st) != NATS_OK)
+        return 0;
+    uint64_t before = 0, after = 0;
+    /* The same count on both sides of a status of CONNECTED: that status
+     * was this epoch's (a reconnection in between changes the count). */
+    int up = natsConnection_GetStats(nc, st) == NATS_OK &&
+             natsStatistics_GetCounts(st, NULL, NULL, NULL, NULL, &before) == NATS_OK &&
+             natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED &&
+             natsConnection_GetStats(nc, st) == NATS_OK &&
+             natsStatistics_GetCounts(st, NULL, NULL, NULL, NULL, &after) == NATS_OK &&
+             before == after;
+    natsStatistics_Destroy(st);
+    if (up)
+        *epoch = before;
+    return up;
+}
+
 void natsx_sub_close(natsSubscription *sub, natsConnection *nc, int timeout_ms)
 {
     if (!sub)

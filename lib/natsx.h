@@ -11,6 +11,7 @@
 
 #include <nats/nats.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Connect to urls ("nats://a:4222,nats://b:4222") as `name`. Returns NATS_OK
  * with *out set even when the server is not up yet (the connection keeps
@@ -26,6 +27,17 @@ void natsx_watch(void (*fn)(void *arg, int up), void *arg);
 
 /* 1 while the connection is up (for /readyz). */
 int natsx_connected(natsConnection *nc);
+
+/* Which connection to the server this is: returns 1 and sets *epoch (how
+ * many times nc has connected again so far) while nc is connected; 0 while
+ * it is not (a publish now would wait in the reconnect buffer). A sender
+ * that must keep order notes the epoch when it starts and checks it before
+ * each publish: once it changed, something it published may have been lost
+ * with the old connection while what it publishes now would get through,
+ * ahead of it. nats.c counts a reconnection under its lock before the
+ * connection is usable again, so no publish reaches a new connection under
+ * an old epoch. */
+int natsx_epoch(natsConnection *nc, uint64_t *epoch);
 
 /* Stop a subscription: while connected, drain it (messages already received
  * are still handled) for at most timeout_ms; when not, just unsubscribe.
