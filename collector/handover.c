@@ -164,6 +164,7 @@ typedef struct handover_round {
     int from_retry; /* the retry loop's own pass: no need to wake it */
     int connected;  /* the round began connected, on epoch: */
     uint64_t epoch; /* the connection every publish of the round goes on (natsx_epoch) */
+    int cut_off;    /* a publish was refused: the connection was gone or another */
 } handover_round_t;
 
 static void handover_round_begin(handover_t *h, handover_round_t *r)
@@ -237,9 +238,11 @@ static void handover_chunk_publish(handover_t *h, handover_round_t *r, unsigned 
      * times out on its own; otherwise it would stay pending for ever and
      * every later round's wait would time out behind it. */
     opts.MaxWait = HANDOVER_ACK_WAIT_MS - 1000;
-    natsStatus s = handover_same_connection(h, r)
-                       ? js_PublishAsync(h->js_async, subject, c->buf, (int)c->len, &opts)
-                       : NATS_CONNECTION_DISCONNECTED;
+    natsStatus s = NATS_CONNECTION_DISCONNECTED;
+    if (handover_same_connection(h, r))
+        s = js_PublishAsync(h->js_async, subject, c->buf, (int)c->len, &opts);
+    else
+        r->cut_off = 1;
     if (s == NATS_OK && strmap_put(r->chunks, chunk_id, c->ids) == 0) {
         chunk_reset(c, 0); /* r->chunks owns the ids now */
         return;
@@ -436,7 +439,8 @@ static int handover_loop(void *arg)
         if (atomic_exchange(&h->fell_behind, 0))
             h->behind = 1;
         int behind = h->behind;
-        if (!behind) {
+        if (!behind || !natsx_connected(h->nc)) {
+            /* away from NATS: handover_on_nats wakes us when it is back */
             pthread_mutex_unlock(&h->pub_lock);
             return BGLOOP_WAIT;
         }
@@ -452,7 +456,7 @@ static int handover_loop(void *arg)
             LOG_I("handover: re-sent %d stored message(s) not yet handed to the dispatcher", n);
         if (n < 0 || failed) {
             h->behind = 1;
-            if (failed)
+            if (failed && !pass.round.cut_off)
                 atomic_store(&h->stream_ok, 0); /* the stream may be gone: create it again */
         } else if (n < HANDOVER_PASS_MAX) {
             LOG_I("handover: caught up; handing over as messages are stored again");
@@ -464,6 +468,14 @@ static int handover_loop(void *arg)
         pthread_mutex_unlock(&h->pub_lock);
     }
     return again ? BGLOOP_AGAIN : BGLOOP_WAIT;
+}
+
+/* natsx_watch: back on NATS, catch up now rather than at the next tick. */
+static void handover_on_nats(void *arg, int up)
+{
+    handover_t *h = arg;
+    if (up)
+        bgloop_wake(h->retry);
 }
 
 handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_replicas,
@@ -514,6 +526,7 @@ handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_re
         LOG_E("handover: cannot start the retry thread; not starting");
         goto fail;
     }
+    natsx_watch(handover_on_nats, h);
     return h;
 fail:
     jsCtx_Destroy(h->js);
@@ -530,6 +543,7 @@ void handover_stop(handover_t *h)
 {
     if (!h)
         return;
+    natsx_watch(NULL, NULL);
     bgloop_stop(h->retry);
     handover_flush_marks(h);
     pthread_mutex_destroy(&h->marks.lock);

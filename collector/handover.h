@@ -19,7 +19,11 @@
  * publish at the same time, and once something was not acked, rounds
  * publish nothing until the retry loop has sent every unmarked message,
  * oldest first (so a newer message cannot overtake one that failed). The
- * same holds at start, for what an earlier run left unmarked.
+ * same holds at start, for what an earlier run left unmarked. A round
+ * publishes only on the NATS connection it began on (natsx_epoch): one that
+ * vanished with a broken connection is not overtaken by a later one of the
+ * same round through the new connection. Back on NATS (natsx_watch, which
+ * the collector gives to the hand-over), the retry loop catches up at once.
  */
 #ifndef COLLECTOR_HANDOVER_H
 #define COLLECTOR_HANDOVER_H

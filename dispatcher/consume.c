@@ -31,6 +31,7 @@ typedef struct shard {
     atomic_llong valid_until_ms; /* monotonic ms until which our lease surely holds */
     natsSubscription *sub;       /* worker thread only */
     uint64_t epoch;          /* worker thread only: the connection sub was bound on (natsx_epoch) */
+    uint64_t last_cseq;      /* worker thread only: consumer sequence of the last message taken */
     routes_lookup_t *routes; /* worker thread only */
     char subject[300];
     char durable[64];
@@ -51,7 +52,7 @@ struct consume {
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
     metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts,
         *channel_messages;
-    metrics_series_t *owned, *taken, *rebinds, *redelivered, *conn_changes;
+    metrics_series_t *owned, *taken, *rebinds, *redelivered, *conn_changes, *conn_resumed;
     metrics_histogram_t *age; /* accepted -> published to the nodes */
 };
 
@@ -115,28 +116,57 @@ static int shard_bind(shard_t *sh)
         sh->sub = NULL;
         return -1;
     }
+    sh->last_cseq = 0;
     metrics_inc(c->rebinds);
     LOG_D("shard %u: consuming %s from stream sequence %llu", sh->id, sh->subject,
           (unsigned long long)start);
     return 0;
 }
 
-/* 1 while the connection is the one the shard's consumer was bound on.
+/* 1 while the connection is the one the shard works on (sh->epoch).
  *
  * Order across a lost connection: what was published on the old one just
- * before it broke (deliveries, acks) may be lost without an error, while
- * the consumer goes on pushing newer messages once the connection is back;
- * delivering those would put them ahead of the lost ones, which come again
- * only after the ack wait. So nothing is published or acked on a
- * connection other than the consumer's: the batch is left unacked and the
- * shard binds again, from the ack floor, so the lost ones come first (a
- * message may come twice, at-least-once). Checked right before every
+ * before it broke (deliveries, acks) may be lost without an error, and so
+ * may messages the consumer pushed to it, while once the connection is
+ * back the consumer goes on pushing newer messages; delivering those would
+ * put them ahead of the lost ones, which come again only after the ack
+ * wait. So nothing is published or acked on another connection until
+ * shard_resume found nothing lost; otherwise the batch is left unacked and
+ * the shard binds again, from the ack floor, so the lost ones come first
+ * (a message may come twice, at-least-once). Checked right before every
  * publish and before the acks; a reconnection takes at least a round trip
  * to a server, far longer than from this check to the publish after it. */
 static int shard_same_connection(shard_t *sh)
 {
     uint64_t now = 0;
     return natsx_epoch(sh->c->nc, &now) && now == sh->epoch;
+}
+
+/* The connection changed since the shard last worked; first_cseq is the
+ * consumer sequence of the batch in hand. Nothing was lost when every
+ * message taken so far is acked in the consumer's state (our acks reached
+ * the server, and our deliveries went before them on the same connection)
+ * and the batch follows the last message taken without a gap (nothing
+ * pushed to the old connection was lost): then the shard goes on, on the
+ * new connection, without re-creating its consumer (which needs the
+ * cluster's metadata leader, and took seconds right after a server died).
+ * Returns 1 when it may go on. */
+static int shard_resume(shard_t *sh, uint64_t first_cseq)
+{
+    consume_t *c = sh->c;
+    uint64_t now = 0;
+    if (!natsx_epoch(c->nc, &now))
+        return 0;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, c->js, c->stream, sh->durable, NULL, &jerr);
+    int ok =
+        s == NATS_OK && first_cseq == sh->last_cseq + 1 && ci->AckFloor.Consumer >= sh->last_cseq;
+    jsConsumerInfo_Destroy(ci);
+    if (ok)
+        sh->epoch = now;
+    metrics_inc(ok ? c->conn_resumed : c->conn_changes);
+    return ok;
 }
 
 static void shard_unbind(shard_t *sh)
@@ -250,6 +280,7 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
     if (!b.roots || !out)
         goto oom;
     size_t n_entries = 0;
+    uint64_t first_cseq = 0, last_cseq = 0; /* consumer sequences of the batch */
     for (size_t i = 0; i < n_roots; i++) {
         natsMsg *m = list->Msgs[i];
         /* A repeat from the stream is at-least-once at work; in a quiet run
@@ -258,6 +289,10 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
         if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
             if (meta->NumDelivered > 1)
                 metrics_inc(c->redelivered);
+            if (i == 0)
+                first_cseq = meta->Sequence.Consumer;
+            if (meta->Sequence.Consumer > last_cseq)
+                last_cseq = meta->Sequence.Consumer;
             jsMsgMetaData_Destroy(meta);
         }
         b.roots[i] = push__v1__dispatch__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
@@ -265,6 +300,17 @@ static int consume_batch(shard_t *sh, natsMsgList *list)
         if (b.roots[i])
             n_entries += b.roots[i]->n_batch ? b.roots[i]->n_batch : 1;
     }
+    if (!shard_same_connection(sh)) {
+        if (!shard_resume(sh, first_cseq)) {
+            LOG_W("shard %u: the NATS connection changed and what was taken on the old one may be "
+                  "lost; leaving the batch unacked and binding again, so that the lost comes first",
+                  sh->id);
+            goto out;
+        }
+        LOG_I("shard %u: on a new NATS connection; nothing taken on the old one was lost", sh->id);
+    }
+    if (last_cseq > sh->last_cseq)
+        sh->last_cseq = last_cseq;
     b.d = calloc(n_entries ? n_entries : 1, sizeof *b.d);
     b.groups = calloc(n_entries ? n_entries : 1, sizeof *b.groups);
     if (!b.d || !b.groups)
@@ -450,12 +496,7 @@ static void *shard_loop(void *arg)
             if (consume_batch(sh, &list) != 0)
                 shard_unbind(sh);
         } else if (s == NATS_TIMEOUT) {
-            uint64_t now = 0;
-            if (natsx_epoch(sh->c->nc, &now) && now != sh->epoch) {
-                /* back on a new connection while idle: bind again now, not
-                 * under the next batch (see shard_same_connection) */
-                shard_unbind(sh);
-            } else if (++idle % 10 == 0 && natsx_connected(sh->c->nc) && shard_consumer_gone(sh)) {
+            if (++idle % 10 == 0 && natsx_connected(sh->c->nc) && shard_consumer_gone(sh)) {
                 LOG_W("shard %u: consumer %s is gone; creating it again", sh->id, sh->durable);
                 shard_unbind(sh);
             }
@@ -643,8 +684,11 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
                         "Stream messages taken more than once (ack wait passed, or a reset)");
     c->conn_changes = metrics_counter(
         "push_dispatch_connection_changes_total", NULL,
-        "Batches left unacked because the NATS connection changed under them (the shard binds "
-        "again from its ack floor)");
+        "Batches left unacked because the NATS connection changed and something taken on the old "
+        "one may be lost (the shard binds again from its ack floor)");
+    c->conn_resumed = metrics_counter(
+        "push_dispatch_connection_resumes_total", NULL,
+        "Shards that went on, on a new NATS connection, having lost nothing on the old one");
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;

@@ -358,33 +358,50 @@ class DispatcherLosesItsConnection(OrderTest):
         self.wait_shards({"dispatcher": SHARDS})
         ws = (await self.connect(["unlucky"]))["unlucky"]
 
+        def dispatcher(name):
+            return metric(self.c.scrape("dispatcher"), name)
+
         async def publish(first, last):
             for n in range(first, last):
                 r = json.loads(await self.nats.request("push.collect",
                                                        json.dumps({"to": ["unlucky"], "data": n})))
                 self.assertIn("id", r, r)
 
+        async def reconnect(disconnects):
+            proxy.cut()
+            proxy.resume()
+            await eventually(lambda: dispatcher("push_nats_disconnects_total") >= disconnects,
+                             timeout=20)
+
         await publish(0, 10)
         order, seen = await receive_data(ws, set(range(10)), timeout=30)
         self.assertEqual(seen, set(range(10)))
-        taken = metric(self.c.scrape("dispatcher"), "push_dispatch_messages_total")
-        proxy.swallow()
-        await publish(10, 11)
-        # The dispatcher took message 10 and published its delivery into the void.
-        await eventually(lambda: metric(self.c.scrape("dispatcher"),
-                                        "push_dispatch_messages_total") > taken, timeout=20)
-        proxy.cut()
-        proxy.resume()
-        await eventually(lambda: metric(self.c.scrape("dispatcher"), "push_nats_disconnects_total") >= 1,
-                         timeout=20)
-        await publish(11, 30)
-        more, seen = await receive_data(ws, set(range(10, 30)), timeout=60)
-        self.assertEqual(seen, set(range(10, 30)), f"missing {sorted(set(range(10, 30)) - seen)[:10]}")
-        self.assertEqual(first_arrivals(order + more), list(range(30)))
-        m = self.c.scrape("dispatcher")
-        self.assertGreaterEqual(metric(m, "push_dispatch_consumer_resets_total"), SHARDS + 1)
-        await ws.close()
+        resets = dispatcher("push_dispatch_consumer_resets_total")
 
+        # A clean break first: everything taken was delivered and acked, so
+        # the shard goes on, on the new connection, without re-creating its
+        # consumer.
+        await reconnect(1)
+        await publish(10, 15)
+        more, seen = await receive_data(ws, set(range(10, 15)), timeout=30)
+        self.assertEqual(seen, set(range(10, 15)))
+        order += more
+        self.assertGreaterEqual(dispatcher("push_dispatch_connection_resumes_total"), 1)
+        self.assertEqual(dispatcher("push_dispatch_consumer_resets_total"), resets)
+
+        # Now message 15's delivery and ack vanish with the connection.
+        taken = dispatcher("push_dispatch_messages_total")
+        proxy.swallow()
+        await publish(15, 16)
+        await eventually(lambda: dispatcher("push_dispatch_messages_total") > taken, timeout=20)
+        await reconnect(2)
+        await publish(16, 30)
+        more, seen = await receive_data(ws, set(range(15, 30)), timeout=60)
+        self.assertEqual(seen, set(range(15, 30)), f"missing {sorted(set(range(15, 30)) - seen)[:10]}")
+        self.assertEqual(first_arrivals(order + more), list(range(30)))
+        self.assertGreaterEqual(dispatcher("push_dispatch_connection_changes_total"), 1)
+        self.assertGreater(dispatcher("push_dispatch_consumer_resets_total"), resets)
+        await ws.close()
 
 if __name__ == "__main__":
     unittest.main()
