@@ -3,7 +3,7 @@
  * machine, with no NATS, queue or hand-over around it: the floor of the
  * store hop in the pipeline figures of docs/BENCHMARKS.md ("Floors").
  *
- *   storefloor [--batch 1,16,64,256,1024,4096] [--count N] [--dir DIR]
+ *   storefloor [--batch 1,16,64,256,1024,4096] [--count N] [--indexer 0|1] [--dir DIR]
  *
  * For each batch size B it opens a fresh SQLite store in a new directory
  * under DIR through store_open (the collector's pragmas: WAL,
@@ -13,11 +13,17 @@
  * ttl --ttl, about --bytes of JSON data, no idempotency key, its id minted
  * from the time as the writer mints it. It commits ceil(N / B) batches, and
  * at least --min-commits. One JSON line per batch size: commit time p50,
- * p99 and max, and messages per second over the whole loop. The store's
- * files are removed afterwards. Single-threaded.
+ * p99 and max, messages per second over the whole loop, and how many
+ * messages the store's indexer moved to its per-user index meanwhile: with
+ * --indexer 1 (the default) a second thread calls store_index every second,
+ * as the collector's expiry thread does, so that its transactions compete
+ * for the store as they do in the collector. The store's files are removed
+ * afterwards.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,9 +65,29 @@ static int parse_batches(const char *list, long *sizes)
 }
 
 typedef struct floor_run {
-    long batch, commits, bytes, ttl, users;
+    long batch, commits, bytes, ttl, users, indexer;
     const char *dir;
 } floor_run_t;
+
+/* The collector's indexer (collector/expiry.c): store_index every second. */
+typedef struct floor_indexer {
+    store_t *s;
+    atomic_int stop;
+    long indexed;
+} floor_indexer_t;
+
+static void *floor_indexer_run(void *arg)
+{
+    floor_indexer_t *x = arg;
+    while (!atomic_load(&x->stop)) {
+        for (int i = 0; i < 100 && !atomic_load(&x->stop); i++)
+            usleep(10 * 1000);
+        int n = store_index(x->s, ids_now_ms());
+        if (n > 0)
+            x->indexed += n;
+    }
+    return NULL;
+}
 
 /* One batch size in a fresh store under r->dir. Returns 0, or 1 (printed). */
 static int floor_run_one(const floor_run_t *r)
@@ -80,7 +106,7 @@ static int floor_run_one(const floor_run_t *r)
     unsigned char *data = calloc(b, (size_t)r->bytes);
     uint32_t *commit_us = calloc((size_t)r->commits, sizeof *commit_us);
     store_t *s = NULL;
-    int rc = 1;
+    int rc = 1, indexing = 0;
     if (!items || !msgs || !users || !tos || !data || !commit_us) {
         fprintf(stderr, "storefloor: out of memory for batches of %ld\n", r->batch);
         goto out;
@@ -89,6 +115,10 @@ static int floor_run_one(const floor_run_t *r)
         fprintf(stderr, "storefloor: cannot open %s: %s\n", uri, err);
         goto out;
     }
+    floor_indexer_t indexer = {.s = s};
+    pthread_t indexer_thread;
+    indexing =
+        r->indexer && pthread_create(&indexer_thread, NULL, floor_indexer_run, &indexer) == 0;
     long seq = 0;
     uint64_t start = clock_mono_us();
     for (long c = 0; c < r->commits; c++) {
@@ -123,18 +153,28 @@ static int floor_run_one(const floor_run_t *r)
         commit_us[c] = (uint32_t)(clock_mono_us() - t0);
     }
     double secs = (double)(clock_mono_us() - start) / 1e6;
+    if (indexing) {
+        atomic_store(&indexer.stop, 1);
+        pthread_join(indexer_thread, NULL);
+        indexing = 0;
+    }
     qsort(commit_us, (size_t)r->commits, sizeof *commit_us, bench_cmp_u32);
     size_t nc = (size_t)r->commits;
     printf("{\"figure\":\"floor_store_commit\",\"batch\":%ld,\"ttl\":%ld,\"bytes\":%ld,"
            "\"commits\":%ld,\"messages\":%ld,\"seconds\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-           "\"max_ms\":%.3f,\"msgs_per_s\":%.0f}\n",
+           "\"max_ms\":%.3f,\"msgs_per_s\":%.0f,\"indexed\":%ld}\n",
            r->batch, r->ttl, r->bytes, r->commits, seq, secs, bench_pct_ms(commit_us, nc, 50),
-           bench_pct_ms(commit_us, nc, 99), commit_us[nc - 1] / 1000.0, seq / secs);
+           bench_pct_ms(commit_us, nc, 99), commit_us[nc - 1] / 1000.0, seq / secs,
+           indexer.indexed);
     fflush(stdout);
     rc = 0;
 out:
+    if (indexing) {
+        atomic_store(&indexer.stop, 1);
+        pthread_join(indexer_thread, NULL);
+    }
     store_close(s);
-    static const char *suffixes[] = {"", "-wal", "-shm"};
+    static const char *suffixes[] = {"", "-wal", "-shm", ".index", ".index-wal", ".index-shm"};
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
         char f[4200];
         if (snprintf(f, sizeof f, "%s%s", path, suffixes[i]) < (int)sizeof f)
@@ -152,7 +192,7 @@ out:
 int main(int argc, char **argv)
 {
     const char *batch_list = NULL, *dir = NULL;
-    long count = 20000, min_commits = 50, bytes = 200, ttl = 86400, users = 10000;
+    long count = 20000, min_commits = 50, bytes = 200, ttl = 86400, users = 10000, indexer = 1;
     config_opt_t opts[] = {
         {"batch", NULL, "1,16,64,256,1024,4096", "batch sizes, comma separated", CONFIG_STR,
          &batch_list, 0, 0, 1},
@@ -164,6 +204,9 @@ int main(int argc, char **argv)
          &ttl, 0, 31536000, 1},
         {"users", NULL, "10000", "recipients cycle through u0 .. u<users-1>", CONFIG_INT, &users, 1,
          100000000, 1},
+        {"indexer", NULL, "1",
+         "1: a thread runs the store's indexer every second, as the collector does; 0: none",
+         CONFIG_INT, &indexer, 0, 1, 1},
         {"dir", "TMPDIR", "/tmp", "the stores go in a new directory under this one", CONFIG_STR,
          &dir, 0, 0, 1},
     };
@@ -186,7 +229,12 @@ int main(int argc, char **argv)
     }
     rc = 0;
     for (int i = 0; i < n_sizes && rc == 0; i++) {
-        floor_run_t r = {.batch = sizes[i], .bytes = bytes, .ttl = ttl, .users = users, .dir = tmp};
+        floor_run_t r = {.batch = sizes[i],
+                         .bytes = bytes,
+                         .ttl = ttl,
+                         .users = users,
+                         .indexer = indexer,
+                         .dir = tmp};
         r.commits = (count + sizes[i] - 1) / sizes[i];
         if (r.commits < min_commits)
             r.commits = min_commits;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acker.h"
 #include "log.h"
 #include "metrics.h"
 #include "natsx.h"
@@ -16,6 +17,7 @@ struct collect {
     accept_t *accept;
     writer_t *writer;
     store_t *store;
+    acker_t *acker;
     natsSubscription *sub_collect, *sub_pending, *sub_ack, *sub_history;
     size_t channel_history;
     metrics_series_t *pending_requests, *acks, *malformed, *history_requests;
@@ -118,10 +120,7 @@ static void collect_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m
         LOG_D("ignored a malformed ack");
     } else {
         metrics_add(c->acks, (int64_t)ack->n_ids);
-        if (store_ack(c->store, ack->user, ack->ids, ack->n_ids) != STORE_OK)
-            LOG_W("could not record %zu ack(s) of %s; they will be delivered again", ack->n_ids,
-                  ack->user);
-        push__v1__ack__free_unpacked(ack, NULL);
+        acker_submit(c->acker, ack); /* recorded in a batch, then freed */
     }
     natsMsg_Destroy(msg);
 }
@@ -159,6 +158,10 @@ collect_t *collect_start(natsConnection *nc, const char *prefix, accept_t *accep
     c->acks = metrics_counter("push_collect_acks_total", NULL, "Message ids acked by clients");
     c->malformed = metrics_counter("push_collect_malformed_internal_total", NULL,
                                    "Malformed pending or ack messages ignored");
+    if (!(c->acker = acker_start(store))) {
+        free(c);
+        return NULL;
+    }
     if (collect_sub(c, &c->sub_collect, prefix, NATSX_COLLECT, collect_on_publish) != NATS_OK ||
         collect_sub(c, &c->sub_pending, prefix, NATSX_PENDING, collect_on_pending) != NATS_OK ||
         collect_sub(c, &c->sub_ack, prefix, NATSX_ACK, collect_on_ack) != NATS_OK ||
@@ -177,5 +180,6 @@ void collect_stop(collect_t *c)
     natsx_sub_close(c->sub_pending, c->nc, 1000);
     natsx_sub_close(c->sub_ack, c->nc, 1000);
     natsx_sub_close(c->sub_history, c->nc, 1000);
+    acker_stop(c->acker); /* records the acks received before the close */
     free(c);
 }

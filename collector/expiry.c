@@ -11,13 +11,16 @@ struct expiry {
     store_t *store;
     size_t channel_history;
     bgloop_t *loop;
-    metrics_series_t *dropped, *trimmed;
+    metrics_series_t *dropped, *trimmed, *indexed;
 };
 
 static int expiry_run(void *arg)
 {
     expiry_t *e = arg;
-    int n = store_expire(e->store, ids_now_ms() - EXPIRY_GRACE_MS);
+    int n = store_index(e->store, ids_now_ms());
+    if (n > 0)
+        metrics_add(e->indexed, n);
+    n = store_expire(e->store, ids_now_ms() - EXPIRY_GRACE_MS);
     if (n > 0) {
         metrics_add(e->dropped, n);
         LOG_D("dropped %d expired message(s)", n);
@@ -39,6 +42,8 @@ expiry_t *expiry_start(store_t *store, size_t channel_history)
     e->channel_history = channel_history;
     e->trimmed = metrics_counter("push_collect_channel_trimmed_total", NULL,
                                  "Channel messages dropped beyond --channel-history");
+    e->indexed = metrics_counter("push_collect_indexed_total", NULL,
+                                 "Stored messages whose recipients the store indexed by user");
     e->dropped = metrics_counter("push_collect_expired_total", NULL,
                                  "Expired messages dropped from the store");
     if (bgloop_start(&e->loop, "expiry", EXPIRY_INTERVAL_S * 1000, expiry_run, e) != 0) {

@@ -220,6 +220,17 @@ int store_ack(store_t *s, const char *user, char *const *ids, size_t n_ids)
     return s->ops->ack(s->h, user, ids, n_ids);
 }
 
+int store_ack_batch(store_t *s, const store_ack_t *acks, size_t n)
+{
+    if (s->ops->ack_batch)
+        return s->ops->ack_batch(s->h, acks, n);
+    int rc = STORE_OK;
+    for (size_t i = 0; i < n; i++)
+        if (s->ops->ack(s->h, acks[i].user, acks[i].ids, acks[i].n_ids) != STORE_OK)
+            rc = STORE_ERR;
+    return rc;
+}
+
 int store_undispatched(store_t *s, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg)
 {
     return s->ops->undispatched(s->h, before_ms, limit, fn, arg);
@@ -230,6 +241,12 @@ int store_mark_dispatched(store_t *s, const char *id)
     char *ids[] = {(char *)id};
     return s->ops->mark_dispatched_many(s->h, ids, 1);
 }
+
+int store_index(store_t *s, uint64_t now_ms)
+{
+    return s->ops->index ? s->ops->index(s->h, now_ms) : 0;
+}
+
 int store_expire(store_t *s, uint64_t now_ms)
 {
     return s->ops->expire(s->h, now_ms);

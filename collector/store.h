@@ -89,6 +89,17 @@ int store_pending(store_t *s, const char *user, const char *after, uint64_t now_
 /* Mark (user, id) acked for each id. Unknown ids are ignored. */
 int store_ack(store_t *s, const char *user, char *const *ids, size_t n_ids);
 
+/* The acks of one Ack message (store_ack_batch). */
+typedef struct store_ack {
+    const char *user;
+    char *const *ids;
+    size_t n_ids;
+} store_ack_t;
+
+/* store_ack for each of acks[0..n), together (SQLite: one transaction for
+ * all). Returns STORE_OK or STORE_ERR (then some may have been kept). */
+int store_ack_batch(store_t *s, const store_ack_t *acks, size_t n);
+
 /* Messages accepted before before_ms and not yet handed to the dispatcher,
  * oldest first, with their recipients. Returns the count or STORE_ERR. */
 int store_undispatched(store_t *s, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg);
@@ -98,6 +109,12 @@ int store_mark_dispatched(store_t *s, const char *id);
 /* Drop messages (and their recipients) that expired and were handed over.
  * Returns how many messages were dropped, or STORE_ERR. */
 int store_expire(store_t *s, uint64_t now_ms);
+
+/* Backend upkeep, from the expiry thread before store_expire: SQLite moves
+ * recipients of messages accepted more than a few seconds before now_ms
+ * into its per-user index (store_sqlite.c, "Recipients"); MongoDB has
+ * nothing to do. Returns how many messages, or STORE_ERR. */
+int store_index(store_t *s, uint64_t now_ms);
 
 /* A channel's history: its messages with ttl > 0 not expired at now_ms,
  * the newest `keep` of them (--channel-history), with an id greater than

@@ -15,8 +15,10 @@ typedef struct store_ops {
     int (*pending)(void *h, const char *user, const char *after, uint64_t now_ms, size_t limit,
                    store_msg_fn fn, void *arg); /* after: never NULL */
     int (*ack)(void *h, const char *user, char *const *ids, size_t n_ids);
+    int (*ack_batch)(void *h, const store_ack_t *acks, size_t n); /* NULL: ack, one by one */
     int (*undispatched)(void *h, uint64_t before_ms, size_t limit, store_msg_fn fn, void *arg);
     int (*expire)(void *h, uint64_t now_ms);
+    int (*index)(void *h, uint64_t now_ms); /* NULL: nothing to index */
     /* delete channel's ttl > 0 messages older than its newest keep, once
      * handed over, raising its floor; returns how many, or STORE_ERR */
     int (*trim_channel)(void *h, const char *channel, size_t keep);

@@ -32,14 +32,22 @@ static void mongo_drop_test_db(void)
     mongoc_database_destroy(db);
 }
 
+/* The store's files: the database, the index's (store_sqlite.c), their WALs. */
+static void unlink_sqlite_files(void)
+{
+    static const char *suffixes[] = {"", "-wal", "-shm", ".index", ".index-wal", ".index-shm"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char f[96];
+        snprintf(f, sizeof f, "%s%s", path, suffixes[i]);
+        unlink(f);
+    }
+}
+
 static store_t *fresh_sqlite(void)
 {
     snprintf(path, sizeof path, "/tmp/push-store-test-%d.db", (int)getpid());
-    unlink(path);
-    char wal[80], shm[80], uri[80], err[256];
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    snprintf(shm, sizeof shm, "%s-shm", path);
-    unlink(wal), unlink(shm);
+    unlink_sqlite_files();
+    char uri[80], err[256];
     snprintf(uri, sizeof uri, "sqlite:%s", path);
     store_t *s = store_open(uri, err, sizeof err);
     CHECK(s != NULL);
@@ -68,6 +76,18 @@ static store_t *fresh(void)
     return strcmp(backend, "mongodb") == 0 ? fresh_mongo() : fresh_sqlite();
 }
 
+/* The sqlite run "indexed": every put is followed by an indexer pass that
+ * takes everything, so each case also runs on recipients read from the
+ * per-user index rather than from the messages not indexed yet. */
+static int index_each_put;
+
+/* What the expiry thread does: the indexer, then expiry. */
+static int expire(store_t *s, uint64_t now_ms)
+{
+    CHECK(store_index(s, now_ms) >= 0 || !store_healthy(s));
+    return store_expire(s, now_ms);
+}
+
 static void put(store_t *s, const char *id, uint64_t at, uint32_t ttl, char **to, size_t n,
                 const char *idem, int want)
 {
@@ -80,6 +100,8 @@ static void put(store_t *s, const char *id, uint64_t at, uint32_t ttl, char **to
     snprintf(m.id, sizeof m.id, "%s", id);
     char existing[IDS_LEN + 1] = "";
     CHECK_INT(store_put(s, &m, to, n, idem, existing), want);
+    if (index_each_put)
+        CHECK(store_index(s, at + 1000 * 1000) >= 0);
 }
 
 typedef struct seen {
@@ -213,11 +235,11 @@ static void expire_drops_only_expired_dispatched_messages(void)
     put(s, "old", T0 + 1000, 1, u1, 1, NULL, STORE_OK);
     put(s, "live0", T0 + 1000, 0, u1, 1, NULL, STORE_OK);
     put(s, "young", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
-    CHECK_INT(store_expire(s, T0 + 5000), 0); /* none handed over yet: kept */
+    CHECK_INT(expire(s, T0 + 5000), 0); /* none handed over yet: kept */
     store_mark_dispatched(s, "old");
     store_mark_dispatched(s, "live0");
     store_mark_dispatched(s, "young");
-    CHECK_INT(store_expire(s, T0 + 5000), 2);
+    CHECK_INT(expire(s, T0 + 5000), 2);
     seen_t seen = {0};
     CHECK_INT(store_pending(s, "u1", NULL, T0 + 5000, 10, collect, &seen), 1);
     CHECK_STR(seen.ids[0], "young");
@@ -249,8 +271,8 @@ static void expire_drops_many_messages_in_chunks(void)
     CHECK_INT(store_put_batch(s, items, N), STORE_OK);
     CHECK_INT(store_mark_dispatched_many(s, ids, N - 1),
               STORE_OK); /* the last is not handed over */
-    CHECK_INT(store_expire(s, T0 + 5000), N - 1);
-    CHECK_INT(store_expire(s, T0 + 5000), 0);
+    CHECK_INT(expire(s, T0 + 5000), N - 1);
+    CHECK_INT(expire(s, T0 + 5000), 0);
     seen_t seen = {0};
     CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &seen), 1);
     CHECK_STR(seen.ids[0], ids[N - 1]);
@@ -369,7 +391,7 @@ static void a_ttl_0_message_keeps_its_recipients_for_the_hand_over_only(void)
     char *ids[] = {"z"};
     CHECK_INT(store_ack(s, "u1", ids, 1), STORE_OK);
     CHECK_INT(store_mark_dispatched(s, "z"), STORE_OK);
-    CHECK_INT(store_expire(s, T0 + 1001), 1);
+    CHECK_INT(expire(s, T0 + 1001), 1);
     store_close(s);
 }
 
@@ -442,7 +464,7 @@ static void mongo_store_without_a_server_is_unhealthy_and_fails_fast(void)
         CHECK_INT(store_undispatched(s, T0, 10, collect, &seen), STORE_ERR);
         CHECK_INT(store_mark_dispatched(s, "m1"), STORE_ERR);
         CHECK_INT(store_mark_dispatched_many(s, ids, 1), STORE_ERR);
-        CHECK_INT(store_expire(s, T0), STORE_ERR);
+        CHECK_INT(expire(s, T0), STORE_ERR);
         int recovered = -1;
         CHECK_INT(store_history(s, "room", "", T0, 10, collect, &seen, &recovered), STORE_ERR);
         CHECK_INT(seen.n, 0);
@@ -558,7 +580,7 @@ static void history_keeps_the_newest_per_channel_and_says_what_is_lost(void)
     char *all[] = {"m1", "m2", "m3", "m4", "m5"};
     CHECK_INT(store_mark_dispatched_many(s, all, 5), STORE_OK);
     put_chan(s, "m6", T0 + 100000, 60, "room.1");
-    CHECK_INT(store_expire(s, T0 + 70000), 5);
+    CHECK_INT(expire(s, T0 + 70000), 5);
     memset(&seen, 0, sizeof seen);
     CHECK_INT(store_history(s, "room.1", "m4", T0 + 100500, 3, collect_chan, &seen, &recovered), 1);
     CHECK_STR(seen.ids[0], "m6");
@@ -606,6 +628,27 @@ static void trim_keeps_the_newest_per_channel_once_handed_over(void)
     store_close(s);
 }
 
+/* Acks of several Ack messages recorded together: each for its own user,
+ * an unknown id and a user who is not a recipient change nothing. */
+static void ack_batch_records_each_users_acks(void)
+{
+    store_t *s = fresh();
+    char *both[] = {"u1", "u2"}, *u1[] = {"u1"}, *a[] = {"a"}, *abz[] = {"a", "b", "zz"};
+    put(s, "a", T0 + 1000, 60, both, 2, NULL, STORE_OK);
+    put(s, "b", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    put(s, "c", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    store_ack_t acks[] = {{"u1", abz, 3}, {"u3", a, 1}};
+    CHECK_INT(store_ack_batch(s, acks, 2), STORE_OK);
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 1);
+    CHECK_STR(seen.ids[0], "c");
+    CHECK_INT(store_pending(s, "u2", NULL, T0 + 1500, 10, collect, &seen), 1); /* a */
+    store_ack_t one[] = {{"u2", a, 1}};
+    CHECK_INT(store_ack_batch(s, one, 1), STORE_OK);
+    CHECK_INT(store_pending(s, "u2", NULL, T0 + 1500, 10, collect, &seen), 0);
+    store_close(s);
+}
+
 static const check_case_t store_cases[] = {
     CHECK_CASE(trim_keeps_the_newest_per_channel_once_handed_over),
     CHECK_CASE(channel_message_is_handed_over_with_its_channel),
@@ -624,6 +667,7 @@ static const check_case_t store_cases[] = {
     CHECK_CASE(a_user_named_twice_is_one_recipient),
     CHECK_CASE(a_ttl_0_message_keeps_its_recipients_for_the_hand_over_only),
     CHECK_CASE(pending_respects_limit_across_many_messages),
+    CHECK_CASE(ack_batch_records_each_users_acks),
 };
 
 /* A database written by the version-1 schema (a dispatched column,
@@ -634,7 +678,7 @@ static void sqlite_version_1_database_is_migrated(void)
 {
     store_t *s = fresh_sqlite(); /* for the path; the database is made again below */
     store_close(s);
-    unlink(path);
+    unlink_sqlite_files();
     sqlite3 *db = NULL;
     CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
     char sql[2048];
@@ -685,7 +729,7 @@ static void sqlite_version_1_database_is_migrated(void)
     CHECK_STR(existing, "a");
     CHECK_INT(store_mark_dispatched(s, "b"), STORE_OK);
     CHECK_INT(store_undispatched(s, T0 + 5000, 10, collect, &seen), 0);
-    CHECK_INT(store_expire(s, T0 + 62000), 2); /* both handed over now, both expired */
+    CHECK_INT(expire(s, T0 + 62000), 2); /* both handed over now, both expired */
     int recovered = -1;
     CHECK_INT(store_history(s, "room", "", T0, 10, collect, &seen, &recovered), 0); /* version 3 */
     store_close(s);
@@ -695,12 +739,14 @@ static void sqlite_version_1_database_is_migrated(void)
 }
 
 /* A version-2 database (before channels) gets the channel column, its
- * index and the floor table; its messages keep their meaning. */
-static void sqlite_version_2_database_is_migrated_to_3(void)
+ * index and the floor table, and version 4's tables; its messages (their
+ * recipients in the per-user index, as version 2 wrote them) keep their
+ * meaning. */
+static void sqlite_version_2_database_is_migrated_to_4(void)
 {
     store_t *s = fresh_sqlite();
     store_close(s);
-    unlink(path);
+    unlink_sqlite_files();
     sqlite3 *db = NULL;
     CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
     char sql[2048];
@@ -745,14 +791,133 @@ static void sqlite_version_2_database_is_migrated_to_3(void)
     sqlite3_stmt *st = NULL;
     CHECK_INT(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     CHECK_INT(sqlite3_step(st), SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(st, 0), 3);
+    CHECK_INT(sqlite3_column_int(st, 0), 4);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
 
+static store_t *reopen_sqlite(void)
+{
+    char uri[80], err[256];
+    snprintf(uri, sizeof uri, "sqlite:%s", path);
+    store_t *s = store_open(uri, err, sizeof err);
+    CHECK(s != NULL);
+    if (!s) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    return s;
+}
+
+/* A single number read by a connection of the test's own (WAL: it sees
+ * what the store committed) from the store's database (file "") or the
+ * index's (".index"), or -1; with exec, runs that first. */
+static long long sqlite_number(const char *file, const char *exec, const char *query)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+    char name[96];
+    snprintf(name, sizeof name, "%s%s", path, file);
+    if (sqlite3_open(name, &db) == SQLITE_OK &&
+        (!exec || sqlite3_exec(db, exec, NULL, NULL, NULL) == SQLITE_OK) &&
+        sqlite3_prepare_v2(db, query, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* SQLite's per-user index is written late (store_sqlite.c, "Recipients"):
+ * a message is pending before and after the indexer moved it, in order; an
+ * ack before the indexer leaves no row in the index, one after marks the
+ * row; an ack by a user who is not a recipient changes nothing; what is not
+ * indexed yet is found again when the store is opened again; a pair that is
+ * in the index while its message is not done (an indexer stopped half-way)
+ * is read from the index only. */
+static void sqlite_recipients_are_indexed_late(void)
+{
+    store_t *s = fresh_sqlite();
+    char *both[] = {"u1", "u2"}, *u1[] = {"u1"}, *a[] = {"a"}, *b[] = {"b"};
+    put(s, "a", T0 + 1000, 60, both, 2, NULL, STORE_OK);
+    put(s, "b", T0 + 1000, 60, u1, 1, NULL, STORE_OK);
+    put(s, "c", T0 + 9000, 60, u1, 1, NULL, STORE_OK); /* not due at T0 + 5000 */
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 3);
+    CHECK_INT(store_ack(s, "u1", a, 1), STORE_OK); /* before the indexer */
+    CHECK_INT(store_ack(s, "u3", a, 1), STORE_OK); /* not a recipient */
+    CHECK_INT(sqlite_number("", NULL, "SELECT count(*) FROM tail_acks"), 1);
+    CHECK_INT(sqlite_number(".index", NULL, "SELECT count(*) FROM recipients"), 0);
+    /* the index is a database of its own, by user only: by message, the
+     * inline lists say it */
+    CHECK_INT(
+        sqlite_number("", NULL, "SELECT count(*) FROM sqlite_master WHERE name = 'recipients'"), 0);
+    CHECK_INT(
+        sqlite_number(".index", NULL, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"),
+        0);
+    store_close(s);
+    s = reopen_sqlite();
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 2);
+    CHECK_STR(seen.ids[0], "b");
+    CHECK_STR(seen.ids[1], "c");
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u2", NULL, T0 + 1500, 10, collect, &seen), 1);
+    CHECK_INT(store_pending(s, "u3", NULL, T0 + 1500, 10, collect, &seen), 0);
+    /* half-way: (u2, a) already in the index, not acked: listed once */
+    CHECK_INT(sqlite_number(".index", "INSERT INTO recipients(user, msg_id) VALUES('u2', 'a')",
+                            "SELECT count(*) FROM recipients"),
+              1);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u2", NULL, T0 + 1500, 10, collect, &seen), 1);
+    CHECK_INT(store_index(s, T0 + 5000), 2); /* a and b */
+    /* (u2, a) and (u1, b); none for the acked (u1, a) */
+    CHECK_INT(sqlite_number(".index", NULL, "SELECT count(*) FROM recipients"), 2);
+    CHECK_INT(sqlite_number(".index", NULL, "SELECT count(*) FROM recipients WHERE acked = 0"), 2);
+    CHECK_INT(sqlite_number("", NULL, "SELECT count(*) FROM tail_acks"), 0);
+    CHECK_INT(sqlite_number("", NULL, "SELECT count(*) FROM unindexed"), 1); /* c */
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 2);
+    CHECK_STR(seen.ids[0], "b");
+    CHECK_STR(seen.ids[1], "c");
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 1, collect, &seen), 1); /* limit */
+    CHECK_STR(seen.ids[0], "b");
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", "b", T0 + 1500, 10, collect, &seen), 1);
+    CHECK_STR(seen.ids[0], "c");
+    CHECK_INT(store_ack(s, "u1", b, 1), STORE_OK); /* after the indexer */
+    CHECK_INT(sqlite_number(".index", NULL, "SELECT count(*) FROM recipients WHERE acked = 1"), 1);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 1);
+    CHECK_STR(seen.ids[0], "c");
+    CHECK_INT(store_index(s, T0 + 5000), 0); /* c is not due yet */
+    CHECK_INT(store_index(s, T0 + 20000), 1);
+    CHECK_INT(sqlite_number("", NULL, "SELECT count(*) FROM unindexed"), 0);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 1);
+    CHECK_STR(seen.ids[0], "c");
+    store_close(s);
+    /* the index's file lost: indexed again, its acks lost with it */
+    char ix[96];
+    snprintf(ix, sizeof ix, "%s.index", path);
+    CHECK_INT(unlink(ix), 0);
+    s = reopen_sqlite();
+    CHECK_INT(sqlite_number("", NULL, "SELECT count(*) FROM unindexed"), 3);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 3);
+    CHECK_INT(store_index(s, T0 + 20000), 3);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(store_pending(s, "u1", NULL, T0 + 1500, 10, collect, &seen), 3);
+    CHECK_STR(seen.ids[0], "a");
+    CHECK_STR(seen.ids[2], "c");
+    store_close(s);
+}
+
 static const check_case_t once_cases[] = {
+    CHECK_CASE(sqlite_recipients_are_indexed_late),
     CHECK_CASE(sqlite_version_1_database_is_migrated),
-    CHECK_CASE(sqlite_version_2_database_is_migrated_to_3),
+    CHECK_CASE(sqlite_version_2_database_is_migrated_to_4),
     CHECK_CASE(unknown_or_empty_store_uris_are_refused),
     CHECK_CASE(mongo_store_without_a_server_is_unhealthy_and_fails_fast),
 };
@@ -800,7 +965,10 @@ int main(void)
     T0 = ids_now_ms() + 3600 * 1000;
     size_t n_store = sizeof store_cases / sizeof store_cases[0], total = 0;
     total += run_cases("sqlite", store_cases, n_store);
-    unlink(path);
+    index_each_put = 1;
+    total += run_cases("sqlite, indexed", store_cases, n_store);
+    index_each_put = 0;
+    unlink_sqlite_files();
     const char *env = getenv("PUSH_TEST_MONGO_URI");
     if (!env || !*env) {
         printf("skip mongodb: PUSH_TEST_MONGO_URI is not set (e.g. mongodb://127.0.0.1:27017)\n");

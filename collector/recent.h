@@ -1,0 +1,32 @@
+/*
+ * recent: user -> ids of that user's stored messages that are not in the
+ * SQLite store's per-user index yet (store_sqlite.c, "Recipients"). The
+ * store fills it after each commit and empties it as its indexer catches
+ * up, so that a user's pending messages are found without scanning the
+ * messages not indexed yet. Ids are kept sorted. Not thread-safe: the
+ * store's lock guards it.
+ */
+#ifndef COLLECTOR_RECENT_H
+#define COLLECTOR_RECENT_H
+
+#include <stddef.h>
+
+#include "ids.h"
+
+typedef struct recent recent_t;
+
+recent_t *recent_new(void);
+void recent_free(recent_t *r);
+
+/* Add id for user. Returns 0, or -1 out of memory (nothing added). */
+int recent_add(recent_t *r, const char *user, const char *id);
+/* Remove id for user, if there. */
+void recent_remove(recent_t *r, const char *user, const char *id);
+/* The user's ids greater than after (""), oldest first, in *ids (valid
+ * until the next change); returns how many. */
+size_t recent_of(const recent_t *r, const char *user, const char *after,
+                 const char (**ids)[IDS_LEN + 1]);
+/* How many (user, id) pairs it holds. */
+size_t recent_size(const recent_t *r);
+
+#endif
