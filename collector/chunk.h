@@ -73,7 +73,8 @@ int chunk_is_full_for(const chunk_t *c, size_t part_len);
  * out of memory (c keeps the parts it had). */
 int chunk_add(chunk_t *c, const char *id, const uint8_t *part, size_t len);
 /* The stream message id of c, which has parts, on shard:
- * "<first id>.<shard>.<parts>", into out (96 bytes are enough). */
+ * "<first id>.<shard>.<parts>", into out (CHUNK_ID_MAX bytes are enough). */
+#define CHUNK_ID_MAX 96
 void chunk_msg_id(const chunk_t *c, unsigned shard, char *out, size_t out_size);
 /* Empty c. With free_ids 0 the ids array (and its strings) now belong to
  * whoever took c->ids, to be freed id by id up to the NULL, then itself. */

@@ -24,6 +24,19 @@
  * vanished with a broken connection is not overtaken by a later one of the
  * same round through the new connection. Back on NATS (natsx_watch, which
  * the collector gives to the hand-over), the retry loop catches up at once.
+ *
+ * Pipeline: with one collector (sole_publisher: a sqlite: store), rounds do
+ * not wait for the acks of the rounds before them (up to HANDOVER_IN_FLIGHT
+ * are answered at once). What keeps the order then is a chain: each publish
+ * of a round carries the stream message id of the one published before it
+ * (ExpectLastMsgId), and the stream refuses it unless that is its last
+ * message. One lost publish (a stream leader that failed over, a server
+ * gone) makes the stream refuse every later publish of the chain; the retry
+ * pass, once every round in flight is answered, sends them all again in
+ * order, and the next round starts a new chain. A refusal whose last
+ * message is not ours means another publisher on the stream: for
+ * HANDOVER_UNCHAINED_MS the hand-over goes unchained, one round at a time,
+ * as it always does with several collectors (a mongodb:// store).
  */
 #ifndef COLLECTOR_HANDOVER_H
 #define COLLECTOR_HANDOVER_H
@@ -33,30 +46,37 @@
 #include "store.h"
 
 #define HANDOVER_RETRY_MS 2000
-#define HANDOVER_ACK_WAIT_MS 5000 /* a round waits this long for the stream's acks */
-/* Asynchronous publishes a round may have waiting for acks: a round is at
- * most 4 writer batches of 4,096 messages (writer.h), and in the worst case
- * (every part over CHUNK_MAX_BYTES, chunk.h) each part is a stream message of
- * its own, 16 per message; twice that for what a timed-out round left. */
-#define HANDOVER_MAX_PENDING (4 * 4096 * 16 * 2)
+#define HANDOVER_ACK_WAIT_MS 5000 /* a round's publishes are answered by then, or count as lost */
+#define HANDOVER_IN_FLIGHT 4      /* chained rounds waiting for their acks at once, at most */
+#define HANDOVER_UNCHAINED_MS                                                                      \
+    60000 /* unchained this long after the stream showed another's message */
+/* Asynchronous publishes that may wait for acks: a round is at most 4
+ * writer batches of 4,096 messages (writer.h), and in the worst case (every
+ * part over CHUNK_MAX_BYTES, chunk.h) each part is a stream message of its
+ * own, 16 per message; HANDOVER_IN_FLIGHT rounds, and one more for a retry
+ * pass. */
+#define HANDOVER_MAX_PENDING (4 * 4096 * 16 * (HANDOVER_IN_FLIGHT + 1))
 
 typedef struct handover handover_t;
 
 /* stream_replicas: replicas of the dispatch stream, 1..JSX_MAX_REPLICAS
- * (jsx_ensure_dispatch_stream; --stream-replicas). */
+ * (jsx_ensure_dispatch_stream; --stream-replicas). sole_publisher: this
+ * collector is the only one (a sqlite: store), so rounds may go chained and
+ * pipelined (see "Pipeline" above). */
 handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_replicas,
-                           store_t *store);
+                           int sole_publisher, store_t *store);
 void handover_stop(handover_t *h);
 
 /* Hand over n stored messages at once, in id order: asynchronous
- * publishes, one wait for all the stream's acks (at most a few seconds);
- * the acked ones are marked dispatched by the next handover_flush_marks,
- * the others stay for the retry loop. While the retry loop is catching up it
- * publishes nothing and returns 0 (the messages stay stored, unmarked).
- * Returns how many were acked. One caller at a time (the writer's
+ * publishes. Pipelined, it returns once they are out (waiting only while
+ * HANDOVER_IN_FLIGHT rounds wait for acks); otherwise once the stream
+ * answered them (at most a few seconds). The acked ones are marked
+ * dispatched by a later handover_flush_marks, the others stay for the
+ * retry loop. While the retry loop is catching up it publishes nothing (the
+ * messages stay stored, unmarked). One caller at a time (the writer's
  * hand-over thread). */
-int handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
-                        const size_t *n_tos, size_t n);
+void handover_send_batch(handover_t *h, const store_msg_t *const *ms, char **const *tos,
+                         const size_t *n_tos, size_t n);
 
 /* Mark dispatched, in one store transaction, the messages rounds found
  * acked since the last call. Rounds leave the marks to the writer's thread

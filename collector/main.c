@@ -78,7 +78,10 @@ int main(int argc, char **argv)
     collector_ready_ctx_t ready = {nc, store, 0};
     httpd_t *metrics =
         common.metrics ? httpd_start_metrics(common.metrics, collector_ready, &ready) : NULL;
-    handover_t *handover = handover_start(nc, common.prefix, (int)stream_replicas, store);
+    /* sqlite: one collector, the stream's only publisher (handover.h) */
+    int sole_publisher = strncmp(store_uri, "sqlite:", 7) == 0;
+    handover_t *handover =
+        handover_start(nc, common.prefix, (int)stream_replicas, sole_publisher, store);
     accept_t *accept = handover ? accept_new(store, handover) : NULL;
     writer_t *writer = accept ? writer_start(nc, store, handover, accept) : NULL;
     collect_t *collect =

@@ -11,8 +11,9 @@
 #include "log.h"
 #include "metrics.h"
 
-_Static_assert(WRITER_BATCH *WRITER_HO_DEPTH *JSX_SHARDS * 2 <= HANDOVER_MAX_PENDING,
-               "a hand-over round's publishes must fit in its pending bound");
+_Static_assert(WRITER_BATCH *WRITER_HO_DEPTH *JSX_SHARDS *(HANDOVER_IN_FLIGHT + 1) <=
+                   HANDOVER_MAX_PENDING,
+               "the hand-over's rounds in flight must fit in its pending bound");
 
 /* A caller of writer_submit_wait waiting for its item's outcome. */
 typedef struct writer_waiter {

@@ -223,7 +223,9 @@ class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
                 if a >= events["kill"] - 0.5]
         print(f"\n{total} messages to {USERS} users in {pumped:.1f} s ({total / pumped:.0f}/s); "
               f"{repeats} repeats; longest pause in delivery after the kill "
-              f"{max(gaps) if gaps else 0:.2f} s", flush=True)
+              f"{max(gaps) if gaps else 0:.2f} s; hand-overs the stream refused in the "
+              f"collector's chain {metric(self.c.scrape('collector'), 'push_collect_handover_chain_refused_total')}",
+              flush=True)
         self.assertEqual(missing, {})
         self.assertEqual(strays, [])
         # The load ran for every user before the kill and after the server

@@ -2,7 +2,8 @@
 joining in the middle of a stream, one killed with SIGKILL in the middle of
 a stream (restarted, or with a second one taking over), the collector killed
 between its reply and the hand-over, the stream deleted, nats-server killed
-and restarted."""
+and restarted, the dispatcher's connection lost under a delivery, somebody
+else's message in the stream the collector chains its hand-overs in."""
 
 import asyncio
 import json
@@ -402,6 +403,99 @@ class DispatcherLosesItsConnection(OrderTest):
         self.assertGreaterEqual(dispatcher("push_dispatch_connection_changes_total"), 1)
         self.assertGreater(dispatcher("push_dispatch_consumer_resets_total"), resets)
         await ws.close()
+
+class StreamRefusesOneHandOver(OrderTest):
+    async def test_a_hand_over_the_stream_refuses_is_not_overtaken_by_the_next(self):
+        # The stream refuses one hand-over (here: over its max_msg_size for
+        # a while) and would take the next: the next must not be stored
+        # ahead of it. Message 0 fills a chunk on its own (CHUNK_MAX_BYTES,
+        # collector/chunk.h) and 1 does not fit with it, so 1 goes in the
+        # next chunk: in the same round, or in the next one, which goes out
+        # before the stream answered the first.
+        ws = (await self.connect(["refused"]))["refused"]
+
+        def collector(name):
+            return metric(self.c.scrape("collector"), name)
+
+        async def js_api(subject, body=b""):
+            r = json.loads(await self.nats.request(f"$JS.API.{subject}", body))
+            self.assertNotIn("error", r, r)
+            return r
+
+        config = (await js_api("STREAM.INFO.PUSH_DISPATCH"))["config"]
+        await js_api("STREAM.UPDATE.PUSH_DISPATCH",
+                     json.dumps(dict(config, max_msg_size=200_000)).encode())
+        errors = collector("push_collect_handover_errors_total")
+        # Others' messages first: the writer is busy storing them while the
+        # ten queue up, so they tend to be stored, and handed over, together.
+        for n in range(500):
+            self.nats.pub("push.collect", json.dumps({"to": [f"bystander{n % 50}"], "data": n}))
+        for n in range(10):
+            pad = "x" * (261_000 if n == 0 else 2_000)
+            self.nats.pub("push.collect", json.dumps({"to": ["refused"], "data": {"n": n, "pad": pad}}))
+        await self.nats.flush()
+        await eventually(lambda: collector("push_collect_handover_errors_total") >= errors + 2,
+                         timeout=20)
+        await asyncio.sleep(0.5)
+        await js_api("STREAM.UPDATE.PUSH_DISPATCH", json.dumps(config).encode())
+        order = []
+        while set(order) != set(range(10)):
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            if frame.get("type") == "message":
+                order.append(frame["data"]["n"])
+        self.assertEqual(first_arrivals(order), list(range(10)))
+        await ws.close()
+
+
+class AnotherPublisherOnTheStream(OrderTest):
+    async def test_somebody_elses_message_in_the_stream_breaks_the_chain_and_loses_nothing(self):
+        # With a sqlite: store the collector is the stream's only publisher
+        # and chains its hand-overs: each expects the one before it to be the
+        # stream's last message, so none is stored after one that was lost.
+        # Somebody else's message in between breaks the chain: the stream
+        # refuses the next hand-over, the retry pass sends it again in order,
+        # and the collector hands over unchained for a while.
+        ws = (await self.connect(["chained"]))["chained"]
+
+        def collector(name):
+            return metric(self.c.scrape("collector"), name)
+
+        async def publish(first, last):
+            for n in range(first, last):
+                r = json.loads(await self.nats.request("push.collect",
+                                                       json.dumps({"to": ["chained"], "data": n})))
+                self.assertIn("id", r, r)
+
+        async def receive(first, last):
+            order, seen = await receive_data(ws, set(range(first, last)), timeout=30)
+            self.assertEqual(seen, set(range(first, last)),
+                             f"missing {sorted(set(range(first, last)) - seen)[:10]}")
+            return order
+
+        await publish(0, 20)
+        order = await receive(0, 20)
+        self.assertEqual(collector("push_collect_handover_chain_refused_total"), 0)
+        ack = json.loads(await self.nats.request("push.dispatch.3", b"not a Dispatch",
+                                                 headers={"Nats-Msg-Id": "somebody-else-1"}))
+        self.assertEqual(ack.get("stream"), "PUSH_DISPATCH", ack)
+
+        await publish(20, 40)
+        order += await receive(20, 40)
+        self.assertEqual(first_arrivals(order), list(range(40)))
+        self.assertGreaterEqual(collector("push_collect_handover_chain_refused_total"), 1)
+        self.assertGreaterEqual(collector("push_collect_handover_retries_total"), 1)
+        with open(self.c.procs["collector"].log_path) as f:
+            self.assertIn("last message ('somebody-else-1') is not one of ours", f.read())
+        self.assertEqual(metric(self.c.scrape("dispatcher"), "push_dispatch_malformed_total"), 1)
+
+        # Unchained now: nothing more is refused.
+        refused = collector("push_collect_handover_chain_refused_total")
+        await publish(40, 60)
+        order += await receive(40, 60)
+        self.assertEqual(first_arrivals(order), list(range(60)))
+        self.assertEqual(collector("push_collect_handover_chain_refused_total"), refused)
+        await ws.close()
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -65,3 +65,12 @@ uint64_t ids_time_ms(const char *id)
     }
     return ms;
 }
+
+int ids_minted_here(const char *id)
+{
+    if (!id || strspn(id, "0123456789abcdef") < IDS_LEN)
+        return 0;
+    char tag[5];
+    snprintf(tag, sizeof tag, "%04x", ids_tag());
+    return memcmp(id + 12, tag, 4) == 0;
+}

@@ -23,6 +23,11 @@ void ids_new_at(char out[IDS_LEN + 1], uint64_t unix_ms);
 /* The milliseconds part of an id, or 0 if it is not one of ours. */
 uint64_t ids_time_ms(const char *id);
 
+/* 1 when id, or a string that starts with one (a chunk id
+ * "<id>.<shard>.<parts>"), was minted by this process: its instance tag is
+ * ours. 0 otherwise, also for anything that is not an id. */
+int ids_minted_here(const char *id);
+
 /* clock_wall_ms: ids and expiry times are compared across processes. */
 uint64_t ids_now_ms(void);
 

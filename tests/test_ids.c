@@ -38,6 +38,20 @@ static void time_part_never_goes_backwards(void)
     CHECK(strcmp(a, b) < 0);
 }
 
+static void an_id_tells_whether_this_process_minted_it(void)
+{
+    char id[IDS_LEN + 1], chunk[IDS_LEN + 16];
+    ids_new(id);
+    CHECK(ids_minted_here(id));
+    snprintf(chunk, sizeof chunk, "%s.3.17", id);
+    CHECK(ids_minted_here(chunk));
+    id[12] = id[12] == 'f' ? '0' : 'f'; /* another instance's tag */
+    CHECK(!ids_minted_here(id));
+    CHECK(!ids_minted_here(""));
+    CHECK(!ids_minted_here("0123456789ab"));
+    CHECK(!ids_minted_here(NULL));
+}
+
 #define THREADS 4
 #define PER 20000
 static char minted[THREADS * PER][IDS_LEN + 1];
@@ -71,4 +85,5 @@ static void ids_from_many_threads_are_unique(void)
 
 CHECK_MAIN(CHECK_CASE(id_is_24_hex_digits_with_the_time_first),
            CHECK_CASE(ids_sort_by_mint_order_within_a_process),
-           CHECK_CASE(time_part_never_goes_backwards), CHECK_CASE(ids_from_many_threads_are_unique))
+           CHECK_CASE(time_part_never_goes_backwards), CHECK_CASE(ids_from_many_threads_are_unique),
+           CHECK_CASE(an_id_tells_whether_this_process_minted_it))
