@@ -48,6 +48,7 @@ struct consume {
     shard_t shards[JSX_SHARDS];
     bgloop_t *manager; /* the lease manager: consume_tick every CONSUME_TICK_MS */
     atomic_int stream_ok;
+    int64_t started_ms; /* clock_mono_ms at consume_start */
     atomic_int redis_up;
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
     metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts,
@@ -556,12 +557,35 @@ static int consume_owned(const consume_t *c)
     return n;
 }
 
+/* The collector creates the dispatch stream with its --stream-replicas; a
+ * dispatcher starting first would create it with 1, and the collector's
+ * scale-up to 3 then races with the consumers this dispatcher creates
+ * meanwhile (one created in the middle can stay on one server and die with
+ * it). So a missing stream is the collector's to create during our first
+ * CONSUME_STREAM_GRACE_MS; after that (no collector yet) we create it,
+ * with 1 replica. An existing one is brought to the expected config, its
+ * replica count kept (jsx.h). */
+#define CONSUME_STREAM_GRACE_MS 10000
+
+static int consume_ensure_stream(consume_t *c)
+{
+    if (clock_mono_ms() - c->started_ms < CONSUME_STREAM_GRACE_MS) {
+        jsStreamInfo *si = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr);
+        jsStreamInfo_Destroy(si);
+        if (s != NATS_OK)
+            return 0; /* not there yet (or not readable): ask again at the next tick */
+    }
+    return jsx_ensure_dispatch_stream(c->js, c->prefix, 0) == NATS_OK;
+}
+
 /* One pass of the manager: heartbeat, renew, give back what is over our
  * share, take free shards up to it. */
 static void consume_tick(consume_t *c)
 {
     if (!atomic_load(&c->stream_ok) && natsx_connected(c->nc))
-        atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, c->prefix, 0) == NATS_OK);
+        atomic_store(&c->stream_ok, consume_ensure_stream(c));
     long long t0 = clock_mono_ms();
     int live = lease_heartbeat(c->lease);
     atomic_store(&c->redis_up, live > 0);
@@ -705,8 +729,9 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
     }
     if (!(c->lease = lease_new(redis, prefix, c->owner)))
         goto fail;
+    c->started_ms = clock_mono_ms();
     if (natsx_connected(nc))
-        atomic_store(&c->stream_ok, jsx_ensure_dispatch_stream(c->js, prefix, 0) == NATS_OK);
+        atomic_store(&c->stream_ok, consume_ensure_stream(c));
     if (bgloop_start(&c->manager, "shards", CONSUME_TICK_MS, consume_manager, c) != 0) {
         LOG_E("cannot start the lease manager thread");
         goto fail;

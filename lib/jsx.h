@@ -1,7 +1,8 @@
 /*
  * jsx: the JetStream stream that carries accepted messages from the
  * collector to the dispatcher. Both sides create or update it at start, so
- * either may start first.
+ * either may start first (a dispatcher leaves a missing stream to the
+ * collector for its first seconds: dispatcher/consume.c).
  *
  * The stream is cut into JSX_SHARDS shards by recipient: the subject of
  * shard i is <prefix>.dispatch.<i>, and a user's messages always go to the
