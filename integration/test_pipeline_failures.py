@@ -183,11 +183,22 @@ class KilledDispatcher(OrderTest):
 class KilledCollector(OrderTest):
     async def test_collector_killed_between_its_reply_and_the_hand_over_loses_nothing(self):
         ws = await self.connect(["patient"])
-        # Make the hand-over fail for real: no dispatcher to re-create the
-        # stream, and the stream deleted under the collector.
+        # Make the hand-over fail for as long as this collector lives: no
+        # dispatcher, the stream deleted, and in its place one that holds
+        # its subjects, is full and refuses more (so the collector can
+        # neither hand over nor create its stream again).
         self.c.procs["dispatcher"].stop()
-        reply = json.loads(await self.nats.request("$JS.API.STREAM.DELETE.PUSH_DISPATCH", b""))
-        self.assertTrue(reply.get("success"), reply)
+
+        async def js_api(subject, body=b""):
+            r = json.loads(await self.nats.request(f"$JS.API.{subject}", body))
+            self.assertNotIn("error", r, r)
+            return r
+
+        await js_api("STREAM.DELETE.PUSH_DISPATCH")
+        await js_api("STREAM.CREATE.BLOCKER", json.dumps({
+            "name": "BLOCKER", "subjects": ["push.dispatch.*"], "storage": "memory",
+            "max_msgs": 1, "discard": "new"}).encode())
+        self.assertIn("seq", json.loads(await self.nats.request("push.dispatch.15", b"filler")))
         ids = []
         for n in range(20):
             r = json.loads(await self.nats.request("push.collect",
@@ -198,6 +209,7 @@ class KilledCollector(OrderTest):
         self.assertGreater(metric(m, "push_collect_handover_errors_total"), 0)
         self.assertEqual(metric(m, "push_collect_handed_over_total"), 0)
         self.c.procs["collector"].kill9()  # replied, never handed over
+        await js_api("STREAM.DELETE.BLOCKER")
         self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db")
         self.c.start("dispatcher")
         order, seen = await receive_data(ws["patient"], set(range(20)), timeout=30)
