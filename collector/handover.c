@@ -98,13 +98,14 @@ struct handover {
      * publish of a round carries the stream message id of the one before
      * (ExpectLastMsgId), so the stream stores none after one it did not
      * store; that is what lets rounds go out while earlier ones wait for
-     * their acks. "" = the next publish starts a chain (after a retry pass
-     * that left nothing behind, nothing of ours can land after it). */
+     * their acks. */
     int sole_publisher;
     /* clock_mono_ms until which rounds go unchained, one at a time: the
      * stream's last message was not ours (handover_chain_refused) */
     atomic_llong unchained_until_ms;
-    char chain_last[CHUNK_ID_MAX];     /* under pub_lock */
+    /* under pub_lock; "" = the next publish starts a chain, expecting
+     * nothing (handover_chain_restart: nothing of ours is on its way) */
+    char chain_last[CHUNK_ID_MAX];
     char published_last[CHUNK_ID_MAX]; /* under pub_lock: the last publish, chained or not */
     char chain_root[CHUNK_ID_MAX];     /* under fly_lock: published_last when the chain began */
     /* Rounds published and not yet collected, oldest first. The ack
@@ -280,9 +281,8 @@ static void handover_queue_marks(handover_t *h, char *const *ids, size_t n)
 static void handover_round_complete(handover_t *h, handover_round_t *r)
 {
     handover_done_t d = {.h = h, .r = r};
-    size_t n_expected = r->waiting ? strmap_size(r->waiting) : 0;
-    if (r->chunks)
-        strmap_each(r->chunks, handover_count_chunk, &d);
+    size_t n_expected = strmap_size(r->waiting);
+    strmap_each(r->chunks, handover_count_chunk, &d);
     metrics_add(h->sent, (int64_t)d.n);
     handover_queue_marks(h, d.ids, d.n);
     handover_queue_marks(h, r->skip, r->n_skip);
@@ -312,7 +312,7 @@ static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAc
     pthread_mutex_lock(&h->fly_lock);
     for (size_t i = 0; id && i < h->n_fly; i++) {
         handover_round_t *r = h->fly[i];
-        handover_chunk_t *c = r->chunks ? strmap_get(r->chunks, id) : NULL;
+        handover_chunk_t *c = strmap_get(r->chunks, id);
         if (!c || r->complete)
             continue;          /* another round's, or one given up on */
         c->acked = pa != NULL; /* a duplicate is acked too: stored before */

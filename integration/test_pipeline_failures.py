@@ -75,6 +75,23 @@ class OrderTest(ClusterTest):
             wss[u], _ = await ws_welcome(self.c.ws_url(token=self.c.token(u)))
         return wss
 
+    def metric_of(self, proc, name):
+        return metric(self.c.scrape(proc), name)
+
+    async def js_api(self, subject, body=b""):
+        """A JetStream API request ($JS.API.<subject>); an error answer fails the test."""
+        r = json.loads(await self.nats.request(f"$JS.API.{subject}", body))
+        self.assertNotIn("error", r, r)
+        return r
+
+    async def publish_stored(self, user, first, last):
+        """Publish data first..last-1 to user as requests, each answered with
+        its id (stored), one after the other."""
+        for n in range(first, last):
+            r = json.loads(await self.nats.request("push.collect",
+                                                   json.dumps({"to": [user], "data": n})))
+            self.assertIn("id", r, r)
+
     def wait_shards(self, owned, timeout=20.0):
         """Wait until each named dispatcher owns the given number of shards."""
         deadline = time.monotonic() + timeout
@@ -188,28 +205,17 @@ class KilledCollector(OrderTest):
         # its subjects, is full and refuses more (so the collector can
         # neither hand over nor create its stream again).
         self.c.procs["dispatcher"].stop()
-
-        async def js_api(subject, body=b""):
-            r = json.loads(await self.nats.request(f"$JS.API.{subject}", body))
-            self.assertNotIn("error", r, r)
-            return r
-
-        await js_api("STREAM.DELETE.PUSH_DISPATCH")
-        await js_api("STREAM.CREATE.BLOCKER", json.dumps({
+        await self.js_api("STREAM.DELETE.PUSH_DISPATCH")
+        await self.js_api("STREAM.CREATE.BLOCKER", json.dumps({
             "name": "BLOCKER", "subjects": ["push.dispatch.*"], "storage": "memory",
             "max_msgs": 1, "discard": "new"}).encode())
         self.assertIn("seq", json.loads(await self.nats.request("push.dispatch.15", b"filler")))
-        ids = []
-        for n in range(20):
-            r = json.loads(await self.nats.request("push.collect",
-                                                   json.dumps({"to": ["patient"], "data": n})))
-            self.assertIn("id", r, r)  # stored: the collector answered
-            ids.append(r["id"])
+        await self.publish_stored("patient", 0, 20)  # stored: the collector answered
         m = self.c.scrape("collector")
         self.assertGreater(metric(m, "push_collect_handover_errors_total"), 0)
         self.assertEqual(metric(m, "push_collect_handed_over_total"), 0)
         self.c.procs["collector"].kill9()  # replied, never handed over
-        await js_api("STREAM.DELETE.BLOCKER")
+        await self.js_api("STREAM.DELETE.BLOCKER")
         self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db")
         self.c.start("dispatcher")
         order, seen = await receive_data(ws["patient"], set(range(20)), timeout=30)
@@ -372,13 +378,10 @@ class DispatcherLosesItsConnection(OrderTest):
         ws = (await self.connect(["unlucky"]))["unlucky"]
 
         def dispatcher(name):
-            return metric(self.c.scrape("dispatcher"), name)
+            return self.metric_of("dispatcher", name)
 
         async def publish(first, last):
-            for n in range(first, last):
-                r = json.loads(await self.nats.request("push.collect",
-                                                       json.dumps({"to": ["unlucky"], "data": n})))
-                self.assertIn("id", r, r)
+            await self.publish_stored("unlucky", first, last)
 
         async def reconnect(disconnects):
             proxy.cut()
@@ -427,15 +430,10 @@ class StreamRefusesOneHandOver(OrderTest):
         ws = (await self.connect(["refused"]))["refused"]
 
         def collector(name):
-            return metric(self.c.scrape("collector"), name)
+            return self.metric_of("collector", name)
 
-        async def js_api(subject, body=b""):
-            r = json.loads(await self.nats.request(f"$JS.API.{subject}", body))
-            self.assertNotIn("error", r, r)
-            return r
-
-        config = (await js_api("STREAM.INFO.PUSH_DISPATCH"))["config"]
-        await js_api("STREAM.UPDATE.PUSH_DISPATCH",
+        config = (await self.js_api("STREAM.INFO.PUSH_DISPATCH"))["config"]
+        await self.js_api("STREAM.UPDATE.PUSH_DISPATCH",
                      json.dumps(dict(config, max_msg_size=200_000)).encode())
         errors = collector("push_collect_handover_errors_total")
         # Others' messages first: the writer is busy storing them while the
@@ -449,7 +447,7 @@ class StreamRefusesOneHandOver(OrderTest):
         await eventually(lambda: collector("push_collect_handover_errors_total") >= errors + 2,
                          timeout=20)
         await asyncio.sleep(0.5)
-        await js_api("STREAM.UPDATE.PUSH_DISPATCH", json.dumps(config).encode())
+        await self.js_api("STREAM.UPDATE.PUSH_DISPATCH", json.dumps(config).encode())
         order = []
         while set(order) != set(range(10)):
             frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
@@ -470,13 +468,10 @@ class AnotherPublisherOnTheStream(OrderTest):
         ws = (await self.connect(["chained"]))["chained"]
 
         def collector(name):
-            return metric(self.c.scrape("collector"), name)
+            return self.metric_of("collector", name)
 
         async def publish(first, last):
-            for n in range(first, last):
-                r = json.loads(await self.nats.request("push.collect",
-                                                       json.dumps({"to": ["chained"], "data": n})))
-                self.assertIn("id", r, r)
+            await self.publish_stored("chained", first, last)
 
         async def receive(first, last):
             order, seen = await receive_data(ws, set(range(first, last)), timeout=30)
