@@ -5,7 +5,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${PUSH_BIN:-$ROOT/build/bin}
 DIR=$(mktemp -d /tmp/push-bench.XXXXXX)
 PIDS=()
+# METRICS_DIR=D: every service's /metrics is saved there as NAME.txt when the bench ends
 bench_cleanup() {
+  if [ -n "${METRICS_DIR:-}" ]; then
+    mkdir -p "$METRICS_DIR"
+    for v in ${!METRICS_*}; do
+      [ "$v" = METRICS_DIR ] || curl -fs "${!v}/metrics" >"$METRICS_DIR/${v#METRICS_}.txt" || true
+    done
+  fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   "$ROOT/scripts/servers.sh" stop "$DIR"

@@ -12,7 +12,8 @@
 # (bench/natsfloor, bench/storefloor; docs/BENCHMARKS.md "Floors") and one
 # line of ratios, figure / floor. FLOOR_STORE_COUNT: messages storefloor
 # commits per batch size (default COUNT, at most 20000); FLOOR_NATS_FLAGS:
-# more natsfloor flags (--asap); FLOORS=0 skips the floors.
+# more natsfloor flags (--asap); FLOORS=0 skips the floors. METRICS_DIR=D:
+# every service's /metrics saved in D as NAME.txt at the end (bench/common.sh).
 source "$(dirname "$0")/common.sh"
 what=${1:-ingest}
 now_ms() { date +%s%3N; }

@@ -16,14 +16,16 @@ COUNT=${2:-300000}
 out=$(mktemp -d /tmp/push-threads.XXXXXX)
 TTL=${TTL:-86400} FLOORS=0 bench/pipeline.sh e2e "$RATE" "$COUNT" 2>/dev/null | tail -1 >"$out/e2e" &
 run=$!
+trap 'kill "$run" 2>/dev/null || true' EXIT # on an error here, the run stops too
 sleep "${SKIP_S:-22}"
 snap() {
   local p t line
   for p in $(pgrep -x collector) $(pgrep -x dispatcher) $(pgrep -x pusher) $(pgrep -x authd) \
       $(pgrep -x nats-server) $(pgrep -x redis-server) $(pgrep -x wsload) $(pgrep -x pubload); do
     for t in /proc/"$p"/task/*; do
-      line="$(cat /proc/"$p"/comm 2>/dev/null)/$(cat "$t"/comm 2>/dev/null) $(cat "$t"/schedstat 2>/dev/null)"
-      [ "$(wc -w <<<"$line")" -eq 4 ] && echo "$line"
+      line="$(cat /proc/"$p"/comm 2>/dev/null)/$(cat "$t"/comm 2>/dev/null) $(cat "$t"/schedstat 2>/dev/null)" || true
+      # a thread that ended between the listing and the read gives a short line
+      if [ "$(wc -w <<<"$line")" -eq 4 ]; then echo "$line"; fi
     done
   done
 }
