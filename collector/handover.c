@@ -117,6 +117,11 @@ struct handover {
     handover_round_t *fly[HANDOVER_IN_FLIGHT + 1];
     size_t n_fly;
     bgloop_t *retry; /* the retry loop */
+    /* retry loop only: 1 once no shard this collector does not use has
+     * anything left to dispatch (handover_unused_drained) */
+    int unused_drained;
+    int unused_logged;
+    int64_t unknown_since_ms; /* clock_mono_ms of the first unanswered check; 0: none */
     metrics_series_t *sent, *errors, *retried, *too_large, *refused_chain;
     metrics_histogram_t *age; /* accepted -> acked by the stream */
     /* Acked messages not marked dispatched yet: the marks are a store
@@ -639,6 +644,62 @@ static void handover_retry_one(void *arg, const store_msg_t *m, char *const *to,
 
 #define HANDOVER_PASS_MAX 1000
 
+/* Collectors before JSX_SHARDS_USED put users on all JSX_SHARDS shards
+ * (jsx.h). What such a collector left on a shard this one does not use
+ * must be dispatched before this one hands over anything: the same users'
+ * newer messages go to another shard, which another dispatcher thread (or
+ * dispatcher) may take first. Returns 1 when no such shard's consumer has a
+ * message not yet delivered or not yet acked (a missing consumer or stream
+ * has none), 0 while one has or the answer is unknown; unknown for
+ * HANDOVER_UNUSED_UNKNOWN_MS (a consumer without a leader, say), 1. Retry
+ * loop only. */
+#define HANDOVER_UNUSED_UNKNOWN_MS 60000
+
+static int handover_unused_drained(handover_t *h)
+{
+    char stream[128], durable[64];
+    jsx_stream_name(stream, sizeof stream, h->prefix);
+    for (unsigned i = 0; i < JSX_SHARDS; i++) {
+        if (jsx_shard_used(i))
+            continue;
+        jsConsumerInfo *ci = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_GetConsumerInfo(
+            &ci, h->js, stream, jsx_shard_consumer(durable, sizeof durable, i), NULL, &jerr);
+        if (s != NATS_OK) {
+            if (jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr)
+                continue;
+            int64_t now = clock_mono_ms();
+            if (!h->unknown_since_ms)
+                h->unknown_since_ms = now;
+            if (now - h->unknown_since_ms >= HANDOVER_UNUSED_UNKNOWN_MS) {
+                LOG_W("handover: consumer %s of %s unreadable for %d s (%s, error %d); handing "
+                      "over without knowing whether an older collector left messages there",
+                      durable, stream, HANDOVER_UNUSED_UNKNOWN_MS / 1000, natsStatus_GetText(s),
+                      (int)jerr);
+                continue;
+            }
+            LOG_W("handover: cannot read consumer %s of %s (%s, error %d); asking again in %d ms",
+                  durable, stream, natsStatus_GetText(s), (int)jerr, HANDOVER_RETRY_MS);
+            return 0;
+        }
+        unsigned long long left = ci->NumPending + (unsigned long long)ci->NumAckPending;
+        jsConsumerInfo_Destroy(ci);
+        if (left) {
+            if (!h->unused_logged++)
+                LOG_W("handover: shard %u of %s has %llu message(s) to dispatch that an older "
+                      "collector put there; handing over nothing until dispatchers have taken "
+                      "them, so that no user's older messages are overtaken (stored messages "
+                      "wait; see docs/OPERATIONS.md, Upgrading)",
+                      i, stream, left);
+            return 0;
+        }
+    }
+    if (h->unused_logged)
+        LOG_I("handover: the shards an older collector used are dispatched; handing over");
+    return 1;
+}
+
 /* One retry pass; every HANDOVER_RETRY_MS, at once after a round left
  * something behind, and again at once while passes come back full. */
 static int handover_loop(void *arg)
@@ -648,7 +709,11 @@ static int handover_loop(void *arg)
         atomic_store(&h->stream_ok,
                      jsx_ensure_dispatch_stream(h->js, h->prefix, h->stream_replicas) == NATS_OK);
     int again = 0;
-    if (atomic_load(&h->stream_ok)) {
+    /* until then "behind" (set at start) holds every round back: stored,
+     * they wait for the first pass */
+    if (atomic_load(&h->stream_ok) && !h->unused_drained && natsx_connected(h->nc))
+        h->unused_drained = handover_unused_drained(h);
+    if (atomic_load(&h->stream_ok) && h->unused_drained) {
         pthread_mutex_lock(&h->pub_lock);
         /* Behind (at start, after a round or pass left something
          * unacked, or after handover_fell_behind): everything unmarked is

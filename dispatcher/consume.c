@@ -723,7 +723,7 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         sh->c = c;
         sh->id = i;
         jsx_shard_subject(sh->subject, sizeof sh->subject, prefix, i);
-        snprintf(sh->durable, sizeof sh->durable, "dispatch-%u", i);
+        jsx_shard_consumer(sh->durable, sizeof sh->durable, i);
         if (!(sh->routes = routes_lookup_new(redis, prefix)))
             goto fail;
     }

@@ -3,25 +3,32 @@ joining in the middle of a stream, one killed with SIGKILL in the middle of
 a stream (restarted, or with a second one taking over), the collector killed
 between its reply and the hand-over, the stream deleted, nats-server killed
 and restarted, the dispatcher's connection lost under a delivery, somebody
-else's message in the stream the collector chains its hand-overs in."""
+else's message in the stream the collector chains its hand-overs in, an
+older collector's messages left on a shard this one does not use."""
 
 import asyncio
 import json
 import time
 import unittest
 
-from harness import ClusterTest, eventually, free_port, http_post, metric, ws_welcome
+from harness import ClusterTest, eventually, free_port, http_post, metric, pb_field, ws_welcome
 
 N = 1000
 SHARDS = 16  # lib/jsx.h JSX_SHARDS
+USED = 4  # JSX_SHARDS_USED: collectors put messages on shards 0, 4, 8 and 12
+
+
+def fnv1a(s):
+    h = 2166136261
+    for b in s.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
 
 
 def shard_of(user):
-    """lib/jsx.c jsx_shard_of: FNV-1a 32 of the bytes, mod the shard count."""
-    h = 2166136261
-    for b in user.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h % SHARDS
+    """lib/jsx.c jsx_shard_of: FNV-1a 32 of the bytes, mod the used shards,
+    times the spacing between them."""
+    return fnv1a(user) % USED * (SHARDS // USED)
 
 
 def users_on_both_halves(stem, per_half=2):
@@ -501,6 +508,57 @@ class AnotherPublisherOnTheStream(OrderTest):
         order += await receive(40, 60)
         self.assertEqual(first_arrivals(order), list(range(60)))
         self.assertEqual(collector("push_collect_handover_chain_refused_total"), refused)
+        await ws.close()
+
+
+class OlderCollectorsShards(OrderTest):
+    async def test_what_an_older_collector_left_on_another_shard_goes_first(self):
+        # A collector before JSX_SHARDS_USED put a user on shard FNV mod 16;
+        # this one puts the user on FNV mod 4 times 4. What an older one
+        # handed over and no dispatcher took yet must reach the user before
+        # anything this one stores: it waits for those shards to drain.
+        user = next(u for u in (f"veteran{i}" for i in range(1000)) if fnv1a(u) % SHARDS % 4)
+        old = fnv1a(user) % SHARDS
+        ws = (await self.connect([user]))[user]
+        self.wait_shards({"dispatcher": SHARDS})
+        consumer = f"CONSUMER.INFO.PUSH_DISPATCH.dispatch-{old}"
+
+        async def consumer_exists():
+            return "error" not in json.loads(await self.nats.request(f"$JS.API.{consumer}", b""))
+
+        await eventually(consumer_exists, timeout=20)
+        self.c.procs["dispatcher"].stop()
+        self.c.procs["collector"].stop()
+        # What the older collector handed over: one Dispatch per message,
+        # ids of its own that sort before this collector's.
+        t = int(time.time() * 1000) - 1000
+        for n in range(20):
+            mid = f"{t:012x}01d0{n:08x}"
+            message = (pb_field(1, mid) + pb_field(2, "t") + pb_field(3, str(n)) +
+                       pb_field(4, "application/json") + pb_field(5, t) + pb_field(6, 3600))
+            ack = json.loads(await self.nats.request(
+                f"push.dispatch.{old}", pb_field(1, message) + pb_field(2, user),
+                headers={"Nats-Msg-Id": f"{mid}.{old}.1"}))
+            self.assertEqual(ack.get("stream"), "PUSH_DISPATCH", ack)
+        self.assertEqual((await self.js_api(consumer))["num_pending"], 20)
+
+        self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db")
+        await self.publish_stored(user, 20, 40)  # stored, and held back
+
+        def log():
+            with open(self.c.procs["collector"].log_path) as f:
+                return f.read()
+
+        await eventually(lambda: "has 20 message(s) to dispatch that an older collector" in log(),
+                         timeout=10)
+        self.assertEqual(self.metric_of("collector", "push_collect_handed_over_total"), 0)
+
+        self.c.start("dispatcher")
+        order, seen = await receive_data(ws, set(range(40)), timeout=40)
+        self.assertEqual(seen, set(range(40)), f"missing {sorted(set(range(40)) - seen)[:10]}")
+        self.assertEqual(first_arrivals(order), list(range(40)))
+        self.assertIn("the shards an older collector used are dispatched", log())
+        self.assertEqual(self.metric_of("collector", "push_collect_handed_over_total"), 20)
         await ws.close()
 
 

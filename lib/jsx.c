@@ -17,9 +17,22 @@ void jsx_stream_name(char *out, size_t size, const char *prefix)
     snprintf(out + i, size - i, "_DISPATCH");
 }
 
+_Static_assert(JSX_SHARDS % JSX_SHARDS_USED == 0, "used shards are evenly spaced");
+
 unsigned jsx_shard_of(const char *user)
 {
-    return strmap_hash(user) % JSX_SHARDS;
+    return strmap_hash(user) % JSX_SHARDS_USED * (JSX_SHARDS / JSX_SHARDS_USED);
+}
+
+int jsx_shard_used(unsigned shard)
+{
+    return shard < JSX_SHARDS && shard % (JSX_SHARDS / JSX_SHARDS_USED) == 0;
+}
+
+const char *jsx_shard_consumer(char *out, size_t size, unsigned shard)
+{
+    snprintf(out, size, "dispatch-%u", shard);
+    return out;
 }
 
 const char *jsx_shard_subject(char *out, size_t size, const char *prefix, unsigned shard)
