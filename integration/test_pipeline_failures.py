@@ -426,6 +426,7 @@ class DispatcherLosesItsConnection(OrderTest):
         self.assertGreater(dispatcher("push_dispatch_consumer_resets_total"), resets)
         await ws.close()
 
+
 class StreamRefusesOneHandOver(OrderTest):
     async def test_a_hand_over_the_stream_refuses_is_not_overtaken_by_the_next(self):
         # The stream refuses one hand-over (here: over its max_msg_size for
