@@ -45,25 +45,38 @@ bench_start() {
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# bench_clients NODE USERS COUNT HOLD_S: start pusher NODE on a free port and
-# a wsload of USERS clients that stops after COUNT message frames; wait until
-# every client is authenticated. Sets WS (wsload's pid).
+# bench_clients NODE USERS COUNT HOLD_S [PUSHERS]: start PUSHERS (default 1)
+# pushers on free ports and, per pusher, a wsload of USERS/PUSHERS clients
+# (users in contiguous ranges: pusher i holds u<(i-1)*USERS/PUSHERS>..) that
+# stops after its share of COUNT message frames (pubload cycles through the
+# users, so each range gets COUNT/PUSHERS); wait until every client is
+# authenticated. The first pusher is NODE (service name pusher), pusher i is
+# NODE-i (service name pusher<i>), its wsload's TIMELINE file TIMELINE.i.
+# Sets PUSHER_NAMES and WS_PIDS.
 bench_clients() {
-  local node=$1 users=$2 count=$3 hold=$4 port
-  port=$(free_port)
-  bench_start pusher pusher --listen "127.0.0.1:$port" --node-id "$node"
-  "$BIN/wsload" --url "ws://127.0.0.1:$port/ws" --conns "$users" --rate 5000 --sources 10 \
-    --hold "$hold" --expect "$count" ${TIMELINE:+--timeline "$TIMELINE"} ${DUPS:+--dups} \
-    ${ACK:+--ack} \
-    >"$DIR/wsload.json" &
-  WS=$!
-  local c
+  local node=$1 users=$2 count=$3 hold=$4 n=${5:-1} port i per name id suffix c
+  per=$(( users / n ))
+  PUSHER_NAMES=(); WS_PIDS=()
+  for i in $(seq 1 "$n"); do
+    port=$(free_port)
+    if [ "$i" = 1 ]; then name=pusher id=$node suffix=; else name=pusher$i id=$node-$i suffix=.$i; fi
+    bench_start "$name" pusher --listen "127.0.0.1:$port" --node-id "$id"
+    PUSHER_NAMES+=("$name")
+    "$BIN/wsload" --url "ws://127.0.0.1:$port/ws" --conns "$per" --first-user $(( (i - 1) * per )) \
+      --rate $(( 5000 / n )) --sources 10 --hold "$hold" --expect $(( count / n )) \
+      --hist "$DIR/wsload$i.hist" ${TIMELINE:+--timeline "$TIMELINE$suffix"} ${DUPS:+--dups} \
+      ${ACK:+--ack} >"$DIR/wsload$i.json" &
+    WS_PIDS+=($!)
+  done
   for _ in $(seq 1 200); do
-    c=$(curl -fs "$METRICS_pusher/metrics" | awk '/^push_pusher_connections / {print $2}')
-    [ "${c:-0}" -ge "$users" ] && return 0
+    c=0
+    for name in "${PUSHER_NAMES[@]}"; do
+      c=$(( c + $(bench_metric "$name" push_pusher_connections) ))
+    done
+    [ "$c" -ge $(( per * n )) ] && return 0
     sleep 0.1
   done
-  echo "bench: only ${c:-0} of $users clients connected" >&2
+  echo "bench: only $c of $(( per * n )) clients connected" >&2
 }
 
 # bench_metric NAME SERIES: the value of SERIES on service NAME's /metrics (0 when absent).
@@ -78,21 +91,26 @@ bench_metric() {
 # high), read from the services' age histograms: stored (committed),
 # handed_over (the stream acked it), dispatched (published to its nodes),
 # pushed (written to its connections); a JSON object. A quantile is
-# interpolated inside its histogram bucket (bounds in lib/metrics.h).
+# interpolated inside its histogram bucket (bounds in lib/metrics.h); the
+# pushers' histograms (PUSHER_NAMES) are summed.
 bench_hops() {
-  local c d p
-  c=$(curl -fs "${METRICS_collector:-http://0}/metrics" 2>/dev/null || true)
-  d=$(curl -fs "${METRICS_dispatcher:-http://0}/metrics" 2>/dev/null || true)
-  p=$(curl -fs "${METRICS_pusher:-http://0}/metrics" 2>/dev/null || true)
-  printf '%s\n%s\n%s\n' "$c" "$d" "$p" | python3 -c '
+  local name url
+  for name in collector dispatcher "${PUSHER_NAMES[@]:-pusher}"; do
+    eval "url=\${METRICS_$name:-http://0}"
+    curl -fs "$url/metrics" 2>/dev/null || true
+  done | python3 -c '
 import json, sys
-hist = {}
+sums = {}
 for line in sys.stdin:
     if "_bucket{le=" not in line:
         continue
     name, rest = line.split("_bucket{le=\"", 1)
     le, count = rest.split("\"} ")
-    hist.setdefault(name, []).append((float(le), int(count)))
+    key = (name, float(le))
+    sums[key] = sums.get(key, 0) + int(count)
+hist = {}
+for (name, le), count in sorted(sums.items()):
+    hist.setdefault(name, []).append((le, count))
 def q(b, f):
     total = b[-1][1]
     if not total:
@@ -116,26 +134,50 @@ for hop, n in names.items():
 print(json.dumps(out))'
 }
 
-# bench_latency_report FIGURE RATE COUNT: wait for wsload, print one JSON line,
-# with where repeats came from (stream redeliveries, hand-over retries) and
-# how many the pusher kept off the wire.
+# bench_latency_report FIGURE RATE COUNT: wait for the wsloads, print one
+# JSON line (over several pushers: their wsloads' histograms merged), with
+# where repeats came from (stream redeliveries, hand-over retries) and how
+# many the pushers kept off the wire.
 bench_latency_report() {
-  wait "$WS" || true
-  REPEATS="{\"pusher_repeats_dropped\": $(bench_metric pusher push_pusher_repeats_dropped_total),
+  local pid name dropped=0
+  for pid in "${WS_PIDS[@]}"; do wait "$pid" || true; done
+  for name in "${PUSHER_NAMES[@]}"; do
+    dropped=$(( dropped + $(bench_metric "$name" push_pusher_repeats_dropped_total) ))
+  done
+  REPEATS="{\"pusher_repeats_dropped\": $dropped,
     \"stream_redelivered\": $(bench_metric dispatcher push_dispatch_redelivered_total),
     \"handover_retries\": $(bench_metric collector push_collect_handover_retries_total),
     \"handover_errors\": $(bench_metric collector push_collect_handover_errors_total),
     \"acks_recorded\": $(bench_metric collector push_collect_acks_total)}" \
   HOPS=$(bench_hops) python3 -c '
 import json, os, sys
-r = json.load(open(sys.argv[1]))
-span = r["message_span_s"]
+d, n = sys.argv[1], int(sys.argv[5])
+rs = [json.load(open(f"{d}/wsload{i}.json")) for i in range(1, n + 1)]
+hist = {}
+for i in range(1, n + 1):
+    for line in open(f"{d}/wsload{i}.hist"):
+        us, k = map(int, line.split())
+        hist[us] = hist.get(us, 0) + k
+total = sum(hist.values())
+def pct(p):  # as wsload: the smallest latency with p% of the samples at or below it
+    want, seen = max(1, int(p / 100 * total + 0.5)), 0
+    for us in sorted(hist):
+        seen += hist[us]
+        if seen >= want:
+            return us / 1000
+    return None
+got = sum(r["messages"] for r in rs)
+# first frame to last over all (CLOCK_MONOTONIC is one clock for all processes)
+firsts = [r["first_msg_mono_us"] for r in rs if r["messages"]]
+span = round((max(r["last_msg_mono_us"] for r in rs) - min(firsts)) / 1e6, 3) if firsts else 0
 print(json.dumps({"figure": sys.argv[2], "rate_asked": int(sys.argv[3]), "sent": int(sys.argv[4]),
-                  "received": r["messages"], "seconds": span,
-                  "received_per_s": round(r["messages"] / span) if span else None,
-                  "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "max_ms": r["max_ms"],
-                  "duplicates": r.get("duplicates"), "acks_sent": r.get("acks", 0),
+                  **({"pushers": n} if n > 1 else {}),
+                  "received": got, "seconds": span,
+                  "received_per_s": round(got / span) if span else None,
+                  "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": max(r["max_ms"] for r in rs),
+                  "duplicates": sum(r.get("duplicates", 0) for r in rs),
+                  "acks_sent": sum(r.get("acks", 0) for r in rs),
                   **json.loads(os.environ["REPEATS"]),
                   "hops": json.loads(os.environ["HOPS"])}))' \
-    "$DIR/wsload.json" "$1" "$2" "$3"
+    "$DIR" "$1" "$2" "$3" "${#WS_PIDS[@]}"
 }

@@ -7,6 +7,7 @@
 #                                           TTL=S stores each message (default 0: live only);
 #                                           ACK=1: every client acks every message (as the JS
 #                                           client does);
+#                                           PUSHERS=N: the users over N pushers (a wsload each);
 #                                           reports duplicates (a message id a client got twice)
 # Prints one JSON line per figure, then the floors measured in the same run
 # (bench/natsfloor, bench/storefloor; docs/BENCHMARKS.md "Floors") and one
@@ -128,7 +129,7 @@ if floors; then
 fi
 bench_start authd authd
 bench_start dispatcher dispatcher
-DUPS=1 bench_clients bench-e2e $USERS "$COUNT" $(( COUNT / RATE + 120 ))
+DUPS=1 bench_clients bench-e2e $USERS "$COUNT" $(( COUNT / RATE + 120 )) "${PUSHERS:-1}"
 sleep 1
 # PERF_OUT=FILE: a system-wide perf profile of 4 s of the publishing
 [ -n "${PERF_OUT:-}" ] && { (sleep 2; perf record -a -g -o "$PERF_OUT" -- sleep 4 >/dev/null 2>&1) & }

@@ -29,7 +29,9 @@
  *
  * It stops after --hold seconds, or once --expect message frames have arrived
  * (with --dups: distinct messages, then 2 s more to count late repeats),
- * or on SIGINT/SIGTERM, and prints one JSON line of results on stdout.
+ * or on SIGINT/SIGTERM, and prints one JSON line of results on stdout
+ * (first_msg_mono_us and last_msg_mono_us are CLOCK_MONOTONIC, so that
+ * several wsloads' spans combine).
  * A process holds at most the open-file limit of sockets (20,000 on the build
  * machines): run several processes for more (the bench scripts do).
  */
@@ -801,7 +803,8 @@ int main(int argc, char **argv)
            "\"latency_samples\":%llu,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"max_ms\":%.3f,\"pings\":%llu,\"subscribed\":%llu,\"duplicates\":%llu,"
            "\"sub_errors\":%llu,\"ready\":%llu,\"ready_s\":%.3f,\"reopened\":%llu,"
-           "\"handshake_timeouts\":%llu,\"acks\":%llu",
+           "\"handshake_timeouts\":%llu,\"acks\":%llu,\"first_msg_mono_us\":%llu,"
+           "\"last_msg_mono_us\":%llu",
            (unsigned long long)st.attempted, (unsigned long long)st.connected,
            (unsigned long long)st.welcomed, (unsigned long long)open_now,
            (unsigned long long)st.refused, (unsigned long long)st.errors,
@@ -813,7 +816,8 @@ int main(int argc, char **argv)
            (unsigned long long)st.ready,
            ready_at ? (double)(ready_at - st.first_connect_us) / 1e6 : -1.0,
            (unsigned long long)st.reopened, (unsigned long long)st.timeouts,
-           (unsigned long long)st.acks);
+           (unsigned long long)st.acks, (unsigned long long)st.first_msg_us,
+           (unsigned long long)st.last_msg_us);
     if (churn_rate) {
         double cs_s =
             st.churn_started_us ? (double)(clock_mono_us() - st.churn_started_us) / 1e6 : 0;
