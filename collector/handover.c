@@ -121,7 +121,8 @@ struct handover {
      * anything left to dispatch (handover_unused_drained) */
     int unused_drained;
     int unused_logged;
-    int64_t unknown_since_ms; /* clock_mono_ms of the first unanswered check; 0: none */
+    int64_t unknown_since_ms; /* clock_mono_ms of the first pass that could not read a consumer
+                               * since one that read all it looked at; 0: none */
     metrics_series_t *sent, *errors, *retried, *too_large, *refused_chain;
     metrics_histogram_t *age; /* accepted -> acked by the stream */
     /* Acked messages not marked dispatched yet: the marks are a store
@@ -658,6 +659,7 @@ static void handover_retry_one(void *arg, const store_msg_t *m, char *const *to,
 static int handover_unused_drained(handover_t *h)
 {
     char stream[128], durable[64];
+    int unreadable = 0; /* in this pass */
     jsx_stream_name(stream, sizeof stream, h->prefix);
     for (unsigned i = 0; i < JSX_SHARDS; i++) {
         if (jsx_shard_used(i))
@@ -670,8 +672,14 @@ static int handover_unused_drained(handover_t *h)
             if (jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr)
                 continue;
             int64_t now = clock_mono_ms();
-            if (!h->unknown_since_ms)
+            unreadable = 1;
+            if (!h->unknown_since_ms) { /* the first pass with a failure since one without */
                 h->unknown_since_ms = now;
+                LOG_W("handover: cannot read consumer %s of %s (%s, error %d); asking again "
+                      "every %d ms, for up to %d s",
+                      durable, stream, natsStatus_GetText(s), (int)jerr, HANDOVER_RETRY_MS,
+                      HANDOVER_UNUSED_UNKNOWN_MS / 1000);
+            }
             if (now - h->unknown_since_ms >= HANDOVER_UNUSED_UNKNOWN_MS) {
                 LOG_W("handover: consumer %s of %s unreadable for %d s (%s, error %d); handing "
                       "over without knowing whether an older collector left messages there",
@@ -679,8 +687,6 @@ static int handover_unused_drained(handover_t *h)
                       (int)jerr);
                 continue;
             }
-            LOG_W("handover: cannot read consumer %s of %s (%s, error %d); asking again in %d ms",
-                  durable, stream, natsStatus_GetText(s), (int)jerr, HANDOVER_RETRY_MS);
             return 0;
         }
         unsigned long long left = ci->NumPending + (unsigned long long)ci->NumAckPending;
@@ -692,6 +698,8 @@ static int handover_unused_drained(handover_t *h)
                       "them, so that no user's older messages are overtaken (stored messages "
                       "wait; see docs/OPERATIONS.md, Upgrading)",
                       i, stream, left);
+            if (!unreadable) /* a later failure gets HANDOVER_UNUSED_UNKNOWN_MS of its own */
+                h->unknown_since_ms = 0;
             return 0;
         }
     }
