@@ -154,6 +154,24 @@ class Proc:
             return ""
 
 
+SHARDS = 16  # lib/jsx.h JSX_SHARDS: dispatchers consume them all
+SHARDS_USED = 4  # JSX_SHARDS_USED: collectors put messages on shards 0, 4, 8 and 12
+
+
+def fnv1a(s):
+    """FNV-1a 32 of the string's bytes (lib/strmap.c strmap_hash)."""
+    h = 2166136261
+    for b in s.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def shard_of(name):
+    """lib/jsx.c jsx_shard_of: FNV-1a 32 of a user id or channel name, mod the
+    used shards, times the spacing between them."""
+    return fnv1a(name) % SHARDS_USED * (SHARDS // SHARDS_USED)
+
+
 def nats_cluster_conf(name, host, port, cluster_port, route_addrs, store_dir, max_payload=4194304,
                       http_port=None):
     """nats-server config text for one member of a JetStream cluster named

@@ -18,17 +18,7 @@ import time
 import unittest
 
 from harness import (ClusterTest, eventually, http_post, metric, pb_field, pb_strings,
-                     ws_recv_json, ws_welcome)
-
-SHARDS, USED = 16, 4
-
-
-def shard_of(name):
-    """lib/jsx.h jsx_shard_of: FNV-1a 32 of the bytes, mod 4, times 4."""
-    h = 2166136261
-    for b in name.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h % USED * (SHARDS // USED)
+                     shard_of, ws_recv_json, ws_welcome)
 
 
 def same_shard(name, stem):

@@ -11,24 +11,10 @@ import json
 import time
 import unittest
 
-from harness import ClusterTest, eventually, free_port, http_post, metric, pb_field, ws_welcome
+from harness import (SHARDS, SHARDS_USED, ClusterTest, eventually, fnv1a, free_port, http_post,
+                     metric, pb_field, shard_of, ws_welcome)
 
 N = 1000
-SHARDS = 16  # lib/jsx.h JSX_SHARDS
-USED = 4  # JSX_SHARDS_USED: collectors put messages on shards 0, 4, 8 and 12
-
-
-def fnv1a(s):
-    h = 2166136261
-    for b in s.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h
-
-
-def shard_of(user):
-    """lib/jsx.c jsx_shard_of: FNV-1a 32 of the bytes, mod the used shards,
-    times the spacing between them."""
-    return fnv1a(user) % USED * (SHARDS // USED)
 
 
 def users_on_both_halves(stem, per_half=2):
@@ -518,7 +504,8 @@ class OlderCollectorsShards(OrderTest):
         # this one puts the user on FNV mod 4 times 4. What an older one
         # handed over and no dispatcher took yet must reach the user before
         # anything this one stores: it waits for those shards to drain.
-        user = next(u for u in (f"veteran{i}" for i in range(1000)) if fnv1a(u) % SHARDS % 4)
+        spacing = SHARDS // SHARDS_USED  # a user whose old shard this collector does not use
+        user = next(u for u in (f"veteran{i}" for i in range(1000)) if fnv1a(u) % SHARDS % spacing)
         old = fnv1a(user) % SHARDS
         ws = (await self.connect([user]))[user]
         self.wait_shards({"dispatcher": SHARDS})
