@@ -228,22 +228,14 @@ print(" ".join(str(sum(on[(g * stride + k * step) % chans]
   wait_wsloads 0
   f1=$(sum_metric push_pusher_channel_frames_total)
   cat "$DIR"/many*.json >&2
-  ALL=$ALL_READY FRAMES=$(( f1 - f0 )) EXPECTED=$(( $(echo "$EXPECT" | tr ' ' '+') )) python3 -c '
+  ALL=$ALL_READY FRAMES=$(( f1 - f0 )) EXPECTED=$(( $(echo "$EXPECT" | tr ' ' '+') )) \
+  PYTHONPATH="$ROOT/bench" python3 -c '
 import json, os, sys
+from wsload_hist import merged, pct
 d, total, pushers, chans, per_conn, rate, secs = sys.argv[1], *map(int, sys.argv[2:8])
 rs = [json.loads(open(f"{d}/many{i}.json").read()) for i in range(1, pushers + 1)]
 pub = json.loads(open(f"{d}/pubload.json").read())
-hist = {}
-for i in range(1, pushers + 1):
-    for l in open(f"{d}/many{i}.hist"):
-        us, n = map(int, l.split()); hist[us] = hist.get(us, 0) + n
-n = sum(hist.values())
-def pct(p):
-    want, seen = max(1, int(p / 100 * n + 0.5)), 0
-    for us in sorted(hist):
-        seen += hist[us]
-        if seen >= want: return us / 1000
-    return None
+hist = merged(f"{d}/many{i}.hist" for i in range(1, pushers + 1))
 expected = int(os.environ["EXPECTED"])
 got = sum(r["messages"] for r in rs)
 print(json.dumps({"figure": "channels_many", "connections": total, "channels": chans,
@@ -252,7 +244,8 @@ print(json.dumps({"figure": "channels_many", "connections": total, "channels": c
                   "rate_asked": rate, "sent": pub["sent"], "publish_rate": pub["rate"],
                   "expected": expected, "received": got, "missing": expected - got,
                   "pusher_frames": int(os.environ["FRAMES"]),
-                  "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": max(r["max_ms"] for r in rs)}))
+                  "p50_ms": pct(hist, 50), "p99_ms": pct(hist, 99),
+                  "max_ms": max(r["max_ms"] for r in rs)}))
 ' "$DIR" "$TOTAL" "$PUSHERS" "$CHANNELS" "$PER_CONN" "$MSG_RATE" "$MSG_SECONDS"
   exit 0
 fi

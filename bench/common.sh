@@ -149,23 +149,12 @@ bench_latency_report() {
     \"handover_retries\": $(bench_metric collector push_collect_handover_retries_total),
     \"handover_errors\": $(bench_metric collector push_collect_handover_errors_total),
     \"acks_recorded\": $(bench_metric collector push_collect_acks_total)}" \
-  HOPS=$(bench_hops) python3 -c '
+  HOPS=$(bench_hops) PYTHONPATH="$ROOT/bench" python3 -c '
 import json, os, sys
+from wsload_hist import merged, pct
 d, n = sys.argv[1], int(sys.argv[5])
 rs = [json.load(open(f"{d}/wsload{i}.json")) for i in range(1, n + 1)]
-hist = {}
-for i in range(1, n + 1):
-    for line in open(f"{d}/wsload{i}.hist"):
-        us, k = map(int, line.split())
-        hist[us] = hist.get(us, 0) + k
-total = sum(hist.values())
-def pct(p):  # as wsload: the smallest latency with p% of the samples at or below it
-    want, seen = max(1, int(p / 100 * total + 0.5)), 0
-    for us in sorted(hist):
-        seen += hist[us]
-        if seen >= want:
-            return us / 1000
-    return None
+hist = merged(f"{d}/wsload{i}.hist" for i in range(1, n + 1))
 got = sum(r["messages"] for r in rs)
 # first frame to last over all (CLOCK_MONOTONIC is one clock for all processes)
 firsts = [r["first_msg_mono_us"] for r in rs if r["messages"]]
@@ -174,7 +163,8 @@ print(json.dumps({"figure": sys.argv[2], "rate_asked": int(sys.argv[3]), "sent":
                   **({"pushers": n} if n > 1 else {}),
                   "received": got, "seconds": span,
                   "received_per_s": round(got / span) if span else None,
-                  "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": max(r["max_ms"] for r in rs),
+                  "p50_ms": pct(hist, 50), "p99_ms": pct(hist, 99),
+                  "max_ms": max(r["max_ms"] for r in rs),
                   "duplicates": sum(r.get("duplicates", 0) for r in rs),
                   "acks_sent": sum(r.get("acks", 0) for r in rs),
                   **json.loads(os.environ["REPEATS"]),
