@@ -44,7 +44,9 @@
  * missing PATH.index is built again from the inline lists (those acks
  * lost: delivered again). Locks: ix_lock (the index's connection, and
  * every round, ack and expiry from start to end) before lock (the main
- * connection), never the other way.
+ * connection), never the other way. The background jobs (the indexer,
+ * expiry, channel trims) take lock only when no one else wants it
+ * (store_lock_bg).
  *
  * A message row is written once and never updated: handing it over deletes
  * its narrow undispatched row (cheaper than rewriting the message row and
@@ -54,8 +56,10 @@
  * Expiry: expires_ms = accepted_ms + ttl*1000; a ttl 0 message expires at
  * once but is kept until it was handed to the dispatcher.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +74,12 @@
 struct store_sqlite {
     sqlite3 *db;
     pthread_mutex_t lock;
+    /* store_lock's: how many hold or wait for lock, not counting the
+     * background; how many background threads wait for that to be 0 (on
+     * bg_room, under bg_lock) */
+    atomic_int wanted, bg_waiting;
+    pthread_mutex_t bg_lock;
+    pthread_cond_t bg_room; /* CLOCK_MONOTONIC */
     sqlite3_stmt *begin, *commit, *rollback, *find_idem, *ins_msg, *pending, *undispatched,
         *ins_undispatched, *mark, *sync_normal, *sync_full, *expired_rcpts, *expire_msgs,
         *expire_floor, *history, *history_gone, *history_floor, *trim_edge, *trim_floor, *trim_msgs,
@@ -84,6 +94,60 @@ struct store_sqlite {
     int healthy;
 };
 
+/* The main connection's lock, the writer's commits first. The background
+ * jobs (the indexer, expiry, channel trims) work in slices of a few
+ * milliseconds, each under the lock, one right after another. A plain
+ * mutex lets the thread that just let go take it again before the waiter
+ * it woke gets a core: a commit waited out whole rounds of the indexer,
+ * 10 ms and more once a second at 10,000 stored messages/s, and every
+ * message behind it with it (docs/BENCHMARKS.md, "The writer first").
+ * So everyone else counts itself in `wanted` before it waits, and the
+ * background takes the lock only once that is 0, or after
+ * STORE_BG_YIELD_MS (it is never starved for longer). */
+#define STORE_BG_YIELD_MS 200
+
+static void store_lock(store_sqlite_t *s)
+{
+    atomic_fetch_add(&s->wanted, 1);
+    pthread_mutex_lock(&s->lock);
+}
+
+static void store_unlock(store_sqlite_t *s)
+{
+    pthread_mutex_unlock(&s->lock);
+    /* seq_cst both ways: either this sees bg_waiting, or the background
+     * sees wanted at 0 (store_lock_bg) */
+    if (atomic_fetch_sub(&s->wanted, 1) == 1 && atomic_load(&s->bg_waiting)) {
+        pthread_mutex_lock(&s->bg_lock);
+        pthread_cond_broadcast(&s->bg_room);
+        pthread_mutex_unlock(&s->bg_lock);
+    }
+}
+
+static void store_lock_bg(store_sqlite_t *s)
+{
+    if (atomic_load(&s->wanted)) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += (long)STORE_BG_YIELD_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&s->bg_lock);
+        atomic_fetch_add(&s->bg_waiting, 1);
+        while (atomic_load(&s->wanted) &&
+               pthread_cond_timedwait(&s->bg_room, &s->bg_lock, &until) != ETIMEDOUT)
+            ;
+        atomic_fetch_sub(&s->bg_waiting, 1);
+        pthread_mutex_unlock(&s->bg_lock);
+    }
+    pthread_mutex_lock(&s->lock);
+}
+
+static void store_unlock_bg(store_sqlite_t *s)
+{
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* Expired messages that were handed over, oldest expiry first, at most ?2:
  * store_sqlite_expire deletes them a chunk at a time. */
 #define STORE_EXPIRED_IDS                                                                          \
@@ -96,8 +160,9 @@ struct store_sqlite {
  * at most STORE_INDEX_MAX per run, STORE_INDEX_CHUNK rows a transaction. */
 #define STORE_INDEX_AFTER_MS 3000
 #define STORE_INDEX_MAX 100000
-#define STORE_INDEX_CHUNK 1024
-#define STORE_INDEX_PAGE 1024
+#define STORE_INDEX_CHUNK 128
+#define STORE_INDEX_PAGE 128
+#define STORE_INDEX_FORGET 1024 /* pairs out of recent to a hold of the lock */
 
 static const char *store_schema = "PRAGMA journal_mode=WAL;"
                                   "PRAGMA synchronous=FULL;"
@@ -425,6 +490,12 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
         return NULL;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->ix_lock, NULL);
+    pthread_mutex_init(&s->bg_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->bg_room, &ca);
+    pthread_condattr_destroy(&ca);
     char *msg = NULL;
     int ix_fresh = 0, version = 0;
     if (sqlite3_open_v2(path, &s->db,
@@ -649,7 +720,7 @@ static int store_sqlite_put_batch(void *handle, store_put_item_t *items, size_t 
 {
     store_sqlite_t *s = handle;
     int rc = STORE_ERR;
-    pthread_mutex_lock(&s->lock);
+    store_lock(s);
     if (step_done(s, s->begin))
         goto out;
     for (size_t i = 0; i < n; i++) {
@@ -675,7 +746,7 @@ static int store_sqlite_put_batch(void *handle, store_put_item_t *items, size_t 
                 }
 out:
     s->healthy = rc == STORE_OK;
-    pthread_mutex_unlock(&s->lock);
+    store_unlock(s);
     return rc;
 }
 
@@ -782,7 +853,7 @@ static int store_sqlite_pending(void *handle, const char *user, const char *afte
 {
     store_sqlite_t *s = handle;
     store_rows_t indexed = {0}, recent = {0};
-    pthread_mutex_lock(&s->lock);
+    store_lock(s);
     sqlite3_stmt *st = s->pending;
     sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)now_ms);
@@ -792,7 +863,7 @@ static int store_sqlite_pending(void *handle, const char *user, const char *afte
     if (store_rows_read(s, st, &indexed, "pending messages") != 0 ||
         store_sqlite_pending_recent(s, user, after, now_ms, limit, &recent) != 0)
         n = STORE_ERR;
-    pthread_mutex_unlock(&s->lock);
+    store_unlock(s);
     /* two lists of distinct messages, each oldest first: merged, the
      * oldest limit of them */
     for (size_t i = 0, k = 0;
@@ -846,7 +917,7 @@ static int store_sqlite_ack_batch(void *handle, const store_ack_t *acks, size_t 
     rc = STORE_OK;
     if (!n_tail)
         goto out;
-    pthread_mutex_lock(&s->lock);
+    store_lock(s);
     step_done(s, s->sync_normal);
     rc = step_done(s, s->begin) ? STORE_ERR : STORE_OK;
     for (size_t i = 0; i < n_tail && rc == STORE_OK; i++) {
@@ -860,7 +931,7 @@ static int store_sqlite_ack_batch(void *handle, const store_ack_t *acks, size_t 
     if (rc != STORE_OK)
         step_done(s, s->rollback);
     step_done(s, s->sync_full);
-    pthread_mutex_unlock(&s->lock);
+    store_unlock(s);
 out:
     pthread_mutex_unlock(&s->ix_lock);
     free(tail);
@@ -878,7 +949,7 @@ static int store_sqlite_undispatched(void *handle, uint64_t before_ms, size_t li
 {
     store_sqlite_t *s = handle;
     store_rows_t rs = {0};
-    pthread_mutex_lock(&s->lock);
+    store_lock(s);
     sqlite3_stmt *st = s->undispatched;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)before_ms);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
@@ -897,7 +968,7 @@ static int store_sqlite_undispatched(void *handle, uint64_t before_ms, size_t li
         n = STORE_ERR;
     }
     sqlite3_reset(st);
-    pthread_mutex_unlock(&s->lock);
+    store_unlock(s);
     for (size_t i = 0; n != STORE_ERR && i < rs.n; i++, n++)
         fn(arg, &rs.rows[i].m, rs.rows[i].to, rs.rows[i].n_to);
     store_rows_free(&rs);
@@ -912,7 +983,7 @@ static int store_sqlite_mark_dispatched_many(void *handle, char *const *ids, siz
 {
     store_sqlite_t *s = handle;
     int rc = STORE_ERR;
-    pthread_mutex_lock(&s->lock);
+    store_lock(s);
     step_done(s, s->sync_normal);
     if (step_done(s, s->begin))
         goto out;
@@ -928,7 +999,7 @@ static int store_sqlite_mark_dispatched_many(void *handle, char *const *ids, siz
         step_done(s, s->rollback);
 out:
     step_done(s, s->sync_full);
-    pthread_mutex_unlock(&s->lock);
+    store_unlock(s);
     return rc;
 }
 
@@ -999,7 +1070,7 @@ static int store_sqlite_index_round(store_sqlite_t *s, uint64_t now_ms)
         size_t page = STORE_INDEX_MAX - n_msgs < STORE_INDEX_PAGE ? STORE_INDEX_MAX - n_msgs
                                                                   : STORE_INDEX_PAGE;
         size_t got = 0;
-        pthread_mutex_lock(&s->lock);
+        store_lock_bg(s);
         sqlite3_stmt *st = s->index_due;
         sqlite3_bind_int64(st, 1, (sqlite3_int64)page);
         sqlite3_bind_text(st, 2, after, -1, SQLITE_TRANSIENT);
@@ -1040,11 +1111,11 @@ static int store_sqlite_index_round(store_sqlite_t *s, uint64_t now_ms)
             }
         }
         sqlite3_reset(st);
-        pthread_mutex_unlock(&s->lock);
+        store_unlock_bg(s);
         ended |= got < page;
     }
     if (!oom && step == SQLITE_DONE && n_msgs) {
-        pthread_mutex_lock(&s->lock);
+        store_lock_bg(s);
         sqlite3_stmt *st = s->round_acks;
         sqlite3_bind_text(st, 1, msgs[0].id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, msgs[n_msgs - 1].id, -1, SQLITE_STATIC);
@@ -1055,7 +1126,7 @@ static int store_sqlite_index_round(store_sqlite_t *s, uint64_t now_ms)
             oom = strmap_put(acked, key, acked) != 0;
         }
         sqlite3_reset(st);
-        pthread_mutex_unlock(&s->lock);
+        store_unlock_bg(s);
         if (step == SQLITE_ROW)
             step = SQLITE_DONE; /* stopped by oom */
     }
@@ -1084,16 +1155,18 @@ static int store_sqlite_index_round(store_sqlite_t *s, uint64_t now_ms)
     sqlite3_stmt *const done[] = {s->unindex, s->drop_tail_acks};
     for (size_t at = 0; at < n_msgs; at += STORE_INDEX_CHUNK) {
         size_t n = n_msgs - at < STORE_INDEX_CHUNK ? n_msgs - at : STORE_INDEX_CHUNK;
-        pthread_mutex_lock(&s->lock);
+        store_lock_bg(s);
         failed = store_sqlite_index_txn(s, done, 2, msgs + at, n);
-        pthread_mutex_unlock(&s->lock);
+        store_unlock_bg(s);
         if (failed)
             goto unlock;
     }
-    pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; s->recent && i < n_pairs; i++)
-        recent_remove(s->recent, pairs[i].user, pairs[i].id);
-    pthread_mutex_unlock(&s->lock);
+    for (size_t at = 0; at < n_pairs; at += STORE_INDEX_FORGET) {
+        store_lock_bg(s);
+        for (size_t i = at; s->recent && i < n_pairs && i < at + STORE_INDEX_FORGET; i++)
+            recent_remove(s->recent, pairs[i].user, pairs[i].id);
+        store_unlock_bg(s);
+    }
 
     rc = (int)n_msgs;
 unlock:
@@ -1119,7 +1192,7 @@ static int store_sqlite_index(void *handle, uint64_t now_ms)
         if (n > 0)
             total += n;
     } while (n == STORE_INDEX_MAX);
-    pthread_mutex_lock(&s->lock);
+    store_lock_bg(s);
     if (n >= 0 && s->recent_lost) {
         recent_free(s->recent);
         s->recent_lost = !(s->recent = recent_new()) || store_sqlite_recent_load(s) != 0;
@@ -1127,7 +1200,7 @@ static int store_sqlite_index(void *handle, uint64_t now_ms)
             LOG_I("store: recent messages listed again; pending messages are found without a "
                   "scan");
     }
-    pthread_mutex_unlock(&s->lock);
+    store_unlock_bg(s);
     return n < 0 && !total ? STORE_ERR : total;
 }
 
@@ -1169,7 +1242,7 @@ static int store_sqlite_expire(void *handle, uint64_t now_ms)
     int total = 0;
     for (;;) {
         pthread_mutex_lock(&s->ix_lock);
-        pthread_mutex_lock(&s->lock);
+        store_lock_bg(s);
         int n = STORE_ERR, ix_open = 0;
         if (step_done(s, s->ix_begin))
             goto out;
@@ -1201,7 +1274,7 @@ static int store_sqlite_expire(void *handle, uint64_t now_ms)
     out:
         if (ix_open)
             step_done(s, s->ix_rollback);
-        pthread_mutex_unlock(&s->lock);
+        store_unlock_bg(s);
         pthread_mutex_unlock(&s->ix_lock);
         if (n == STORE_ERR)
             return total ? total : STORE_ERR;
@@ -1221,7 +1294,7 @@ static int store_sqlite_trim_channel(void *handle, const char *channel, size_t k
     store_sqlite_t *s = handle;
     int n = STORE_ERR;
     char edge[IDS_LEN + 1] = "";
-    pthread_mutex_lock(&s->lock);
+    store_lock_bg(s);
     if (step_done(s, s->begin))
         goto out;
     sqlite3_bind_text(s->trim_edge, 1, channel, -1, SQLITE_STATIC);
@@ -1250,7 +1323,7 @@ static int store_sqlite_trim_channel(void *handle, const char *channel, size_t k
         n = STORE_ERR;
     }
 out:
-    pthread_mutex_unlock(&s->lock);
+    store_unlock_bg(s);
     return n;
 }
 
@@ -1283,7 +1356,7 @@ static int store_sqlite_history(void *handle, const char *channel, const char *s
     store_sqlite_t *s = handle;
     store_rows_t rs = {0};
     *recovered = 1;
-    pthread_mutex_lock(&s->lock);
+    store_lock(s);
     sqlite3_stmt *st = s->history;
     sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
@@ -1309,7 +1382,7 @@ static int store_sqlite_history(void *handle, const char *channel, const char *s
             n = STORE_ERR;
         *recovered = gone == 0;
     }
-    pthread_mutex_unlock(&s->lock);
+    store_unlock(s);
     size_t top = rs.n > keep ? keep : rs.n; /* a row past keep is the oldest: beyond the bound */
     for (size_t i = top; n != STORE_ERR && i > 0; i--, n++)
         fn(arg, &rs.rows[i - 1].m, NULL, 0);
@@ -1354,6 +1427,8 @@ static void store_sqlite_close(void *handle)
     recent_free(s->recent);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->ix_lock);
+    pthread_mutex_destroy(&s->bg_lock);
+    pthread_cond_destroy(&s->bg_room);
     free(s);
 }
 

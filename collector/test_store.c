@@ -8,7 +8,9 @@
  * is down opens, is not healthy, and fails every call at once.
  */
 #include <mongoc/mongoc.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -914,8 +916,85 @@ static void sqlite_recipients_are_indexed_late(void)
     store_close(s);
 }
 
+/* The writer's commits and the expiry thread's indexer on the store at
+ * once (store_sqlite.c: the indexer takes the lock only when no one else
+ * wants it, and waits at most STORE_BG_YIELD_MS): commits back to back do
+ * not keep the indexer out (the committer stops once it got in, or after
+ * 30 s), and nothing is lost or indexed twice. */
+typedef struct committer {
+    store_t *s;
+    int batches, failed;
+    atomic_int stop, done;
+} committer_t;
+
+#define COMMIT_BATCH 50
+
+static void *commit_back_to_back(void *arg)
+{
+    committer_t *c = arg;
+    char *to[] = {"u1", "u2"};
+    uint64_t until = ids_now_ms() + 30 * 1000;
+    while (!atomic_load(&c->stop) && ids_now_ms() < until) {
+        int b = c->batches;
+        store_msg_t m[COMMIT_BATCH];
+        store_put_item_t items[COMMIT_BATCH];
+        memset(m, 0, sizeof m);
+        memset(items, 0, sizeof items);
+        for (int i = 0; i < COMMIT_BATCH; i++) {
+            m[i] = (store_msg_t){.topic = "t",
+                                 .data = (const unsigned char *)"1",
+                                 .data_len = 1,
+                                 .content_type = "application/json",
+                                 .accepted_ms = T0 + (uint64_t)b,
+                                 .ttl = 60};
+            snprintf(m[i].id, sizeof m[i].id, "b%06d-%03d", b, i);
+            items[i] = (store_put_item_t){.m = &m[i], .to = to, .n_to = 2};
+        }
+        if (store_put_batch(c->s, items, COMMIT_BATCH) != STORE_OK)
+            c->failed++;
+        c->batches++;
+    }
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+static void sqlite_indexer_gets_in_between_back_to_back_commits(void)
+{
+    store_t *s = fresh_sqlite();
+    committer_t c = {.s = s};
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, commit_back_to_back, &c), 0);
+    int indexed = 0, got_in = 0;
+    while (!atomic_load(&c.done)) {
+        int n = store_index(s, T0 + 1000 * 1000);
+        CHECK(n >= 0);
+        if (n > 0) {
+            indexed += n;
+            got_in |= !atomic_load(&c.done);
+            atomic_store(&c.stop, 1);
+        }
+    }
+    pthread_join(t, NULL);
+    int n = store_index(s, T0 + 1000 * 1000);
+    CHECK(n >= 0);
+    indexed += n;
+    CHECK_INT(c.failed, 0);
+    CHECK_INT(got_in, 1);
+    CHECK(c.batches > 0);
+    CHECK_INT(indexed, c.batches * COMMIT_BATCH);
+    CHECK_INT(sqlite_number("", NULL, "SELECT count(*) FROM unindexed"), 0);
+    CHECK_INT(sqlite_number(".index", NULL, "SELECT count(*) FROM recipients"),
+              2 * c.batches * COMMIT_BATCH);
+    seen_t seen = {0};
+    CHECK_INT(store_pending(s, "u2", NULL, T0 + 1500, 10, collect, &seen),
+              c.batches * COMMIT_BATCH < 10 ? c.batches * COMMIT_BATCH : 10);
+    CHECK_STR(seen.ids[0], "b000000-000");
+    store_close(s);
+}
+
 static const check_case_t once_cases[] = {
     CHECK_CASE(sqlite_recipients_are_indexed_late),
+    CHECK_CASE(sqlite_indexer_gets_in_between_back_to_back_commits),
     CHECK_CASE(sqlite_version_1_database_is_migrated),
     CHECK_CASE(sqlite_version_2_database_is_migrated_to_4),
     CHECK_CASE(unknown_or_empty_store_uris_are_refused),
