@@ -105,6 +105,42 @@ void recent_remove(recent_t *r, const char *user, const char *id)
     }
 }
 
+void recent_remove_sorted(recent_t *r, const char *user, const char *const *ids, size_t n)
+{
+    recent_ids_t *l = n ? strmap_get(r->users, user) : NULL;
+    if (!l)
+        return;
+    /* One pass from the first: the ids kept move down over those removed
+     * (removing them one by one moved the whole tail each time: the
+     * indexer takes the oldest first, so a user with 40,000 ids cost 230
+     * ms under the store's lock). */
+    size_t w = recent_find(l, ids[0]), rd = w, k = 0;
+    while (rd < l->n && k < n) {
+        int c = strcmp(l->ids[rd], ids[k]);
+        if (c > 0) {
+            k++; /* ids[k] is not there (or was named twice) */
+        } else if (c == 0) {
+            rd++; /* removed */
+            k++;
+        } else {
+            if (w != rd)
+                memcpy(l->ids[w], l->ids[rd], sizeof l->ids[w]);
+            w++;
+            rd++;
+        }
+    }
+    size_t removed = rd - w;
+    if (removed) {
+        memmove(l->ids + w, l->ids + rd, (l->n - rd) * sizeof *l->ids);
+        l->n -= removed;
+        r->pairs -= removed;
+    }
+    if (!l->n) {
+        strmap_remove(r->users, user);
+        recent_free_ids(NULL, user, l);
+    }
+}
+
 size_t recent_of(const recent_t *r, const char *user, const char *after,
                  const char (**ids)[IDS_LEN + 1])
 {

@@ -22,6 +22,9 @@ void recent_free(recent_t *r);
 int recent_add(recent_t *r, const char *user, const char *id);
 /* Remove id for user, if there. */
 void recent_remove(recent_t *r, const char *user, const char *id);
+/* Remove ids[0..n) for user, those that are there; ids sorted (strcmp),
+ * ascending. One pass over the user's ids. */
+void recent_remove_sorted(recent_t *r, const char *user, const char *const *ids, size_t n);
 /* The user's ids greater than after (""), oldest first, in *ids (valid
  * until the next change); returns how many. */
 size_t recent_of(const recent_t *r, const char *user, const char *after,

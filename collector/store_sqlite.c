@@ -1161,12 +1161,25 @@ static int store_sqlite_index_round(store_sqlite_t *s, uint64_t now_ms)
         if (failed)
             goto unlock;
     }
+    /* out of recent: pairs are sorted by user, then id, so each user's
+     * ids go in one pass (recent_remove_sorted) */
+    const char **run = n_pairs ? malloc(STORE_INDEX_FORGET * sizeof *run) : NULL;
     for (size_t at = 0; at < n_pairs; at += STORE_INDEX_FORGET) {
+        size_t end = n_pairs - at < STORE_INDEX_FORGET ? n_pairs : at + STORE_INDEX_FORGET;
         store_lock_bg(s);
-        for (size_t i = at; s->recent && i < n_pairs && i < at + STORE_INDEX_FORGET; i++)
-            recent_remove(s->recent, pairs[i].user, pairs[i].id);
+        for (size_t i = at, j; s->recent && i < end; i = j) {
+            if (!run) { /* out of memory: one by one */
+                recent_remove(s->recent, pairs[i].user, pairs[i].id);
+                j = i + 1;
+                continue;
+            }
+            for (j = i; j < end && strcmp(pairs[j].user, pairs[i].user) == 0; j++)
+                run[j - i] = pairs[j].id;
+            recent_remove_sorted(s->recent, pairs[i].user, run, j - i);
+        }
         store_unlock_bg(s);
     }
+    free(run);
 
     rc = (int)n_msgs;
 unlock:
