@@ -75,11 +75,15 @@ struct store_sqlite {
     sqlite3 *db;
     pthread_mutex_t lock;
     /* store_lock's: how many hold or wait for lock, not counting the
-     * background; how many background threads wait for that to be 0 (on
+     * background; how many background threads wait in store_lock_bg (on
      * bg_room, under bg_lock) */
     atomic_int wanted, bg_waiting;
+    atomic_uint fg_served; /* times store_lock took lock */
+    /* set by a background thread whose turn it is: store_lock waits on
+     * fg_room until it has the lock */
+    atomic_int bg_turn;
     pthread_mutex_t bg_lock;
-    pthread_cond_t bg_room; /* CLOCK_MONOTONIC */
+    pthread_cond_t bg_room, fg_room; /* CLOCK_MONOTONIC */
     sqlite3_stmt *begin, *commit, *rollback, *find_idem, *ins_msg, *pending, *undispatched,
         *ins_undispatched, *mark, *sync_normal, *sync_full, *expired_rcpts, *expire_msgs,
         *expire_floor, *history, *history_gone, *history_floor, *trim_edge, *trim_floor, *trim_msgs,
@@ -100,47 +104,75 @@ struct store_sqlite {
  * mutex lets the thread that just let go take it again before the waiter
  * it woke gets a core: a commit waited out whole rounds of the indexer,
  * 10 ms and more once a second at 10,000 stored messages/s, and every
- * message behind it with it (docs/BENCHMARKS.md, "The writer first").
- * So everyone else counts itself in `wanted` before it waits, and the
- * background takes the lock only once that is 0, or after
- * STORE_BG_YIELD_MS (it is never starved for longer). */
+ * message behind it with it (docs/BENCHMARKS.md, "Where a stall starts").
+ * So everyone else counts itself in `wanted` before it waits and in
+ * `fg_served` once it has the lock, and a background slice that finds
+ * someone waiting or holding it waits until one of them has had the lock
+ * (or STORE_BG_YIELD_MS), then takes its turn: the others arriving
+ * meanwhile wait until it has the lock. A commit waits for one slice at
+ * most; under commits back to back the two alternate, and the background
+ * is never kept out (the same plain mutex let a busy writer do that on one
+ * core). */
 #define STORE_BG_YIELD_MS 200
 
-static void store_lock(store_sqlite_t *s)
+/* Wake a background thread waiting in store_lock_bg, if any. seq_cst:
+ * either the caller sees bg_waiting, or the waiter sees what the caller
+ * changed before (wanted, fg_served). */
+static void store_wake_bg(store_sqlite_t *s)
 {
-    atomic_fetch_add(&s->wanted, 1);
-    pthread_mutex_lock(&s->lock);
-}
-
-static void store_unlock(store_sqlite_t *s)
-{
-    pthread_mutex_unlock(&s->lock);
-    /* seq_cst both ways: either this sees bg_waiting, or the background
-     * sees wanted at 0 (store_lock_bg) */
-    if (atomic_fetch_sub(&s->wanted, 1) == 1 && atomic_load(&s->bg_waiting)) {
+    if (atomic_load(&s->bg_waiting)) {
         pthread_mutex_lock(&s->bg_lock);
         pthread_cond_broadcast(&s->bg_room);
         pthread_mutex_unlock(&s->bg_lock);
     }
 }
 
-static void store_lock_bg(store_sqlite_t *s)
+static void store_lock(store_sqlite_t *s)
 {
-    if (atomic_load(&s->wanted)) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += (long)STORE_BG_YIELD_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+    if (atomic_load(&s->bg_turn)) {
         pthread_mutex_lock(&s->bg_lock);
-        atomic_fetch_add(&s->bg_waiting, 1);
-        while (atomic_load(&s->wanted) &&
-               pthread_cond_timedwait(&s->bg_room, &s->bg_lock, &until) != ETIMEDOUT)
-            ;
-        atomic_fetch_sub(&s->bg_waiting, 1);
+        while (atomic_load(&s->bg_turn))
+            pthread_cond_wait(&s->fg_room, &s->bg_lock);
         pthread_mutex_unlock(&s->bg_lock);
     }
+    atomic_fetch_add(&s->wanted, 1);
     pthread_mutex_lock(&s->lock);
+    atomic_fetch_add(&s->fg_served, 1);
+    store_wake_bg(s);
+}
+
+static void store_unlock(store_sqlite_t *s)
+{
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_sub(&s->wanted, 1);
+    store_wake_bg(s);
+}
+
+static void store_lock_bg(store_sqlite_t *s)
+{
+    if (!atomic_load(&s->wanted)) {
+        pthread_mutex_lock(&s->lock);
+        return;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)STORE_BG_YIELD_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&s->bg_lock);
+    atomic_fetch_add(&s->bg_waiting, 1);
+    unsigned served = (unsigned)atomic_load(&s->fg_served);
+    while (atomic_load(&s->wanted) && (unsigned)atomic_load(&s->fg_served) == served &&
+           pthread_cond_timedwait(&s->bg_room, &s->bg_lock, &until) != ETIMEDOUT)
+        ;
+    atomic_fetch_sub(&s->bg_waiting, 1);
+    atomic_store(&s->bg_turn, 1); /* those arriving now wait for this slice */
+    pthread_mutex_unlock(&s->bg_lock);
+    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->bg_lock);
+    atomic_store(&s->bg_turn, 0);
+    pthread_cond_broadcast(&s->fg_room);
+    pthread_mutex_unlock(&s->bg_lock);
 }
 
 static void store_unlock_bg(store_sqlite_t *s)
@@ -495,6 +527,7 @@ store_sqlite_t *store_sqlite_open(const char *path, char *err, size_t err_size)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->bg_room, &ca);
+    pthread_cond_init(&s->fg_room, &ca);
     pthread_condattr_destroy(&ca);
     char *msg = NULL;
     int ix_fresh = 0, version = 0;
@@ -1442,6 +1475,7 @@ static void store_sqlite_close(void *handle)
     pthread_mutex_destroy(&s->ix_lock);
     pthread_mutex_destroy(&s->bg_lock);
     pthread_cond_destroy(&s->bg_room);
+    pthread_cond_destroy(&s->fg_room);
     free(s);
 }
 
