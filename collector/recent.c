@@ -88,23 +88,6 @@ int recent_add(recent_t *r, const char *user, const char *id)
     return 0;
 }
 
-void recent_remove(recent_t *r, const char *user, const char *id)
-{
-    recent_ids_t *l = strmap_get(r->users, user);
-    if (!l)
-        return;
-    size_t at = recent_find(l, id);
-    if (at == l->n || strcmp(l->ids[at], id) != 0)
-        return;
-    memmove(l->ids + at, l->ids + at + 1, (l->n - at - 1) * sizeof *l->ids);
-    l->n--;
-    r->pairs--;
-    if (!l->n) {
-        strmap_remove(r->users, user);
-        recent_free_ids(NULL, user, l);
-    }
-}
-
 void recent_remove_sorted(recent_t *r, const char *user, const char *const *ids, size_t n)
 {
     recent_ids_t *l = n ? strmap_get(r->users, user) : NULL;

@@ -20,8 +20,6 @@ void recent_free(recent_t *r);
 
 /* Add id for user. Returns 0, or -1 out of memory (nothing added). */
 int recent_add(recent_t *r, const char *user, const char *id);
-/* Remove id for user, if there. */
-void recent_remove(recent_t *r, const char *user, const char *id);
 /* Remove ids[0..n) for user, those that are there; ids sorted (strcmp),
  * ascending. One pass over the user's ids. */
 void recent_remove_sorted(recent_t *r, const char *user, const char *const *ids, size_t n);

@@ -1196,23 +1196,17 @@ static int store_sqlite_index_round(store_sqlite_t *s, uint64_t now_ms)
     }
     /* out of recent: pairs are sorted by user, then id, so each user's
      * ids go in one pass (recent_remove_sorted) */
-    const char **run = n_pairs ? malloc(STORE_INDEX_FORGET * sizeof *run) : NULL;
+    const char *run[STORE_INDEX_FORGET];
     for (size_t at = 0; at < n_pairs; at += STORE_INDEX_FORGET) {
         size_t end = n_pairs - at < STORE_INDEX_FORGET ? n_pairs : at + STORE_INDEX_FORGET;
         store_lock_bg(s);
         for (size_t i = at, j; s->recent && i < end; i = j) {
-            if (!run) { /* out of memory: one by one */
-                recent_remove(s->recent, pairs[i].user, pairs[i].id);
-                j = i + 1;
-                continue;
-            }
             for (j = i; j < end && strcmp(pairs[j].user, pairs[i].user) == 0; j++)
                 run[j - i] = pairs[j].id;
             recent_remove_sorted(s->recent, pairs[i].user, run, j - i);
         }
         store_unlock_bg(s);
     }
-    free(run);
 
     rc = (int)n_msgs;
 unlock:
@@ -1277,11 +1271,10 @@ static int store_sqlite_drop_recipients(store_sqlite_t *s, sqlite3_stmt *st)
 }
 
 /* In chunks of STORE_EXPIRE_CHUNK messages, one transaction each (a few
- * milliseconds), letting the writer in between: a minute of ttl-0 messages at 10,000/s deleted in
- * one transaction held the store for almost 2 s. The index's rows go in a
- * transaction of its database, committed first: a stop between the two
- * leaves expired messages without rows (never served: they expired), which
- * the next run deletes. */
+ * milliseconds), letting the writer and acks in between: a minute of ttl-0 messages at 10,000/s
+ * deleted in one transaction held the store for almost 2 s. The index's rows go in a transaction of
+ * its database, committed first: a stop between the two leaves expired messages without rows (never
+ * served: they expired), which the next run deletes. */
 static int store_sqlite_expire(void *handle, uint64_t now_ms)
 {
     store_sqlite_t *s = handle;
@@ -1327,7 +1320,7 @@ static int store_sqlite_expire(void *handle, uint64_t now_ms)
         total += n;
         if (n < STORE_EXPIRE_CHUNK)
             return total;
-        usleep(1000); /* the writer's turn */
+        usleep(1000); /* acks' turn on ix_lock (lock has turns of its own) */
     }
 }
 
