@@ -1,10 +1,12 @@
 /* writer: see writer.h. */
 #include "writer.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bgloop.h"
 #include "jsx.h"
@@ -47,7 +49,8 @@ struct writer {
     bgloop_t *loop;
     pthread_mutex_t lock; /* the queue of publishes */
     writer_item_t *head, *tail;
-    writer_item_t **batch; /* the writer thread's */
+    writer_item_t **batch;       /* the writer thread's */
+    struct timespec batch_start; /* the writer thread's: when its last batch began */
     /* the hand-over thread and its queue of stored batches, in store order */
     bgloop_t *ho_loop;
     pthread_mutex_t ho_lock;
@@ -286,11 +289,34 @@ out:
     free(stored);
 }
 
+/* Wait until WRITER_GAP_US after the last batch began; note the new start. */
+static void writer_gap(writer_t *w)
+{
+    struct timespec until = w->batch_start, now;
+    until.tv_nsec += WRITER_GAP_US * 1000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec < until.tv_sec || (now.tv_sec == until.tv_sec && now.tv_nsec < until.tv_nsec)) {
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+            ;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    }
+    w->batch_start = now;
+}
+
 /* Takes up to WRITER_BATCH queued publishes: one transaction. */
 static int writer_run(void *arg)
 {
     writer_t *w = arg;
     writer_item_t **batch = w->batch;
+    pthread_mutex_lock(&w->lock);
+    int queued = w->head != NULL;
+    pthread_mutex_unlock(&w->lock);
+    if (queued)
+        writer_gap(w); /* what arrives meanwhile joins this batch */
     pthread_mutex_lock(&w->lock);
     size_t n = 0;
     while (w->head && n < WRITER_BATCH) {

@@ -21,6 +21,15 @@
 #include "store.h"
 
 #define WRITER_BATCH 4096
+/* A batch starts at least this long after the one before it started (a
+ * publish that finds no batch begun in that time is stored at once). Each
+ * batch costs an fsync and, downstream, a round: a stream message per
+ * shard, a dispatcher batch, a Redis round trip and a NodeDelivery. At
+ * 10,000 messages/s the writer took ~900 batches of ~11 a second, the two
+ * cores 81-89% busy; with the gap ~460 of ~22, 68-75% busy, and a shorter
+ * tail, though a message may wait up to the gap (docs/BENCHMARKS.md, "A gap
+ * between the writer's batches"). */
+#define WRITER_GAP_US 2000
 #define WRITER_HO_DEPTH 4 /* stored batches waiting for the hand-over, at most */
 
 typedef struct writer writer_t;
