@@ -37,10 +37,39 @@ async def read_frame(reader):
     return b0 & 0x0F, await reader.readexactly(n)
 
 
+async def answer_pings(reader, writer, seen):
+    """Read frames until the connection ends, answering each ping with a
+    (masked) pong; seen[0] counts the pings, seen[1] is the close frame's
+    payload if one came."""
+    try:
+        while True:
+            op, payload = await read_frame(reader)
+            if op == 0x9:
+                seen[0] += 1
+                mask = os.urandom(4)
+                writer.write(bytes([0x8A, 0x80 | len(payload)]) + mask +
+                             bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+            elif op == 0x8:
+                seen[1] = payload
+                return
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return
+
+
 class Idle(ClusterTest):
     async def test_silent_client_is_closed_with_a_close_frame_and_a_ponging_one_is_not(self):
         port = self.c.ws_ports["pusher"]
         lively, _ = await ws_welcome(self.c.ws_url(token=self.c.token("lively")))  # answers pings
+        # More quiet clients than one sweep pings (WS_PINGS_MIN): their pings
+        # are queued and go out over the following ticks; every one must
+        # still get its pings, and answering them keeps it connected.
+        herd = []
+        for i in range(300):
+            r, w = await raw_ws(port, self.c.token(f"herd{i}"))
+            op, payload = await read_frame(r)
+            self.assertEqual((op, json.loads(payload)["type"]), (1, "welcome"))
+            seen = [0, None]
+            herd.append((w, seen, asyncio.ensure_future(answer_pings(r, w, seen))))
         reader, writer = await raw_ws(port, self.c.token("silent"))
         op, payload = await read_frame(reader)
         self.assertEqual((op, json.loads(payload)["type"]), (1, "welcome"))
@@ -68,6 +97,13 @@ class Idle(ClusterTest):
         self.assertEqual((frame["id"], frame["data"]), (mid, "still here"))
         self.assertEqual(metric(self.c.scrape("pusher"), "push_pusher_idle_closed_total"), 1)
         await lively.close()
+        unpinged = [i for i, (_, seen, _) in enumerate(herd) if seen[0] < 1]
+        closed = [i for i, (_, seen, task) in enumerate(herd) if seen[1] is not None or task.done()]
+        self.assertEqual(unpinged, [], "every quiet client is pinged")
+        self.assertEqual(closed, [], "a client that answers its pings stays connected")
+        for w, _, task in herd:
+            w.close()
+            task.cancel()
 
 
 if __name__ == "__main__":

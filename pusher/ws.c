@@ -236,6 +236,8 @@ typedef struct ws_sweep {
     size_t pings_left; /* this sweep's budget: WS_PINGS_SHARE */
 } ws_sweep_t;
 
+static void ws_ping_later(ws_t *w, conn_t *c);
+
 static void ws_sweep_one(void *arg, conn_t *c)
 {
     ws_t *w = ((ws_sweep_t *)arg)->w;
@@ -266,9 +268,50 @@ static void ws_sweep_one(void *arg, conn_t *c)
                ((ws_sweep_t *)arg)->pings_left) {
         ((ws_sweep_t *)arg)->pings_left--;
         c->last_ping_s = now;
-        c->ping_due = 1;
-        lws_callback_on_writable(c->wsi);
+        ws_ping_later(w, c);
     }
+}
+
+static void ws_ping_now(conn_t *c)
+{
+    c->ping_due = 1;
+    lws_callback_on_writable(c->wsi);
+}
+
+/* Queue c's ping for ws_ping_tick (by id: the connection may be gone by
+ * then). Without memory for the queue, ping at once. */
+static void ws_ping_later(ws_t *w, conn_t *c)
+{
+    if (w->ping_len == w->ping_cap) {
+        size_t cap = w->ping_cap ? 2 * w->ping_cap : WS_PINGS_MIN;
+        char(*q)[CONN_ID_LEN + 1] = malloc(cap * sizeof *q);
+        if (!q) {
+            ws_ping_now(c);
+            return;
+        }
+        for (size_t i = 0; i < w->ping_len; i++)
+            memcpy(q[i], w->ping_q[(w->ping_head + i) % w->ping_cap], sizeof *q);
+        free(w->ping_q);
+        w->ping_q = q;
+        w->ping_cap = cap;
+        w->ping_head = 0;
+    }
+    memcpy(w->ping_q[(w->ping_head + w->ping_len++) % w->ping_cap], c->id, sizeof *w->ping_q);
+}
+
+/* Every WS_PING_TICK_MS while pings are queued: ping_per_tick of them. */
+static void ws_ping_tick(lws_sorted_usec_list_t *sul)
+{
+    ws_t *w = lws_container_of(sul, ws_t, ping_tick);
+    for (size_t i = 0; i < w->ping_per_tick && w->ping_len; i++) {
+        conn_t *c = conns_get(w->conns, w->ping_q[w->ping_head]);
+        w->ping_head = (w->ping_head + 1) % w->ping_cap;
+        w->ping_len--;
+        if (c && c->wsi && c->state == CONN_AUTHED && !c->close_code)
+            ws_ping_now(c);
+    }
+    if (w->ping_len)
+        lws_sul_schedule(w->ctx, 0, &w->ping_tick, ws_ping_tick, WS_PING_TICK_MS * LWS_US_PER_MS);
 }
 
 static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
@@ -278,6 +321,12 @@ static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
     ws_sweep_t sweep = {w, ws_now_s(),
                         n / WS_PINGS_SHARE > WS_PINGS_MIN ? n / WS_PINGS_SHARE : WS_PINGS_MIN};
     conns_each(w->conns, ws_sweep_one, &sweep);
+    if (w->ping_len) {
+        /* what is queued goes out before the next sweep */
+        size_t ticks = WS_IDLE_SWEEP_S * 1000 / WS_PING_TICK_MS - 1;
+        w->ping_per_tick = (w->ping_len + ticks - 1) / ticks;
+        ws_ping_tick(&w->ping_tick);
+    }
     lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
                      (lws_usec_t)WS_IDLE_SWEEP_S * LWS_US_PER_SEC);
 }
@@ -618,6 +667,7 @@ void ws_free(ws_t *w)
 #endif
     if (w->ctx) {
         lws_sul_cancel(&w->idle_sweep);
+        lws_sul_cancel(&w->ping_tick);
         lws_sul_cancel(&w->deadlines);
         lws_context_destroy(w->ctx);
     }
@@ -630,6 +680,7 @@ void ws_free(ws_t *w)
     conns_free(w->conns);
     free(w->again);
     free(w->sub_waits);
+    free(w->ping_q);
     free(w);
 }
 

@@ -33,6 +33,11 @@
  * 10k pings and pongs at once, stalling deliveries for ~300 ms. */
 #define WS_PINGS_SHARE 10 /* 1/10 per sweep: a herd spreads over 10 s */
 #define WS_PINGS_MIN 256
+/* and a sweep's pings go out a share every WS_PING_TICK_MS over the
+ * second up to the next sweep, not at once: 1,000 pings and their pongs in
+ * one go held every delivery of the loop thread up for 15-30 ms once a
+ * second (docs/BENCHMARKS.md, "Pings spread over the second") */
+#define WS_PING_TICK_MS 20
 /* a decided close not carried out by then is forced (no close frame) */
 #define WS_CLOSE_GRACE_S 10
 #define WS_DEADLINE_TICK_MS 100 /* how often the auth and replay deadlines are checked */

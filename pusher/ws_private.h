@@ -86,8 +86,13 @@ struct ws {
     lws_retry_bo_t retry;
     lws_sorted_usec_list_t tick;       /* wakes the loop while shutting down */
     lws_sorted_usec_list_t idle_sweep; /* closes silent connections */
-    lws_sorted_usec_list_t deadlines;  /* expires the auth and replay waits */
-    metrics_series_t *m_refused[7];    /* by reason, as ws_refusal_reasons; the last is "other" */
+    /* the connections the last sweeps chose to ping, a ring, a share of
+     * them pinged every WS_PING_TICK_MS (ws_ping_tick) */
+    lws_sorted_usec_list_t ping_tick;
+    char (*ping_q)[CONN_ID_LEN + 1];
+    size_t ping_head, ping_len, ping_cap, ping_per_tick;
+    lws_sorted_usec_list_t deadlines; /* expires the auth and replay waits */
+    metrics_series_t *m_refused[7];   /* by reason, as ws_refusal_reasons; the last is "other" */
     metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames, *m_acks,
         *m_malformed, *m_oversize, *m_slow, *m_welcomed, *m_dup_dropped, *m_idle, *m_fd_refused,
         *m_nats_holds, *m_nats_catchups, *m_repeats;
