@@ -49,6 +49,7 @@ struct writer {
     bgloop_t *loop;
     pthread_mutex_t lock; /* the queue of publishes */
     writer_item_t *head, *tail;
+    size_t n_queued;
     writer_item_t **batch;       /* the writer thread's */
     struct timespec batch_start; /* the writer thread's: when its last batch began */
     /* the hand-over thread and its queue of stored batches, in store order */
@@ -95,6 +96,7 @@ static int writer_enqueue(writer_t *w, ingest_request_t *req, const char *reply,
     else
         w->head = it;
     w->tail = it;
+    w->n_queued++;
     pthread_mutex_unlock(&w->lock);
     bgloop_wake(w->loop);
     return 0;
@@ -313,15 +315,18 @@ static int writer_run(void *arg)
     writer_t *w = arg;
     writer_item_t **batch = w->batch;
     pthread_mutex_lock(&w->lock);
-    int queued = w->head != NULL;
+    size_t queued = w->n_queued;
     pthread_mutex_unlock(&w->lock);
-    if (queued)
+    if (queued && queued < WRITER_GAP_ENOUGH)
         writer_gap(w); /* what arrives meanwhile joins this batch */
+    else if (queued)
+        clock_gettime(CLOCK_MONOTONIC, &w->batch_start);
     pthread_mutex_lock(&w->lock);
     size_t n = 0;
     while (w->head && n < WRITER_BATCH) {
         batch[n++] = w->head;
         w->head = w->head->next;
+        w->n_queued--;
     }
     if (!w->head)
         w->tail = NULL;

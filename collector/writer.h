@@ -30,6 +30,10 @@
  * tail, though a message may wait up to the gap (docs/BENCHMARKS.md, "A gap
  * between the writer's batches"). */
 #define WRITER_GAP_US 2000
+/* ...unless this many publishes wait already: such a batch is worth its
+ * cost, and a publisher that waits for its reply before the next (request
+ * and reply, a bounded number in flight) would only wait longer */
+#define WRITER_GAP_ENOUGH 32
 #define WRITER_HO_DEPTH 4 /* stored batches waiting for the hand-over, at most */
 
 typedef struct writer writer_t;
