@@ -1,14 +1,14 @@
 /* writer: see writer.h. */
 #include "writer.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
 #include "bgloop.h"
+#include "clock.h"
 #include "jsx.h"
 #include "log.h"
 #include "metrics.h"
@@ -50,8 +50,8 @@ struct writer {
     pthread_mutex_t lock; /* the queue of publishes */
     writer_item_t *head, *tail;
     size_t n_queued;
-    writer_item_t **batch;       /* the writer thread's */
-    struct timespec batch_start; /* the writer thread's: when its last batch began */
+    writer_item_t **batch;   /* the writer thread's */
+    uint64_t batch_start_us; /* the writer thread's: when its last batch began (clock_mono_us) */
     /* the hand-over thread and its queue of stored batches, in store order */
     bgloop_t *ho_loop;
     pthread_mutex_t ho_lock;
@@ -291,22 +291,17 @@ out:
     free(stored);
 }
 
-/* Wait until WRITER_GAP_US after the last batch began; note the new start. */
-static void writer_gap(writer_t *w)
+/* A batch of queued publishes begins now: with fewer than
+ * WRITER_GAP_ENOUGH, not before WRITER_GAP_US after the last one began
+ * (what arrives meanwhile joins it). */
+static void writer_gap(writer_t *w, size_t queued)
 {
-    struct timespec until = w->batch_start, now;
-    until.tv_nsec += WRITER_GAP_US * 1000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+    uint64_t now = clock_mono_us(), due = w->batch_start_us + WRITER_GAP_US;
+    if (queued < WRITER_GAP_ENOUGH && now < due) {
+        usleep((useconds_t)(due - now));
+        now = clock_mono_us();
     }
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec < until.tv_sec || (now.tv_sec == until.tv_sec && now.tv_nsec < until.tv_nsec)) {
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
-            ;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-    }
-    w->batch_start = now;
+    w->batch_start_us = now;
 }
 
 /* Takes up to WRITER_BATCH queued publishes: one transaction. */
@@ -317,10 +312,8 @@ static int writer_run(void *arg)
     pthread_mutex_lock(&w->lock);
     size_t queued = w->n_queued;
     pthread_mutex_unlock(&w->lock);
-    if (queued && queued < WRITER_GAP_ENOUGH)
-        writer_gap(w); /* what arrives meanwhile joins this batch */
-    else if (queued)
-        clock_gettime(CLOCK_MONOTONIC, &w->batch_start);
+    if (queued)
+        writer_gap(w, queued);
     pthread_mutex_lock(&w->lock);
     size_t n = 0;
     while (w->head && n < WRITER_BATCH) {

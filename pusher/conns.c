@@ -322,3 +322,23 @@ int conn_repeat(conn_t *conn, const char *id)
     conn->recent_next = (uint8_t)((conn->recent_next + 1) % CONN_RECENT);
     return 0;
 }
+
+int conn_ids_add(conn_ids_t *l, const conn_t *conn)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        char(*grown)[CONN_ID_LEN + 1] = realloc(l->id, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        l->id = grown;
+        l->cap = cap;
+    }
+    memcpy(l->id[l->n++], conn->id, sizeof conn->id);
+    return 0;
+}
+
+void conn_ids_free(conn_ids_t *l)
+{
+    free(l->id);
+    *l = (conn_ids_t){0};
+}

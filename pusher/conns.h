@@ -147,4 +147,14 @@ frame_t *conn_peek(conn_t *conn);
 /* Drop the oldest queued frame. */
 void conn_pop(conn_t *conn);
 
+/* Connections remembered for later by id, not by pointer: each may be gone
+ * by then, which conns_get tells. */
+typedef struct conn_ids {
+    char (*id)[CONN_ID_LEN + 1];
+    size_t n, cap;
+} conn_ids_t;
+/* Append conn's id. Returns 0, or -1 without memory (nothing added). */
+int conn_ids_add(conn_ids_t *l, const conn_t *conn);
+void conn_ids_free(conn_ids_t *l);
+
 #endif

@@ -218,15 +218,8 @@ void ws_end_replay(ws_t *w, conn_t *conn, handoff_ev_t *pending)
 /* Remember conn to ask for its stored messages again (ws_deadlines). */
 static void ws_retry_later(ws_t *w, conn_t *conn)
 {
-    if (w->n_again == w->cap_again) {
-        size_t cap = w->cap_again ? w->cap_again * 2 : 64;
-        char(*nr)[CONN_ID_LEN + 1] = realloc(w->again, cap * sizeof *nr);
-        if (!nr)
-            return; /* the replay deadline lets the live ones through */
-        w->again = nr;
-        w->cap_again = cap;
-    }
-    memcpy(w->again[w->n_again++], conn->id, sizeof conn->id);
+    /* without memory, the replay deadline lets the live ones through */
+    (void)conn_ids_add(&w->again, conn);
 }
 
 static void ws_on_pending(ws_t *w, handoff_ev_t *ev)

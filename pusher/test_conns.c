@@ -165,8 +165,27 @@ static void replay_sends_stored_then_held_without_copies(void)
     frame_unref(a), frame_unref(b), frame_unref(c), frame_unref(d);
 }
 
+static void conn_ids_keep_every_id_in_order_past_growth(void)
+{
+    conns_t *c = conns_new();
+    conn_ids_t l = {0};
+    conn_t *cs[200];
+    for (int i = 0; i < 200; i++) { /* past the first capacity (64), twice */
+        cs[i] = conns_open(c, NULL);
+        CHECK_INT(conn_ids_add(&l, cs[i]), 0);
+    }
+    CHECK_INT((int)l.n, 200);
+    for (int i = 0; i < 200; i++)
+        CHECK(conns_get(c, l.id[i]) == cs[i]);
+    conn_ids_free(&l);
+    CHECK_INT((int)l.n, 0);
+    CHECK(l.id == NULL);
+    conns_free(c);
+}
+
 CHECK_MAIN(CHECK_CASE(replay_sends_stored_then_held_without_copies),
            CHECK_CASE(users_hold_many_connections_and_the_last_close_is_reported),
            CHECK_CASE(repeats_are_the_recent_ids_only), CHECK_CASE(ids_differ_across_pushers),
            CHECK_CASE(queue_is_fifo_and_bounded),
-           CHECK_CASE(deadlines_expire_in_order_and_leave_with_the_connection))
+           CHECK_CASE(deadlines_expire_in_order_and_leave_with_the_connection),
+           CHECK_CASE(conn_ids_keep_every_id_in_order_past_growth))

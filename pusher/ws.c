@@ -212,10 +212,10 @@ static void ws_deadlines(lws_sorted_usec_list_t *sul)
         LOG_W("... and for %zu more connection(s)", late - 1);
     ws_sub_deadlines(w, now);
     /* every WS_RETRY_TICKS ticks: a connection asks at most every 500 ms */
-    size_t n_again = ++w->ticks % WS_RETRY_TICKS == 0 ? w->n_again : 0;
-    w->n_again -= n_again;
+    size_t n_again = ++w->ticks % WS_RETRY_TICKS == 0 ? w->again.n : 0;
+    w->again.n -= n_again;
     for (size_t i = 0; i < n_again; i++) {
-        conn_t *c = conns_get(w->conns, w->again[i]);
+        conn_t *c = conns_get(w->conns, w->again.id[i]);
         if (c && c->state == CONN_AUTHED && c->replay.active && c->resync == 2)
             ws_request_pending(w, c);
     }
@@ -278,40 +278,26 @@ static void ws_ping_now(conn_t *c)
     lws_callback_on_writable(c->wsi);
 }
 
-/* Queue c's ping for ws_ping_tick (by id: the connection may be gone by
- * then). Without memory for the queue, ping at once. */
+/* Queue c's ping for ws_ping_tick; without memory for it, ping at once. */
 static void ws_ping_later(ws_t *w, conn_t *c)
 {
-    if (w->ping_len == w->ping_cap) {
-        size_t cap = w->ping_cap ? 2 * w->ping_cap : WS_PINGS_MIN;
-        char(*q)[CONN_ID_LEN + 1] = malloc(cap * sizeof *q);
-        if (!q) {
-            ws_ping_now(c);
-            return;
-        }
-        for (size_t i = 0; i < w->ping_len; i++)
-            memcpy(q[i], w->ping_q[(w->ping_head + i) % w->ping_cap], sizeof *q);
-        free(w->ping_q);
-        w->ping_q = q;
-        w->ping_cap = cap;
-        w->ping_head = 0;
-    }
-    memcpy(w->ping_q[(w->ping_head + w->ping_len++) % w->ping_cap], c->id, sizeof *w->ping_q);
+    if (conn_ids_add(&w->pings, c) != 0)
+        ws_ping_now(c);
 }
 
 /* Every WS_PING_TICK_MS while pings are queued: ping_per_tick of them. */
 static void ws_ping_tick(lws_sorted_usec_list_t *sul)
 {
     ws_t *w = lws_container_of(sul, ws_t, ping_tick);
-    for (size_t i = 0; i < w->ping_per_tick && w->ping_len; i++) {
-        conn_t *c = conns_get(w->conns, w->ping_q[w->ping_head]);
-        w->ping_head = (w->ping_head + 1) % w->ping_cap;
-        w->ping_len--;
+    for (size_t i = 0; i < w->ping_per_tick && w->ping_next < w->pings.n; i++) {
+        conn_t *c = conns_get(w->conns, w->pings.id[w->ping_next++]);
         if (c && c->wsi && c->state == CONN_AUTHED && !c->close_code)
             ws_ping_now(c);
     }
-    if (w->ping_len)
+    if (w->ping_next < w->pings.n)
         lws_sul_schedule(w->ctx, 0, &w->ping_tick, ws_ping_tick, WS_PING_TICK_MS * LWS_US_PER_MS);
+    else
+        w->pings.n = w->ping_next = 0;
 }
 
 static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
@@ -320,11 +306,16 @@ static void ws_idle_sweep(lws_sorted_usec_list_t *sul)
     size_t n = conns_count(w->conns);
     ws_sweep_t sweep = {w, ws_now_s(),
                         n / WS_PINGS_SHARE > WS_PINGS_MIN ? n / WS_PINGS_SHARE : WS_PINGS_MIN};
+    if (w->ping_next) { /* what the last sweep queued and is not pinged yet goes first */
+        w->pings.n -= w->ping_next;
+        memmove(w->pings.id, w->pings.id + w->ping_next, w->pings.n * sizeof *w->pings.id);
+        w->ping_next = 0;
+    }
     conns_each(w->conns, ws_sweep_one, &sweep);
-    if (w->ping_len) {
-        /* what is queued goes out before the next sweep */
+    if (w->pings.n) {
+        /* all of it goes out before the next sweep */
         size_t ticks = WS_IDLE_SWEEP_S * 1000 / WS_PING_TICK_MS - 1;
-        w->ping_per_tick = (w->ping_len + ticks - 1) / ticks;
+        w->ping_per_tick = (w->pings.n + ticks - 1) / ticks;
         ws_ping_tick(&w->ping_tick);
     }
     lws_sul_schedule(w->ctx, 0, &w->idle_sweep, ws_idle_sweep,
@@ -678,9 +669,9 @@ void ws_free(ws_t *w)
     handoff_free(w->handoff);
     subs_free(w->subs);
     conns_free(w->conns);
-    free(w->again);
+    conn_ids_free(&w->again);
     free(w->sub_waits);
-    free(w->ping_q);
+    conn_ids_free(&w->pings);
     free(w);
 }
 

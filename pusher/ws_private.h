@@ -70,10 +70,9 @@ struct ws {
     int closing_all;
     int write_now; /* ws_send may write at once: set while handing off, outside any wsi's callback
                     */
-    char (*again)[CONN_ID_LEN + 1]; /* connections to ask again for stored messages */
-    ws_sub_wait_t *sub_waits;       /* subscriptions waiting for authd or the collector, a FIFO */
+    conn_ids_t again;         /* connections to ask again for stored messages */
+    ws_sub_wait_t *sub_waits; /* subscriptions waiting for authd or the collector, a FIFO */
     size_t sub_waits_head, n_sub_waits, cap_sub_waits;
-    size_t n_again, cap_again;
     unsigned ticks;              /* of ws_deadlines */
     int fd_cap;                  /* lws keeps descriptors below this; see ws_create_context */
     int (*serve_until)(ws_t *w); /* the current ws_serve stops when this says 1 */
@@ -86,11 +85,11 @@ struct ws {
     lws_retry_bo_t retry;
     lws_sorted_usec_list_t tick;       /* wakes the loop while shutting down */
     lws_sorted_usec_list_t idle_sweep; /* closes silent connections */
-    /* the connections the last sweeps chose to ping, a ring, a share of
-     * them pinged every WS_PING_TICK_MS (ws_ping_tick) */
+    /* the connections the sweeps chose to ping; ws_ping_tick pings
+     * ping_per_tick of them, from ping_next on, every WS_PING_TICK_MS */
     lws_sorted_usec_list_t ping_tick;
-    char (*ping_q)[CONN_ID_LEN + 1];
-    size_t ping_head, ping_len, ping_cap, ping_per_tick;
+    conn_ids_t pings;
+    size_t ping_next, ping_per_tick;
     lws_sorted_usec_list_t deadlines; /* expires the auth and replay waits */
     metrics_series_t *m_refused[7];   /* by reason, as ws_refusal_reasons; the last is "other" */
     metrics_series_t *m_conns, *m_pending_auth, *m_401, *m_timeouts, *m_frames, *m_acks,
