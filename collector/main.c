@@ -20,7 +20,7 @@
 #include "writer.h"
 
 typedef struct collector_ready_ctx {
-    natsConnection *nc;
+    natsConnection *nc, *nc_handover;
     store_t *store;
     atomic_int started; /* every door (NATS, --http) is open */
 } collector_ready_ctx_t;
@@ -28,7 +28,8 @@ typedef struct collector_ready_ctx {
 static int collector_ready(void *arg)
 {
     collector_ready_ctx_t *r = arg;
-    return atomic_load(&r->started) && natsx_connected(r->nc) && store_healthy(r->store);
+    return atomic_load(&r->started) && natsx_connected(r->nc) && natsx_connected(r->nc_handover) &&
+           store_healthy(r->store);
 }
 
 int main(int argc, char **argv)
@@ -70,18 +71,23 @@ int main(int argc, char **argv)
         LOG_E("%s; not starting", err);
         return 1;
     }
-    natsConnection *nc = NULL;
-    if (natsx_connect(&nc, common.nats_url, "collector") != NATS_OK) {
+    /* The hand-over's publishes go out at once, on a connection of their
+     * own (natsx_connect_now): each round is a hop of every message it
+     * carries. Submissions, replies and the rest share nats.c's writes. */
+    natsConnection *nc = NULL, *nc_handover = NULL;
+    if (natsx_connect(&nc, common.nats_url, "collector") != NATS_OK ||
+        natsx_connect_now(&nc_handover, common.nats_url, "collector-handover") != NATS_OK) {
+        natsx_close(nc);
         store_close(store);
         return 1;
     }
-    collector_ready_ctx_t ready = {nc, store, 0};
+    collector_ready_ctx_t ready = {nc, nc_handover, store, 0};
     httpd_t *metrics =
         common.metrics ? httpd_start_metrics(common.metrics, collector_ready, &ready) : NULL;
     /* sqlite: one collector, the stream's only publisher (handover.h) */
     int sole_publisher = strncmp(store_uri, "sqlite:", 7) == 0;
     handover_t *handover =
-        handover_start(nc, common.prefix, (int)stream_replicas, sole_publisher, store);
+        handover_start(nc_handover, common.prefix, (int)stream_replicas, sole_publisher, store);
     accept_t *accept = handover ? accept_new(store, handover) : NULL;
     writer_t *writer = accept ? writer_start(nc, store, handover, accept) : NULL;
     collect_t *collect =
@@ -109,6 +115,7 @@ int main(int argc, char **argv)
     handover_stop(handover);
     accept_free(accept);
     httpd_stop(metrics);
+    natsx_close(nc_handover);
     natsx_close(nc);
     store_close(store);
     nats_Close();

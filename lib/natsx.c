@@ -71,7 +71,8 @@ static void natsx_on_error(natsConnection *nc, natsSubscription *sub, natsStatus
           natsStatus_GetText(err));
 }
 
-natsStatus natsx_connect(natsConnection **out, const char *urls, const char *name)
+static natsStatus natsx_connect_with(natsConnection **out, const char *urls, const char *name,
+                                     int at_once)
 {
     natsx_disconnects =
         metrics_counter("push_nats_disconnects_total", NULL, "Times the NATS connection was lost");
@@ -107,6 +108,8 @@ natsStatus natsx_connect(natsConnection **out, const char *urls, const char *nam
         s = natsOptions_SetReconnectedCB(opts, natsx_on_reconnected, (void *)name);
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(opts, natsx_on_error, (void *)name);
+    if (s == NATS_OK && at_once)
+        s = natsOptions_SetSendAsap(opts, true);
     if (s == NATS_OK)
         s = natsOptions_SetRetryOnFailedConnect(opts, true, natsx_on_connected, (void *)name);
     if (s == NATS_OK) {
@@ -123,6 +126,16 @@ natsStatus natsx_connect(natsConnection **out, const char *urls, const char *nam
     natsOptions_Destroy(opts);
     free(list);
     return s;
+}
+
+natsStatus natsx_connect(natsConnection **out, const char *urls, const char *name)
+{
+    return natsx_connect_with(out, urls, name, 0);
+}
+
+natsStatus natsx_connect_now(natsConnection **out, const char *urls, const char *name)
+{
+    return natsx_connect_with(out, urls, name, 1);
 }
 
 int natsx_connected(natsConnection *nc)

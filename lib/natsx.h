@@ -18,6 +18,15 @@
  * trying in the background); any other status means bad options. */
 natsStatus natsx_connect(natsConnection **out, const char *urls, const char *name);
 
+/* The same, but each publish is written at once (natsOptions_SetSendAsap).
+ * On a natsx_connect connection nats.c's flusher thread writes what was
+ * published 1 ms after the first publish it was woken for (nats.c 3.4.1,
+ * _flusher): cheap for many small publishes, a millisecond and two thread
+ * wake-ups added to each one on a message's path. For a sender of few,
+ * latency-bound publishes (the collector's hand-over, docs/ARCHITECTURE.md),
+ * on a connection of its own so that the rest still share writes. */
+natsStatus natsx_connect_now(natsConnection **out, const char *urls, const char *name);
+
 /* Process-wide: fn(arg, 0) when a natsx connection of this process is lost
  * (not when it is closed on purpose) and fn(arg, 1) when it is back, its
  * subscriptions sent to the server again. fn runs on nats.c's threads and
