@@ -189,6 +189,12 @@ def nats_cluster_conf(name, host, port, cluster_port, route_addrs, store_dir, ma
 def nats_ports_of(pid):
     """The remote ports of pid's established TCP connections to 127.0.0.1
     (from /proc: which nats-server a service is connected to right now)."""
+    return set(remote_ports_of(pid))
+
+
+def remote_ports_of(pid):
+    """The remote port of each of pid's established TCP connections to
+    127.0.0.1, one entry per connection."""
     inodes = set()
     fd_dir = f"/proc/{pid}/fd"
     for fd in os.listdir(fd_dir):
@@ -198,14 +204,14 @@ def nats_ports_of(pid):
             continue
         if link.startswith("socket:["):
             inodes.add(link[8:-1])
-    ports = set()
+    ports = []
     with open(f"/proc/{pid}/net/tcp") as f:
         next(f)
         for line in f:
             parts = line.split()
             remote, state, inode = parts[2], parts[3], parts[9]
             if state == "01" and inode in inodes and remote.startswith("0100007F:"):
-                ports.add(int(remote.split(":")[1], 16))
+                ports.append(int(remote.split(":")[1], 16))
     return ports
 
 

@@ -1,7 +1,8 @@
 """Three nats-servers clustered with JetStream on loopback, the dispatch
 stream with three replicas (collector --stream-replicas 3), every service
 given the three URLs. 200 WebSocket users get ~1,000 messages a second with
-ttl > 0; mid-stream the nats-server that the collector, the dispatcher and
+ttl > 0; mid-stream the nats-server that the collector (both of its
+connections: the main one and its hand-over's), the dispatcher and
 a pusher are connected to is killed with SIGKILL, then started again. Every message must
 arrive, in publish order per user (a repeat, at-least-once, may come; a new
 message never overtakes an older one), and the three must have moved to
@@ -13,7 +14,7 @@ import os
 import unittest
 
 from harness import (Cluster, Nats, Proc, Requester, eventually, free_port, metric, mint_jwt,
-                     nats_cluster_conf, nats_ports_of, wait_port, ws_welcome)
+                     nats_cluster_conf, nats_ports_of, remote_ports_of, wait_port, ws_welcome)
 
 USERS = 200
 RATE = 1000          # messages a second, over all users
@@ -31,8 +32,7 @@ class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
             self.start_nats_cluster()
             self.c.start_redis()
             self.c.start("authd")
-            self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db",
-                         "--stream-replicas", "3")
+            self.start_collector()
             self.c.start("dispatcher")
             for p in ("p1", "p2", "p3"):
                 self.c.start_pusher(p)
@@ -40,6 +40,20 @@ class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
             print(self.c.logs())
             self.stop_all()
             raise
+
+    def start_collector(self):
+        self.c.start("collector", "collector", "--store", f"sqlite:{self.c.dir}/push.db",
+                     "--stream-replicas", "3")
+
+    def collector_members(self):
+        """The members the collector's two NATS connections (its main one and
+        its hand-over's, each to a member picked at random) are on, once both
+        are up; None before."""
+        ports = [p for p in remote_ports_of(self.c.procs["collector"].pid)
+                 if any(s["port"] == p for s in self.servers)]
+        if len(ports) < 2:
+            return None
+        return [s for s in self.servers if s["port"] in ports]
 
     def start_nats_cluster(self):
         for i in range(3):
@@ -90,7 +104,16 @@ class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
         return json.loads(raw)
 
     async def test_killing_the_collectors_nats_server_mid_stream_loses_nothing_and_keeps_order(self):
-        victim = await eventually(lambda: self.server_of("collector"), timeout=10)
+        # Both of the collector's connections on the victim, so that its
+        # hand-over moves too: start it again until they share a member.
+        for _ in range(40):
+            members = await eventually(self.collector_members, timeout=10)
+            if len(members) == 1:
+                break
+            self.c.procs["collector"].stop()
+            await asyncio.to_thread(self.start_collector)
+        self.assertEqual(len(members), 1, "the collector's connections never shared a member")
+        victim = members[0]
         # A pusher on the victim too (each service picks a member at random):
         # start p3 again until it lands there.
         for _ in range(40):
@@ -240,7 +263,8 @@ class NatsClusterTest(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(first, list(range(published[u])), u)
 
         # Both moved to another member, and the pusher caught up once NATS was back.
-        self.assertIsNot(self.server_of("collector"), victim)
+        members = await eventually(self.collector_members, timeout=10)
+        self.assertNotIn(victim, members)
         self.assertIsNot(self.server_of("dispatcher"), victim)
         for p in on_victim:
             self.assertNotEqual(self.server_of(p), None, p)
