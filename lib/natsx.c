@@ -74,8 +74,8 @@ static void natsx_on_error(natsConnection *nc, natsSubscription *sub, natsStatus
 static natsStatus natsx_connect_with(natsConnection **out, const char *urls, const char *name,
                                      int at_once)
 {
-    natsx_disconnects =
-        metrics_counter("push_nats_disconnects_total", NULL, "Times the NATS connection was lost");
+    natsx_disconnects = metrics_counter("push_nats_disconnects_total", NULL,
+                                        "Times a NATS connection of this process was lost");
     natsx_async_errors = metrics_counter("push_nats_async_errors_total", NULL,
                                          "Asynchronous NATS errors (slow consumer, ...)");
     natsOptions *opts = NULL;
