@@ -151,7 +151,7 @@ static void verifier_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
 
     if (req)
         push__v1__auth_request__free_unpacked(req, NULL);
-    natsMsg_Destroy(msg);
+    natsx_msg_free(msg);
 }
 
 verifier_t *verifier_start(natsConnection *nc, const char *prefix, const char *secret)

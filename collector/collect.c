@@ -43,7 +43,7 @@ static void collect_on_publish(natsConnection *nc, natsSubscription *sub, natsMs
             natsConnection_Publish(nc, reply_to, reply, (int)len);
         free(reply);
     }
-    natsMsg_Destroy(msg);
+    natsx_msg_free(msg);
 }
 
 /* How large a pending or history reply may be: half the server's
@@ -68,7 +68,7 @@ static void collect_reply(natsConnection *nc, natsMsg *msg, uint8_t *reply, size
                   len, natsStatus_GetText(st));
     }
     free(reply);
-    natsMsg_Destroy(msg);
+    natsx_msg_free(msg);
 }
 
 static void collect_on_pending(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
@@ -122,7 +122,7 @@ static void collect_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m
         metrics_add(c->acks, (int64_t)ack->n_ids);
         acker_submit(c->acker, ack); /* recorded in a batch, then freed */
     }
-    natsMsg_Destroy(msg);
+    natsx_msg_free(msg);
 }
 
 static natsStatus collect_sub(collect_t *c, natsSubscription **sub, const char *prefix,

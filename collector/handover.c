@@ -329,7 +329,7 @@ static void handover_on_async_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAc
         break;
     }
     pthread_mutex_unlock(&h->fly_lock);
-    natsMsg_Destroy(msg);
+    natsx_msg_free(msg);
 }
 
 static void handover_free_chunk(void *arg, const char *key, void *value)

@@ -449,7 +449,7 @@ static natsStatus shard_fetch(shard_t *sh, natsMsgList *list)
         return s;
     natsMsg **msgs = malloc(CONSUME_BATCH * sizeof *msgs);
     if (!msgs) {
-        natsMsg_Destroy(m); /* not acked: it comes again after the ack wait */
+        natsx_msg_free(m); /* not acked: it comes again after the ack wait */
         return NATS_NO_MEMORY;
     }
     int n = 0;
@@ -511,7 +511,7 @@ static void *shard_loop(void *arg)
             shard_unbind(sh);
             usleep(200 * 1000);
         }
-        natsMsgList_Destroy(&list);
+        natsx_msg_list_free(&list);
     }
     /* Our acks reach the server before the lease is given back, so the
      * next owner's ack floor is current and it repeats nothing. */

@@ -94,7 +94,7 @@ static long long presence_ask_nodes(presence_t *p, natsConnection *nc, const cha
         natsMsg *reply = NULL;
         natsStatus st = left > 0 ? natsSubscription_NextMsg(&reply, sub, left) : NATS_TIMEOUT;
         if (st == NATS_NO_RESPONDERS || (st == NATS_OK && natsMsg_IsNoResponders(reply))) {
-            natsMsg_Destroy(reply); /* a node that is gone holds nobody */
+            natsx_msg_free(reply); /* a node that is gone holds nobody */
             n_done++;
             continue;
         }
@@ -117,7 +117,7 @@ static long long presence_ask_nodes(presence_t *p, natsConnection *nc, const cha
             metrics_inc(p->bad_node_replies);
         else
             push__v1__node_presence_reply__free_unpacked(r, NULL);
-        natsMsg_Destroy(reply);
+        natsx_msg_free(reply);
     }
 out:
     natsSubscription_Destroy(sub); /* (destroying unsubscribes) */
@@ -185,7 +185,7 @@ static void presence_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
                               (json_int_t)total, "nodes", nodes));
 out:
     json_decref(req);
-    natsMsg_Destroy(msg);
+    natsx_msg_free(msg);
 }
 
 presence_t *presence_start(natsConnection *nc, const char *prefix, const redisx_url_t *redis)

@@ -1,6 +1,7 @@
 /* natsx: see natsx.h. */
 #include "natsx.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -189,4 +190,46 @@ const char *natsx_subject(char *buf, size_t size, const char *prefix, const char
 {
     snprintf(buf, size, "%s.%s", prefix, suffix);
     return buf;
+}
+
+/* natsx_msg_free's way: natsMsg_free of libnats 3.4, or NULL. */
+static void (*natsx_msg_free_fn)(void *msg);
+static pthread_once_t natsx_msg_free_once = PTHREAD_ONCE_INIT;
+
+static void natsx_msg_free_resolve(void)
+{
+    /* 3.4.x: natsMsg_Destroy is "not flagged no-destroy, then
+     * natsGC_collect, which calls natsMsg_free on its thread" */
+    if ((nats_GetVersionNumber() >> 8) != 0x0304)
+        return;
+    void *sym = dlsym(RTLD_DEFAULT, "natsMsg_free");
+    if (sym)
+        memcpy(&natsx_msg_free_fn, &sym, sizeof sym); /* POSIX: dlsym gives functions too */
+}
+
+int natsx_msg_free_is_direct(void)
+{
+    pthread_once(&natsx_msg_free_once, natsx_msg_free_resolve);
+    return natsx_msg_free_fn != NULL;
+}
+
+void natsx_msg_free(natsMsg *m)
+{
+    if (!m)
+        return;
+    if (natsx_msg_free_is_direct())
+        natsx_msg_free_fn(m);
+    else
+        natsMsg_Destroy(m);
+}
+
+void natsx_msg_list_free(natsMsgList *list)
+{
+    if (!list || !list->Msgs)
+        return;
+    for (int i = 0; i < list->Count; i++)
+        natsx_msg_free(list->Msgs[i]);
+    free(list->Msgs);
+    list->Msgs = NULL;
+    *(int *)&list->Count = 0; /* natsMsgList's Count is const for its users */
 }

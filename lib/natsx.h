@@ -57,6 +57,29 @@ void natsx_sub_close(natsSubscription *sub, natsConnection *nc, int timeout_ms);
 void natsx_close(natsConnection *nc); /* at shutdown: later disconnects of this process are not
                                          logged as losses */
 
+/* Free a message this process owns: one a subscription of ours received
+ * (not one of an auto-acking JetStream subscription, which nats.c frees
+ * itself), a request's reply, or one handed to an ack handler. Safe with
+ * NULL.
+ *
+ * natsMsg_Destroy does not free: it puts the message on a list for nats.c's
+ * garbage-collector thread and wakes that thread (nats.c 3.4.1,
+ * natsGC_collect), a futex wake-up and a context switch for every message
+ * when messages come one at a time: 28-41% of the times the collector's,
+ * dispatcher's and pusher's threads were scheduled at 10,000 stored
+ * messages/s (docs/BENCHMARKS.md). With libnats 3.4, whose source we
+ * read, this calls the function that thread would call, natsMsg_free
+ * (exported, not declared in nats.h), found with dlsym; with any other
+ * version, or without the symbol, it is natsMsg_Destroy. */
+void natsx_msg_free(natsMsg *m);
+
+/* natsx_msg_free for each message of list, then its array. */
+void natsx_msg_list_free(natsMsgList *list);
+
+/* 1 when natsx_msg_free frees on the calling thread, 0 when it hands the
+ * message to nats.c's collector (see natsx_msg_free). */
+int natsx_msg_free_is_direct(void);
+
 /* Write "<prefix>.<suffix>" into buf. Returns buf. */
 const char *natsx_subject(char *buf, size_t size, const char *prefix, const char *suffix);
 

@@ -43,7 +43,7 @@ int pushctl_presence(int argc, char **argv)
     rc = 1;
     if (s == NATS_OK) {
         printf("%.*s\n", natsMsg_GetDataLength(reply), natsMsg_GetData(reply));
-        natsMsg_Destroy(reply);
+        natsx_msg_free(reply);
         rc = 0;
     } else {
         fprintf(stderr, "pushctl: no answer on %s: %s\n", subject, natsStatus_GetText(s));

@@ -33,7 +33,7 @@ static int publish_send(const config_common_t *common, json_t *req, long timeout
         json_t *j = json_loadb(data, (size_t)len, 0, NULL);
         rc = j && json_object_get(j, "id") ? 0 : 1;
         json_decref(j);
-        natsMsg_Destroy(reply);
+        natsx_msg_free(reply);
     } else if (s == NATS_NO_RESPONDERS) {
         fprintf(stderr, "pushctl: no collector is listening on %s\n", subject);
     } else {

@@ -131,7 +131,7 @@ int pushctl_tail(int argc, char **argv)
         fflush(stdout);
         free(text);
         json_decref(line);
-        natsMsg_Destroy(m);
+        natsx_msg_free(m);
         seen++;
     }
     natsSubscription_Destroy(sub);

@@ -96,7 +96,7 @@ static void bus_on_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *
     handoff_push_list(b->to_service, first, last);
     if (d)
         push__v1__node_delivery__free_unpacked(d, NULL);
-    natsMsg_Destroy(msg);
+    natsx_msg_free(msg);
 }
 
 static void bus_on_presence(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
@@ -118,7 +118,7 @@ static void bus_on_presence(natsConnection *nc, natsSubscription *sub, natsMsg *
     }
     if (r)
         push__v1__node_presence_request__free_unpacked(r, NULL);
-    natsMsg_Destroy(msg);
+    natsx_msg_free(msg);
 }
 
 static void bus_on_auth_reply(bus_t *b, const char *conn, natsMsg *msg)
@@ -253,7 +253,7 @@ static void bus_on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg
     } else if (strncmp(subj, ".p.", 3) == 0) {
         bus_on_pending_reply(b, subj + 3, msg);
     }
-    natsMsg_Destroy(msg);
+    natsx_msg_free(msg);
 }
 
 /* natsx_watch: deliveries published while this node was away from NATS
