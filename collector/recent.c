@@ -7,6 +7,10 @@
 
 #include "strmap.h"
 
+/* A list's first size; it doubles as it fills and halves (not below
+ * this) once a quarter full. */
+#define RECENT_MIN_CAP 4
+
 typedef struct recent_ids {
     char (*ids)[IDS_LEN + 1];
     size_t n, cap;
@@ -74,7 +78,7 @@ int recent_add(recent_t *r, const char *user, const char *id)
     if (at < l->n && strcmp(l->ids[at], id) == 0)
         return 0;
     if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
+        size_t cap = l->cap ? l->cap * 2 : RECENT_MIN_CAP;
         void *grown = realloc(l->ids, cap * sizeof *l->ids);
         if (!grown)
             return -1;
@@ -121,6 +125,19 @@ void recent_remove_sorted(recent_t *r, const char *user, const char *const *ids,
     if (!l->n) {
         strmap_remove(r->users, user);
         recent_free_ids(NULL, user, l);
+        return;
+    }
+    /* A user who stays busy keeps a list: give back what a burst grew it
+     * to once it holds a quarter or less (halving keeps adds amortised). */
+    size_t cap = l->cap;
+    while (cap > RECENT_MIN_CAP && l->n <= cap / 4)
+        cap /= 2;
+    if (cap != l->cap) {
+        void *shrunk = realloc(l->ids, cap * sizeof *l->ids);
+        if (shrunk) { /* if not, it keeps the larger block */
+            l->ids = shrunk;
+            l->cap = cap;
+        }
     }
 }
 
@@ -138,6 +155,19 @@ size_t recent_of(const recent_t *r, const char *user, const char *after,
     }
     *ids = (const char(*)[IDS_LEN + 1])(l->ids + from);
     return l->n - from;
+}
+
+static void recent_add_cap(void *arg, const char *key, void *value)
+{
+    (void)key;
+    *(size_t *)arg += ((const recent_ids_t *)value)->cap;
+}
+
+size_t recent_capacity(const recent_t *r)
+{
+    size_t cap = 0;
+    strmap_each(r->users, recent_add_cap, &cap);
+    return cap;
 }
 
 size_t recent_size(const recent_t *r)

@@ -29,5 +29,9 @@ size_t recent_of(const recent_t *r, const char *user, const char *after,
                  const char (**ids)[IDS_LEN + 1]);
 /* How many (user, id) pairs it holds. */
 size_t recent_size(const recent_t *r);
+/* How many ids its lists have room for, all users together (each takes
+ * IDS_LEN + 1 bytes): at most about 4 times recent_size once lists shrink,
+ * plus a few per user. One pass over the users. */
+size_t recent_capacity(const recent_t *r);
 
 #endif

@@ -111,6 +111,47 @@ static void remove_sorted_empties_a_user_with_many_ids(void)
     recent_free(r);
 }
 
+/* A user who stays busy: a burst grows the list, the indexer takes the
+ * burst away, a few ids stay. The room goes back down with them, and the
+ * ids left and adds after it are as before. */
+static void a_list_shrinks_when_a_burst_is_indexed(void)
+{
+    recent_t *r = recent_new();
+    enum { N = 40000 };
+    char(*names)[IDS_LEN + 1] = calloc(N + 2, sizeof *names);
+    const char **ids = calloc(N, sizeof *ids);
+    CHECK(names && ids);
+    for (unsigned i = 0; names && ids && i < N; i++) {
+        id_of(names[i], sizeof names[i], i);
+        ids[i] = names[i];
+        CHECK_INT(recent_add(r, "busy", names[i]), 0);
+    }
+    CHECK(recent_capacity(r) >= N);
+    recent_remove_sorted(r, "busy", ids, N - 3); /* all but the newest 3 */
+    CHECK_INT(recent_size(r), 3);
+    CHECK(recent_capacity(r) <= 16);
+    id_of(names[N], sizeof names[N], N);
+    id_of(names[N + 1], sizeof names[N + 1], N + 1);
+    CHECK_INT(recent_add(r, "busy", names[N]), 0);
+    CHECK_INT(recent_add(r, "busy", names[N + 1]), 0);
+    char want[200];
+    snprintf(want, sizeof want, "%s,%s,%s,%s,%s", names[N - 3], names[N - 2], names[N - 1],
+             names[N], names[N + 1]);
+    CHECK_STR(listed(r, "busy"), want);
+    /* removing one at a time, as a slow indexer would: never below 4 */
+    for (int i = 0; i < 4; i++) {
+        const char *one[] = {names[N - 3 + i]};
+        recent_remove_sorted(r, "busy", one, 1);
+        CHECK(recent_capacity(r) >= recent_size(r));
+        CHECK(recent_capacity(r) >= 4);
+    }
+    CHECK_STR(listed(r, "busy"), names[N + 1]);
+    free(names);
+    free(ids);
+    recent_free(r);
+}
+
 CHECK_MAIN(CHECK_CASE(remove_sorted_takes_only_the_ids_named_and_keeps_the_order),
            CHECK_CASE(remove_sorted_leaves_the_ids_not_named),
-           CHECK_CASE(remove_sorted_empties_a_user_with_many_ids))
+           CHECK_CASE(remove_sorted_empties_a_user_with_many_ids),
+           CHECK_CASE(a_list_shrinks_when_a_burst_is_indexed))
