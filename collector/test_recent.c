@@ -87,6 +87,17 @@ static void remove_sorted_leaves_the_ids_not_named(void)
     }
 }
 
+/* Give "busy" n ids in commit order: names[i] and ids[i] are the i-th. */
+static void add_burst(recent_t *r, char (*names)[IDS_LEN + 1], const char **ids, unsigned n)
+{
+    CHECK(names && ids);
+    for (unsigned i = 0; names && ids && i < n; i++) {
+        id_of(names[i], sizeof names[i], i);
+        ids[i] = names[i];
+        CHECK_INT(recent_add(r, "busy", names[i]), 0);
+    }
+}
+
 /* What the indexer does to a busy user: all of its 40,000 ids, oldest
  * first, in one call (one at a time this moved the rest of the list for
  * each: docs/BENCHMARKS.md). */
@@ -96,12 +107,7 @@ static void remove_sorted_empties_a_user_with_many_ids(void)
     enum { N = 40000 };
     char(*names)[IDS_LEN + 1] = calloc(N, sizeof *names);
     const char **ids = calloc(N, sizeof *ids);
-    CHECK(names && ids);
-    for (unsigned i = 0; names && ids && i < N; i++) {
-        id_of(names[i], sizeof names[i], i);
-        ids[i] = names[i];
-        CHECK_INT(recent_add(r, "busy", names[i]), 0);
-    }
+    add_burst(r, names, ids, N);
     CHECK_INT(recent_size(r), N);
     recent_remove_sorted(r, "busy", ids, N - 1);
     CHECK_INT(recent_size(r), 1);
@@ -120,12 +126,7 @@ static void a_list_shrinks_when_a_burst_is_indexed(void)
     enum { N = 40000 };
     char(*names)[IDS_LEN + 1] = calloc(N + 2, sizeof *names);
     const char **ids = calloc(N, sizeof *ids);
-    CHECK(names && ids);
-    for (unsigned i = 0; names && ids && i < N; i++) {
-        id_of(names[i], sizeof names[i], i);
-        ids[i] = names[i];
-        CHECK_INT(recent_add(r, "busy", names[i]), 0);
-    }
+    add_burst(r, names, ids, N);
     CHECK(recent_capacity(r) >= N);
     recent_remove_sorted(r, "busy", ids, N - 3); /* all but the newest 3 */
     CHECK_INT(recent_size(r), 3);
