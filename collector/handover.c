@@ -872,6 +872,22 @@ void handover_stop(handover_t *h)
     handover_settle(h, 0); /* every round's answers (or their deadline) */
     pthread_mutex_unlock(&h->pub_lock);
     handover_flush_marks(h);
+    /* A round given up at its deadline may still have publishes nats.c
+     * answers later (its MaxWait timer fires on a thread of its own, and
+     * can be late): their handler would reach a freed h. nats.c counts a
+     * publish as pending until its handler has returned, so once none is,
+     * none can come. If some never are (nats.c could not even make its
+     * timeout answer), h is left allocated: the process is ending anyway. */
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = HANDOVER_ACK_WAIT_MS + 5000;
+    natsStatus s = js_PublishAsyncComplete(h->js_async, &po);
+    if (s != NATS_OK) {
+        LOG_W("handover: hand-over(s) still unanswered after %d ms (%s); stopping without "
+              "freeing the hand-over's state",
+              HANDOVER_ACK_WAIT_MS + 5000, natsStatus_GetText(s));
+        return;
+    }
     jsCtx_Destroy(h->js);
     jsCtx_Destroy(h->js_async);
     pthread_mutex_destroy(&h->marks.lock);

@@ -65,6 +65,8 @@ typedef struct handover handover_t;
  * pipelined (see "Pipeline" above). */
 handover_t *handover_start(natsConnection *nc, const char *prefix, int stream_replicas,
                            int sole_publisher, store_t *store);
+/* Stops the retry loop and waits for every publish still out to be answered
+ * (acked, refused or timed out), then frees h. */
 void handover_stop(handover_t *h);
 
 /* Hand over n stored messages at once, in id order: asynchronous
