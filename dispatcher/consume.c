@@ -49,11 +49,13 @@ struct consume {
     bgloop_t *manager; /* the lease manager: consume_tick every CONSUME_TICK_MS */
     atomic_int stream_ok;
     int64_t started_ms; /* clock_mono_ms at consume_start */
+    int ranked;         /* manager thread only: shards placed by rank (lease.h); -1 at start */
     atomic_int redis_up;
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
     metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts,
         *channel_messages;
-    metrics_series_t *owned, *taken, *rebinds, *redelivered, *conn_changes, *conn_resumed;
+    metrics_series_t *owned, *busy_owned, *taken, *rebinds, *redelivered, *conn_changes,
+        *conn_resumed;
     metrics_histogram_t *age; /* accepted -> published to the nodes */
 };
 
@@ -580,14 +582,25 @@ static int consume_ensure_stream(consume_t *c)
     return jsx_ensure_dispatch_stream(c->js, c->prefix, 0) == NATS_OK;
 }
 
-/* One pass of the manager: heartbeat, renew, give back what is over our
- * share, take free shards up to it. */
+/* Whether shard is ours to keep or take: by rank (lease.h) when every live
+ * dispatcher places shards by rank, else within a share of ceil(shards /
+ * live) like older versions (owned: what we hold, counting this one). */
+static int consume_mine(unsigned shard, int live, int rank, int owned)
+{
+    if (rank >= 0)
+        return lease_target(shard, live) == rank;
+    return owned <= (JSX_SHARDS + live - 1) / live;
+}
+
+/* One pass of the manager: heartbeat, renew, give back what is not ours,
+ * take free shards that are. */
 static void consume_tick(consume_t *c)
 {
     if (!atomic_load(&c->stream_ok) && natsx_connected(c->nc))
         atomic_store(&c->stream_ok, consume_ensure_stream(c));
     long long t0 = clock_mono_ms();
-    int live = lease_heartbeat(c->lease);
+    int rank = -1;
+    int live = lease_heartbeat(c->lease, &rank);
     atomic_store(&c->redis_up, live > 0);
     if (live <= 0)
         return; /* workers pause by themselves once their leases may have passed */
@@ -605,13 +618,22 @@ static void consume_tick(consume_t *c)
             shard_stop(sh);
         }
     }
-    int share = (JSX_SHARDS + live - 1) / live;
+    if ((rank >= 0) != c->ranked) {
+        if (rank >= 0)
+            LOG_I("placing shards by rank, %d dispatcher(s) live", live);
+        else
+            LOG_I("sharing shards by count, %d dispatcher(s) live: one of an older version is "
+                  "among them",
+                  live);
+    }
+    c->ranked = rank >= 0;
     int owned = consume_owned(c);
-    /* Give back the highest shards over our share: tell them all to stop
-     * first, so their last batches finish side by side, not one by one. */
+    /* Give back what is not ours (by count: the highest shards over our
+     * share): tell them all to stop first, so their last batches finish
+     * side by side, not one by one. */
     int give[JSX_SHARDS], n_give = 0;
-    for (int i = JSX_SHARDS - 1; i >= 0 && owned - n_give > share; i--)
-        if (c->shards[i].running) {
+    for (int i = JSX_SHARDS - 1; i >= 0; i--)
+        if (c->shards[i].running && !consume_mine((unsigned)i, live, rank, owned - n_give)) {
             atomic_store(&c->shards[i].run, 0);
             give[n_give++] = i;
         }
@@ -623,9 +645,9 @@ static void consume_tick(consume_t *c)
     owned -= n_give;
     if (!atomic_load(&c->stream_ok))
         return;
-    for (unsigned i = 0; i < JSX_SHARDS && owned < share; i++) {
+    for (unsigned i = 0; i < JSX_SHARDS; i++) {
         shard_t *sh = &c->shards[i];
-        if (sh->running)
+        if (sh->running || !consume_mine(i, live, rank, owned + 1))
             continue;
         t0 = clock_mono_ms();
         int r = lease_take(c->lease, i);
@@ -635,6 +657,10 @@ static void consume_tick(consume_t *c)
             owned++;
     }
     metrics_set(c->owned, owned);
+    int busy = 0;
+    for (unsigned i = 0; i < JSX_SHARDS; i++)
+        busy += c->shards[i].running && jsx_shard_used(i);
+    metrics_set(c->busy_owned, busy);
 }
 
 static int consume_manager(void *arg)
@@ -666,6 +692,7 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         return NULL;
     c->nc = nc;
     c->redis = *redis;
+    c->ranked = -1;
     snprintf(c->prefix, sizeof c->prefix, "%s", prefix);
     jsx_stream_name(c->stream, sizeof c->stream, prefix);
     char host[64] = "host";
@@ -699,6 +726,10 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         metrics_counter("push_dispatch_malformed_total", NULL, "Malformed stream messages dropped");
     c->owned = metrics_gauge("push_dispatch_shards_owned", NULL,
                              "Shards of the dispatch stream this dispatcher owns now");
+    c->busy_owned =
+        metrics_gauge("push_dispatch_busy_shards_owned", NULL,
+                      "Shards of the dispatch stream this dispatcher owns that collectors put "
+                      "messages on (4 of the 16)");
     c->taken = metrics_counter("push_dispatch_shards_taken_total", NULL,
                                "Shard leases taken (at start, rebalancing, failover)");
     c->rebinds = metrics_counter("push_dispatch_consumer_resets_total", NULL,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsx.h"
 #include "log.h"
 
 struct lease {
@@ -12,6 +13,7 @@ struct lease {
     char prefix[128];
     char owner[128];
     char members_key[200];
+    char ranked_key[220];
     redisContext *c;
     int logged_down;
 };
@@ -23,14 +25,25 @@ static const char LEASE_RENEW[] = "if redis.call('get', KEYS[1]) == ARGV[1] then
 static const char LEASE_RELEASE[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
                                     "return redis.call('del', KEYS[1]) else return 0 end";
 /* Redis's clock for the scores, so dispatchers on hosts with skewed clocks
- * agree on who is alive. */
+ * agree on who is alive. KEYS: the set of all live dispatchers (older
+ * versions count it for their share), then the ranked set. Answers {live,
+ * rank}: rank -1 unless every live dispatcher is in the ranked set. */
 static const char LEASE_HEARTBEAT[] =
     "local t = redis.call('time') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
-    "redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) "
-    "redis.call('zremrangebyscore', KEYS[1], '-inf', now) "
-    "redis.call('pexpire', KEYS[1], 2 * tonumber(ARGV[2])) "
-    "return redis.call('zcard', KEYS[1])";
+    "for _, k in ipairs(KEYS) do "
+    "  redis.call('zadd', k, now + tonumber(ARGV[2]), ARGV[1]) "
+    "  redis.call('zremrangebyscore', k, '-inf', now) "
+    "  redis.call('pexpire', k, 2 * tonumber(ARGV[2])) "
+    "end "
+    "local live = redis.call('zcard', KEYS[1]) "
+    "local ranked = redis.call('zrange', KEYS[2], 0, -1) "
+    "if #ranked ~= live then return {live, -1} end "
+    "table.sort(ranked) "
+    "for i, m in ipairs(ranked) do if m == ARGV[1] then return {live, i - 1} end end "
+    "return {live, -1}";
+static const char LEASE_LEAVE[] = "redis.call('zrem', KEYS[1], ARGV[1]) "
+                                  "redis.call('zrem', KEYS[2], ARGV[1]) return 0";
 
 lease_t *lease_new(const redisx_url_t *url, const char *prefix, const char *owner)
 {
@@ -41,6 +54,7 @@ lease_t *lease_new(const redisx_url_t *url, const char *prefix, const char *owne
     snprintf(l->prefix, sizeof l->prefix, "%s", prefix);
     snprintf(l->owner, sizeof l->owner, "%s", owner);
     snprintf(l->members_key, sizeof l->members_key, "%s:dispatchers", prefix);
+    snprintf(l->ranked_key, sizeof l->ranked_key, "%s:ranked", l->members_key);
     return l;
 }
 
@@ -102,13 +116,37 @@ static long long lease_int(redisReply *r, const char *what)
     return v;
 }
 
-int lease_heartbeat(lease_t *l)
+int lease_heartbeat(lease_t *l, int *rank)
 {
     char ms[32];
     snprintf(ms, sizeof ms, "%d", LEASE_MS);
-    const char *argv[] = {"EVAL", LEASE_HEARTBEAT, "1", l->members_key, l->owner, ms};
-    long long n = lease_int(lease_cmd(l, 6, argv), "the heartbeat");
-    return n < 1 ? -1 : (int)n;
+    const char *argv[] = {"EVAL",        LEASE_HEARTBEAT, "2", l->members_key,
+                          l->ranked_key, l->owner,        ms};
+    *rank = -1;
+    redisReply *r = lease_cmd(l, 7, argv);
+    if (!r)
+        return -1;
+    long long live = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
+        live = r->element[0]->integer;
+        if (live >= 1 && r->element[1]->integer >= 0 && r->element[1]->integer < live)
+            *rank = (int)r->element[1]->integer;
+    } else {
+        LOG_W("Redis answered the heartbeat with %s",
+              r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected type");
+    }
+    freeReplyObject(r);
+    return live < 1 ? -1 : (int)live;
+}
+
+int lease_target(unsigned shard, int live)
+{
+    unsigned step = JSX_SHARDS / JSX_SHARDS_USED;
+    /* busy shard i is the (i / step)-th dealt; the others follow in order */
+    unsigned turn =
+        jsx_shard_used(shard) ? shard / step : JSX_SHARDS_USED + shard - shard / step - 1;
+    return live > 0 ? (int)(turn % (unsigned)live) : 0;
 }
 
 int lease_take(lease_t *l, unsigned shard)
@@ -148,8 +186,9 @@ int lease_release(lease_t *l, unsigned shard)
 
 void lease_leave(lease_t *l)
 {
-    const char *argv[] = {"ZREM", l->members_key, l->owner};
-    redisReply *r = lease_cmd(l, 3, argv);
+    /* both at once: the others never see us in one set only */
+    const char *argv[] = {"EVAL", LEASE_LEAVE, "2", l->members_key, l->ranked_key, l->owner};
+    redisReply *r = lease_cmd(l, 6, argv);
     if (r)
         freeReplyObject(r);
 }

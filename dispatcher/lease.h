@@ -8,8 +8,16 @@
  *                                 LEASE_MS that only the owner renews
  *   <prefix>:dispatchers          sorted set, member = a live dispatcher's id,
  *                                 score = Redis time in ms until which it counts
- * Each dispatcher takes up to ceil(shards / live dispatchers) shards and
- * gives back what is over its share, so work spreads when one joins and
+ *   <prefix>:dispatchers:ranked   the same, of the dispatchers that place
+ *                                 shards by rank (this version and later)
+ * While every live dispatcher is in the ranked set, shard i belongs to the
+ * one whose rank (its place among the live ones, ordered by id) is
+ * lease_target(i, live): the busy shards (jsx_shard_used) are dealt out
+ * first, so three dispatchers carry 2, 1 and 1 of the 4 busy shards rather
+ * than 2, 2 and 0. Each gives back what is not its own and takes its own
+ * once free. While an older dispatcher is live (a rolling upgrade), all
+ * share as the older ones do: each takes up to ceil(shards / live) and gives
+ * back what is over that share. Either way work spreads when one joins and
  * moves when one leaves or dies (after LEASE_MS).
  *
  * One owner thread; blocking hiredis calls with a short timeout; the
@@ -29,8 +37,15 @@ lease_t *lease_new(const redisx_url_t *url, const char *prefix, const char *owne
 void lease_free(lease_t *l);
 
 /* Say this dispatcher is alive for LEASE_MS. Returns how many dispatchers
- * are alive (>= 1), or -1 when Redis is unreachable. */
-int lease_heartbeat(lease_t *l);
+ * are alive (>= 1), or -1 when Redis is unreachable. *rank: this one's rank
+ * among them when every live one places shards by rank, else -1. */
+int lease_heartbeat(lease_t *l, int *rank);
+
+/* The rank (0 .. live-1) of the dispatcher that shard belongs to while live
+ * dispatchers place shards by rank: the busy shards in turn, then the
+ * others, continuing the turn; between any two dispatchers their busy
+ * shards, and all their shards, differ by one at most. */
+int lease_target(unsigned shard, int live);
 
 /* Take shard if nobody holds it: 1 taken, 0 held by another, -1 Redis error. */
 int lease_take(lease_t *l, unsigned shard);

@@ -1,4 +1,4 @@
-"""Order and no loss across failures: two dispatchers side by side, one
+"""Order and no loss across failures: two and three dispatchers side by side, one
 joining in the middle of a stream, one killed with SIGKILL in the middle of
 a stream (restarted, or with a second one taking over), the collector killed
 between its reply and the hand-over, the stream deleted, nats-server killed
@@ -17,16 +17,15 @@ from harness import (SHARDS, SHARDS_USED, ClusterTest, eventually, fnv1a, free_p
 N = 1000
 
 
-def users_on_both_halves(stem, per_half=2):
-    """User ids with shards in 0..7 and in 8..15: with two dispatchers each
-    owning one half (the first keeps the low shards, gives the high ones
-    back), both dispatchers have work."""
-    low, high, i = [], [], 0
-    while len(low) < per_half or len(high) < per_half:
+def users_on_every_busy_shard(stem, per_shard=1):
+    """User ids on each of the busy shards (0, 4, 8 and 12): however
+    dispatchers split those (by rank, dispatcher/lease.h), each has work."""
+    by_shard, i = {k * (SHARDS // SHARDS_USED): [] for k in range(SHARDS_USED)}, 0
+    while any(len(v) < per_shard for v in by_shard.values()):
         u = f"{stem}{i}"
-        (low if shard_of(u) < SHARDS // 2 else high).append(u)
+        by_shard[shard_of(u)].append(u)
         i += 1
-    return low[:per_half] + high[:per_half]
+    return [u for v in by_shard.values() for u in v[:per_shard]]
 
 
 async def receive_data(ws, want, timeout=60.0):
@@ -106,11 +105,16 @@ class OrderTest(ClusterTest):
         return results
 
 
-class TwoDispatchers(OrderTest):
+class SeveralDispatchers(OrderTest):
     async def test_1000_messages_to_one_user_arrive_in_order_with_two_dispatchers(self):
         self.c.start("dispatcher-2", "dispatcher")
         self.wait_shards({"dispatcher": SHARDS // 2, "dispatcher-2": SHARDS // 2})
-        users = users_on_both_halves("ordered")
+        await self.every_busy_shard_in_order("ordered", ("dispatcher", "dispatcher-2"))
+
+    async def every_busy_shard_in_order(self, stem, names):
+        """N messages to a user on each busy shard, in order; every named
+        dispatcher did part of the work, and nothing came twice."""
+        users = users_on_every_busy_shard(stem)
         wss = await self.connect(users)
         # One publishing connection: the collector accepts them in this order.
         for n in range(N):
@@ -118,14 +122,27 @@ class TwoDispatchers(OrderTest):
                 self.nats.pub("push.collect", json.dumps({"to": [u], "data": n}))
         await self.nats.flush()
         results = await self.check_all_in_order(wss, N)
-        # Both dispatchers did part of the work, and nothing came twice.
-        for name in ("dispatcher", "dispatcher-2"):
+        for name in names:
             self.assertGreater(metric(self.c.scrape(name), "push_dispatch_messages_total"), 0, name)
         for u, (order, _) in zip(users, results):
-            self.assertEqual(len(order), N, f"{u}: repeats with two healthy dispatchers")
+            self.assertEqual(len(order), N, f"{u}: repeats with healthy dispatchers")
+
+    async def test_three_dispatchers_carry_2_1_and_1_busy_shards_and_keep_order(self):
+        self.c.start("dispatcher-2", "dispatcher")
+        self.c.start("dispatcher-3", "dispatcher")
+        names = ("dispatcher", "dispatcher-2", "dispatcher-3")
+        deadline = time.monotonic() + 20
+        while True:
+            busy = sorted(metric(self.c.scrape(n), "push_dispatch_busy_shards_owned") for n in names)
+            owned = sorted(metric(self.c.scrape(n), "push_dispatch_shards_owned") for n in names)
+            if (busy, owned) == ([1, 1, 2], [5, 5, 6]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual((busy, owned), ([1, 1, 2], [5, 5, 6]))
+        await self.every_busy_shard_in_order("three", names)
 
     async def test_a_dispatcher_joining_mid_stream_keeps_order(self):
-        users = users_on_both_halves("joiner")
+        users = users_on_every_busy_shard("joiner")
         wss = await self.connect(users)
         for n in range(N):
             for u in users:
@@ -139,7 +156,7 @@ class TwoDispatchers(OrderTest):
 
     async def test_a_multi_recipient_message_reaches_users_of_every_shard_once(self):
         self.c.start("dispatcher-2", "dispatcher")
-        users = users_on_both_halves("multi", per_half=4)
+        users = users_on_every_busy_shard("multi", per_shard=2)
         wss = await self.connect(users)
         for n in range(50):
             self.nats.pub("push.collect", json.dumps({"to": users, "data": n}))
@@ -177,7 +194,7 @@ class KilledDispatcher(OrderTest):
     async def test_one_of_two_dispatchers_killed_the_other_takes_over_in_order(self):
         self.c.start("dispatcher-2", "dispatcher")
         self.wait_shards({"dispatcher": SHARDS // 2, "dispatcher-2": SHARDS // 2})
-        users = users_on_both_halves("takeover")
+        users = users_on_every_busy_shard("takeover")
         wss = await self.connect(users)
         for n in range(N):
             for u in users:

@@ -70,7 +70,9 @@ ts("Messages and deliveries", [
     (f'sum(rate(push_dispatch_deliveries_total{{namespace=~"$namespace"}}{R}))', "deliveries to nodes"),
     (f'sum(rate(push_dispatch_broadcasts_total{{namespace=~"$namespace"}}{R}))', "broadcasts"),
     (f'sum(rate(push_dispatch_offline_recipients_total{{namespace=~"$namespace"}}{R}))', "offline recipients")], 0, unit="ops")
-ts("Shards owned, by dispatcher", [('sum by (pod) (push_dispatch_shards_owned{namespace=~"$namespace"})', "{{pod}}")], 8)
+ts("Shards owned, by dispatcher", [
+    ('sum by (pod) (push_dispatch_shards_owned{namespace=~"$namespace"})', "{{pod}} (of 16)"),
+    ('sum by (pod) (push_dispatch_busy_shards_owned{namespace=~"$namespace"})', "{{pod}} busy (of 4)")], 8)
 ts("Dispatcher errors", [
     (f'sum(rate(push_dispatch_redis_errors_total{{namespace=~"$namespace"}}{R}))', "redis errors"),
     (f'sum(rate(push_dispatch_consumer_resets_total{{namespace=~"$namespace"}}{R}))', "consumer resets"),
