@@ -2,10 +2,11 @@
  * consume: the dispatcher's work on the dispatch stream.
  *
  * The stream has JSX_SHARDS shards by recipient (lib/jsx.h). A manager
- * thread keeps this dispatcher's leases in Redis (lease.h): it takes up to
- * its share of the shards, renews them every second, gives back what is
- * over its share when another dispatcher joins, and takes over the shards
- * of one that died once their leases ran out. Each owned shard has a worker
+ * thread keeps this dispatcher's leases in Redis (lease.h): it takes the
+ * shards that are its own (by rank among the live dispatchers, the busy ones
+ * dealt out first), renews them every second, gives back what is no longer
+ * its own when another dispatcher joins, and takes over the shards of one
+ * that died once their leases ran out. Each owned shard has a worker
  * thread that takes batches from the shard's durable push consumer
  * "dispatch-<i>" (the first message as soon as it is stored, then whatever
  * else is waiting, up to CONSUME_BATCH), resolves every recipient's live nodes in one pipelined
