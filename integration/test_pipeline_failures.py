@@ -1,6 +1,6 @@
 """Order and no loss across failures: two and three dispatchers side by side, one
 joining in the middle of a stream, one killed with SIGKILL in the middle of
-a stream (restarted, or with a second one taking over), the collector killed
+a stream (restarted, or with one or two others taking over), the collector killed
 between its reply and the hand-over, the stream deleted, nats-server killed
 and restarted, the dispatcher's connection lost under a delivery, somebody
 else's message in the stream the collector chains its hand-overs in, an
@@ -84,13 +84,14 @@ class OrderTest(ClusterTest):
                                                    json.dumps({"to": [user], "data": n})))
             self.assertIn("id", r, r)
 
-    def wait_shards(self, owned, timeout=20.0):
-        """Wait until each named dispatcher owns the given number of shards."""
+    def wait_shards(self, owned, timeout=20.0, any_order=False):
+        """Wait until each named dispatcher owns the given number of shards
+        (any_order: the counts, whichever dispatcher has which)."""
         deadline = time.monotonic() + timeout
         got = {}
         while time.monotonic() < deadline:
             got = {n: metric(self.c.scrape(n), "push_dispatch_shards_owned") for n in owned}
-            if all(got[n] == owned[n] for n in owned):
+            if (sorted(got.values()) == sorted(owned.values()) if any_order else got == owned):
                 return
             time.sleep(0.2)
         self.fail(f"shards owned {got}, wanted {owned}")
@@ -194,17 +195,32 @@ class KilledDispatcher(OrderTest):
     async def test_one_of_two_dispatchers_killed_the_other_takes_over_in_order(self):
         self.c.start("dispatcher-2", "dispatcher")
         self.wait_shards({"dispatcher": SHARDS // 2, "dispatcher-2": SHARDS // 2})
-        users = users_on_every_busy_shard("takeover")
-        wss = await self.connect(users)
+        await self.kill_mid_stream("takeover", "dispatcher-2")
+        self.wait_shards({"dispatcher": SHARDS})
+
+    async def test_one_of_three_dispatchers_killed_the_two_left_share_its_shards_in_order(self):
+        # The two left rank themselves again: shards move between them too,
+        # while the dead one's leases run out.
+        self.c.start("dispatcher-2", "dispatcher")
+        self.c.start("dispatcher-3", "dispatcher")
+        self.wait_shards({"dispatcher": 5, "dispatcher-2": 5, "dispatcher-3": 6}, any_order=True)
+        await self.kill_mid_stream("three", "dispatcher-2")
+        self.wait_shards({"dispatcher": SHARDS // 2, "dispatcher-3": SHARDS // 2})
+        for name in ("dispatcher", "dispatcher-3"):
+            self.assertEqual(metric(self.c.scrape(name), "push_dispatch_busy_shards_owned"), 2, name)
+
+    async def kill_mid_stream(self, stem, victim):
+        """N messages to users on every busy shard; the victim is killed with
+        SIGKILL a quarter of the way in; all arrive, in order."""
+        wss = await self.connect(users_on_every_busy_shard(stem))
         for n in range(N):
-            for u in users:
+            for u in wss:
                 self.nats.pub("push.collect", json.dumps({"to": [u], "data": n}))
             if n == N // 4:
                 await self.nats.flush()
-                self.c.procs["dispatcher-2"].kill9()
+                self.c.procs[victim].kill9()
         await self.nats.flush()
         await self.check_all_in_order(wss, N)
-        self.wait_shards({"dispatcher": SHARDS})
 
 
 class KilledCollector(OrderTest):
