@@ -1,6 +1,7 @@
 /* consume: see consume.h. */
 #include "consume.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@ typedef struct shard {
     pthread_t thread;
     int running;                 /* the thread exists (manager thread only) */
     atomic_int run;              /* the worker keeps going while set */
+    atomic_int done;             /* the worker is returning: joining it does not wait */
     atomic_llong valid_until_ms; /* monotonic ms until which our lease surely holds */
     natsSubscription *sub;       /* worker thread only */
     uint64_t epoch;          /* worker thread only: the connection sub was bound on (natsx_epoch) */
@@ -46,14 +48,18 @@ struct consume {
     char stream[128];
     char owner[160];
     shard_t shards[JSX_SHARDS];
-    bgloop_t *manager; /* the lease manager: consume_tick every CONSUME_TICK_MS */
+    bgloop_t *manager;         /* the lease manager: consume_tick every CONSUME_TICK_MS */
+    natsSubscription *changes; /* <prefix>.dispatchers: another one joined, left or gave back */
     atomic_int stream_ok;
     int64_t started_ms; /* clock_mono_ms at consume_start */
     int ranked;         /* manager thread only: shards placed by rank (lease.h); -1 at start */
+    int last_live, last_rank; /* manager thread only: the previous tick's */
+    int64_t settle_until_ms;  /* manager thread only: tick fast until then */
     atomic_int redis_up;
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
     metrics_series_t *messages, *deliveries, *node_messages, *offline, *malformed, *broadcasts,
         *channel_messages;
+    metrics_series_t *bad_announcements; /* malformed on <prefix>.dispatchers */
     metrics_series_t *owned, *busy_owned, *taken, *rebinds, *redelivered, *conn_changes,
         *conn_resumed;
     metrics_histogram_t *age; /* accepted -> published to the nodes */
@@ -63,6 +69,11 @@ struct consume {
  * every CONSUME_TICK_MS; the margin leaves room for a slow renewal, so a
  * dispatcher cut off from Redis stops before its lease can pass to another. */
 #define CONSUME_TICK_MS 1000
+/* After the live dispatchers changed, or this one gave shards back, the
+ * manager ticks every CONSUME_SETTLE_TICK_MS for CONSUME_SETTLE_MS: a shard
+ * another one gives back is taken within that tick, not a whole one. */
+#define CONSUME_SETTLE_MS 5000
+#define CONSUME_SETTLE_TICK_MS 100
 #define CONSUME_LEASE_MARGIN_MS 1500
 
 static int shard_lease_ok(shard_t *sh)
@@ -520,6 +531,7 @@ static void *shard_loop(void *arg)
     if (natsx_connected(sh->c->nc))
         natsConnection_FlushTimeout(sh->c->nc, 1000);
     shard_unbind(sh);
+    atomic_store(&sh->done, 1);
     return NULL;
 }
 
@@ -531,6 +543,7 @@ static int shard_start(consume_t *c, shard_t *sh, long long valid_until_ms)
 {
     atomic_store(&sh->valid_until_ms, valid_until_ms);
     atomic_store(&sh->run, 1);
+    atomic_store(&sh->done, 0);
     if (pthread_create(&sh->thread, NULL, shard_loop, sh) != 0) {
         LOG_E("cannot start a thread for shard %u", sh->id);
         return -1;
@@ -559,6 +572,31 @@ static int consume_owned(const consume_t *c)
     return n;
 }
 
+static void consume_announce(consume_t *c, const char *event);
+
+/* Give back the n shards in give, told to stop already: each as soon as its
+ * worker finished its batch (an idle one waits out its fetch, up to 500
+ * ms, and must not hold up a busy one), telling the others at once. */
+static void consume_give_back(consume_t *c, const int *give, int n)
+{
+    int left = n;
+    while (left) {
+        int progressed = 0;
+        for (int k = 0; k < n; k++) {
+            shard_t *sh = &c->shards[give[k]];
+            if (!sh->running || !atomic_load(&sh->done))
+                continue;
+            shard_stop(sh);
+            lease_release(c->lease, (unsigned)give[k]);
+            consume_announce(c, "gave_back");
+            left--;
+            progressed = 1;
+        }
+        if (!progressed)
+            usleep(5 * 1000);
+    }
+}
+
 /* The collector creates the dispatch stream with its --stream-replicas; a
  * dispatcher starting first would create it with 1, and the collector's
  * scale-up to 3 then races with the consumers this dispatcher creates
@@ -580,6 +618,36 @@ static int consume_ensure_stream(consume_t *c)
             return 0; /* not there yet (or not readable): ask again at the next tick */
     }
     return jsx_ensure_dispatch_stream(c->js, c->prefix, 0) == NATS_OK;
+}
+
+/* Tell the other dispatchers that shards may be free or due to move (event:
+ * "joined", "gave_back", "left"), so that they look now rather than at
+ * their next tick: <prefix>.dispatchers, JSON {"dispatcher", "event"}. */
+static void consume_announce(consume_t *c, const char *event)
+{
+    char subject[256];
+    natsx_subject(subject, sizeof subject, c->prefix, NATSX_DISPATCHERS);
+    json_t *j = json_pack("{s:s, s:s}", "dispatcher", c->owner, "event", event);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (text && natsx_connected(c->nc))
+        natsConnection_PublishString(c->nc, subject, text);
+    free(text);
+    json_decref(j);
+}
+
+static void consume_on_change(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                              void *closure)
+{
+    (void)nc, (void)sub;
+    consume_t *c = closure;
+    json_t *j = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
+    const char *who = json_string_value(json_object_get(j, "dispatcher"));
+    if (!who)
+        metrics_inc(c->bad_announcements); /* not one of ours: no tick for it */
+    else if (strcmp(who, c->owner) != 0)
+        bgloop_wake(c->manager);
+    json_decref(j);
+    natsx_msg_free(msg);
 }
 
 /* Whether shard is ours to keep or take: by rank (lease.h) when every live
@@ -627,6 +695,12 @@ static void consume_tick(consume_t *c)
                   live);
     }
     c->ranked = rank >= 0;
+    if (live != c->last_live || rank != c->last_rank)
+        c->settle_until_ms = clock_mono_ms() + CONSUME_SETTLE_MS;
+    if (!c->last_live)
+        consume_announce(c, "joined"); /* our first heartbeat */
+    c->last_live = live;
+    c->last_rank = rank;
     int owned = consume_owned(c);
     /* Give back what is not ours (by count: the highest shards over our
      * share): tell them all to stop first, so their last batches finish
@@ -637,12 +711,12 @@ static void consume_tick(consume_t *c)
             atomic_store(&c->shards[i].run, 0);
             give[n_give++] = i;
         }
-    for (int k = 0; k < n_give; k++) {
-        shard_stop(&c->shards[give[k]]);
-        lease_release(c->lease, (unsigned)give[k]);
+    consume_give_back(c, give, n_give);
+    for (int k = 0; k < n_give; k++)
         LOG_I("gave back shard %d (%d dispatchers share %d shards)", give[k], live, JSX_SHARDS);
-    }
     owned -= n_give;
+    if (n_give)
+        c->settle_until_ms = clock_mono_ms() + CONSUME_SETTLE_MS;
     if (!atomic_load(&c->stream_ok))
         return;
     for (unsigned i = 0; i < JSX_SHARDS; i++) {
@@ -665,7 +739,12 @@ static void consume_tick(consume_t *c)
 
 static int consume_manager(void *arg)
 {
-    consume_tick(arg);
+    consume_t *c = arg;
+    consume_tick(c);
+    if (clock_mono_ms() < c->settle_until_ms && !bgloop_stopping(c->manager)) {
+        usleep(CONSUME_SETTLE_TICK_MS * 1000);
+        return BGLOOP_AGAIN;
+    }
     return BGLOOP_WAIT;
 }
 
@@ -674,15 +753,18 @@ static int consume_manager(void *arg)
  * out. */
 static void consume_give_back_all(consume_t *c)
 {
-    for (unsigned i = 0; i < JSX_SHARDS; i++)
-        atomic_store(&c->shards[i].run, 0); /* all at once: each may wait on NATS */
+    int give[JSX_SHARDS], n = 0;
     for (unsigned i = 0; i < JSX_SHARDS; i++) {
-        if (!c->shards[i].running)
-            continue;
-        shard_stop(&c->shards[i]);
-        lease_release(c->lease, i);
+        atomic_store(&c->shards[i].run, 0); /* all at once: each may wait on NATS */
+        if (c->shards[i].running)
+            give[n++] = (int)i;
     }
+    /* Out of the live set first: the others rank themselves without us and
+     * take each shard as soon as it is released (the leases, not the set,
+     * keep one owner per shard). */
     lease_leave(c->lease);
+    consume_announce(c, "left");
+    consume_give_back(c, give, n);
 }
 
 consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_url_t *redis)
@@ -730,6 +812,10 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         metrics_gauge("push_dispatch_busy_shards_owned", NULL,
                       "Shards of the dispatch stream this dispatcher owns that collectors put "
                       "messages on (4 of the 16)");
+    c->bad_announcements =
+        metrics_counter("push_dispatch_bad_announcements_total", NULL,
+                        "Messages on <prefix>.dispatchers that are not a dispatcher's JSON "
+                        "announcement (ignored)");
     c->taken = metrics_counter("push_dispatch_shards_taken_total", NULL,
                                "Shard leases taken (at start, rebalancing, failover)");
     c->rebinds = metrics_counter("push_dispatch_consumer_resets_total", NULL,
@@ -767,6 +853,13 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         LOG_E("cannot start the lease manager thread");
         goto fail;
     }
+    char subject[256];
+    natsx_subject(subject, sizeof subject, prefix, NATSX_DISPATCHERS);
+    if (natsConnection_Subscribe(&c->changes, nc, subject, consume_on_change, c) != NATS_OK) {
+        c->changes = NULL; /* slower to follow the others (their ticks), not wrong */
+        LOG_W("cannot subscribe to %s; following the other dispatchers every %d ms", subject,
+              CONSUME_TICK_MS);
+    }
     LOG_I("%s sharing %d shards of %s with the other dispatchers", c->owner, JSX_SHARDS, c->stream);
     return c;
 fail:
@@ -783,6 +876,7 @@ void consume_stop(consume_t *c)
 {
     if (!c)
         return;
+    natsx_sub_close(c->changes, c->nc, 1000); /* no wake-up of a stopped manager */
     bgloop_stop(c->manager);
     consume_give_back_all(c);
     for (unsigned i = 0; i < JSX_SHARDS; i++)

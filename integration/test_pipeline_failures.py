@@ -140,6 +140,13 @@ class SeveralDispatchers(OrderTest):
                 break
             time.sleep(0.2)
         self.assertEqual((busy, owned), ([1, 1, 2], [5, 5, 6]))
+        # Not an announcement of theirs on push.dispatchers: counted, ignored.
+        self.nats.pub("push.dispatchers", b"\x00 not json")
+        await self.nats.flush()
+        for name in names:
+            await eventually(lambda: metric(self.c.scrape(name),
+                                            "push_dispatch_bad_announcements_total") == 1,
+                             timeout=10)
         await self.every_busy_shard_in_order("three", names)
 
     async def test_a_dispatcher_joining_mid_stream_keeps_order(self):

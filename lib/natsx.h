@@ -93,5 +93,6 @@ const char *natsx_subject(char *buf, size_t size, const char *prefix, const char
 #define NATSX_PENDING "pending"
 #define NATSX_PRESENCE "presence"
 #define NATSX_HISTORY "history"
+#define NATSX_DISPATCHERS "dispatchers"
 
 #endif

@@ -33,6 +33,7 @@ static const tail_kind_t tail_kinds[] = {
     {"pending", "push.v1.PendingRequest", &push__v1__pending_request__descriptor},
     {"history", "push.v1.HistoryRequest", &push__v1__history_request__descriptor},
     {"presence", "json", NULL},
+    {"dispatchers", "json", NULL},
 };
 
 /* Does subject suffix s match pattern p, token by token, '*' matching one? */
