@@ -11,3 +11,4 @@ for i in 1 2 3; do bench/pipeline.sh ingest 200000 2>&1 | grep -E "figure|rate";
 for i in 1 2 3; do INFLIGHT=4096 bench/pipeline.sh ingest 200000 2>&1 | grep -E "rate"; done
 for i in 1 2 3; do bench/pipeline.sh e2e 10000 2>&1 | grep figure; done
 for i in 1 2 3; do bench/pipeline.sh e2e 30000 2>&1 | grep figure; done
+for i in 1 2 3; do bench/shard_moves.py 2>&1 | grep figure; done
