@@ -579,16 +579,20 @@ static void consume_announce(consume_t *c, const char *event);
  * ms, and must not hold up a busy one), telling the others at once. */
 static void consume_give_back(consume_t *c, const int *give, int n)
 {
+    unsigned char handled[JSX_SHARDS] = {0};
     int left = n;
     while (left) {
         int progressed = 0;
         for (int k = 0; k < n; k++) {
             shard_t *sh = &c->shards[give[k]];
-            if (!sh->running || !atomic_load(&sh->done))
+            if (handled[k] || (sh->running && !atomic_load(&sh->done)))
                 continue;
-            shard_stop(sh);
-            lease_release(c->lease, (unsigned)give[k]);
-            consume_announce(c, "gave_back");
+            if (sh->running) {
+                shard_stop(sh);
+                lease_release(c->lease, (unsigned)give[k]);
+                consume_announce(c, "gave_back");
+            }
+            handled[k] = 1;
             left--;
             progressed = 1;
         }
