@@ -17,31 +17,22 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 os.environ.setdefault("PUSH_BIN", os.path.join(HERE, "..", "build", "bin"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-import time  # noqa: E402
-
-from harness import Cluster, Nats, metric, shard_of, ws_welcome  # noqa: E402
+from harness import Cluster, Nats, metric, shard_of, users_on_every_busy_shard, ws_welcome  # noqa: E402
 
 RATE = 50        # messages a second, per user
 SECONDS = 8
 JOIN_S, LEAVE_S = 2, 5
 
 
-def users_on_busy_shards():
-    by_shard, i = {}, 0
-    while len(by_shard) < 4:
-        by_shard.setdefault(shard_of(f"moves{i}"), f"moves{i}")
-        i += 1
-    return [by_shard[k] for k in sorted(by_shard)]
-
-
 async def run(c):
     nats = await Nats().connect(c.nats_port)
-    users = users_on_busy_shards()
+    users = users_on_every_busy_shard("moves")
     wss = {u: (await ws_welcome(c.ws_url(token=c.token(u))))[0] for u in users}
     loop = asyncio.get_running_loop()
     t0 = loop.time()

@@ -51,9 +51,8 @@ struct consume {
     bgloop_t *manager;         /* the lease manager: consume_tick every CONSUME_TICK_MS */
     natsSubscription *changes; /* <prefix>.dispatchers: another one joined, left or gave back */
     atomic_int stream_ok;
-    int64_t started_ms; /* clock_mono_ms at consume_start */
-    int ranked;         /* manager thread only: shards placed by rank (lease.h); -1 at start */
-    int last_live, last_rank; /* manager thread only: the previous tick's */
+    int64_t started_ms;       /* clock_mono_ms at consume_start */
+    int last_live, last_rank; /* manager thread only: the previous tick's (live 0: none yet) */
     int64_t settle_until_ms;  /* manager thread only: tick fast until then */
     atomic_int redis_up;
     atomic_ullong publish_failed_total; /* NodeDelivery publishes refused by nats.c */
@@ -690,7 +689,7 @@ static void consume_tick(consume_t *c)
             shard_stop(sh);
         }
     }
-    if ((rank >= 0) != c->ranked) {
+    if (!c->last_live || (rank >= 0) != (c->last_rank >= 0)) {
         if (rank >= 0)
             LOG_I("placing shards by rank, %d dispatcher(s) live", live);
         else
@@ -698,7 +697,6 @@ static void consume_tick(consume_t *c)
                   "among them",
                   live);
     }
-    c->ranked = rank >= 0;
     if (live != c->last_live || rank != c->last_rank)
         c->settle_until_ms = clock_mono_ms() + CONSUME_SETTLE_MS;
     if (!c->last_live)
@@ -778,7 +776,6 @@ consume_t *consume_start(natsConnection *nc, const char *prefix, const redisx_ur
         return NULL;
     c->nc = nc;
     c->redis = *redis;
-    c->ranked = -1;
     snprintf(c->prefix, sizeof c->prefix, "%s", prefix);
     jsx_stream_name(c->stream, sizeof c->stream, prefix);
     char host[64] = "host";

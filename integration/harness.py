@@ -172,6 +172,18 @@ def shard_of(name):
     return fnv1a(name) % SHARDS_USED * (SHARDS // SHARDS_USED)
 
 
+def users_on_every_busy_shard(stem, per_shard=1):
+    """User ids "<stem><n>" on each of the busy shards (0, 4, 8 and 12), in
+    shard order: however dispatchers split those (by rank,
+    dispatcher/lease.h), each has work."""
+    by_shard, i = {k * (SHARDS // SHARDS_USED): [] for k in range(SHARDS_USED)}, 0
+    while any(len(v) < per_shard for v in by_shard.values()):
+        u = f"{stem}{i}"
+        by_shard[shard_of(u)].append(u)
+        i += 1
+    return [u for v in by_shard.values() for u in v[:per_shard]]
+
+
 def nats_cluster_conf(name, host, port, cluster_port, route_addrs, store_dir, max_payload=4194304,
                       http_port=None):
     """nats-server config text for one member of a JetStream cluster named

@@ -12,20 +12,9 @@ import time
 import unittest
 
 from harness import (SHARDS, SHARDS_USED, ClusterTest, eventually, fnv1a, free_port, http_post,
-                     metric, pb_field, shard_of, ws_welcome)
+                     metric, pb_field, users_on_every_busy_shard, ws_welcome)
 
 N = 1000
-
-
-def users_on_every_busy_shard(stem, per_shard=1):
-    """User ids on each of the busy shards (0, 4, 8 and 12): however
-    dispatchers split those (by rank, dispatcher/lease.h), each has work."""
-    by_shard, i = {k * (SHARDS // SHARDS_USED): [] for k in range(SHARDS_USED)}, 0
-    while any(len(v) < per_shard for v in by_shard.values()):
-        u = f"{stem}{i}"
-        by_shard[shard_of(u)].append(u)
-        i += 1
-    return [u for v in by_shard.values() for u in v[:per_shard]]
 
 
 async def receive_data(ws, want, timeout=60.0):
